@@ -1,0 +1,19 @@
+"""Model metamers: generation, representation tests and transferability.
+
+The library behind the Snakemake pipeline; every module is importable on its own, so the same
+code runs in a notebook:
+
+- ``data``: labelled image data sets (embedded Fashion-MNIST, torchvision sets, image folders)
+- ``zoo``: model architectures, loaders per source (local, torchvision, robustbench), metadata
+- ``train``: training of the local zoo (standard and adversarially robust)
+- ``references``: class-balanced, seeded reference samples
+- ``generate``: batched metamer synthesis
+- ``criteria``: the success criterion and its null distribution
+- ``stats``: correlations, null percentiles, bootstrap, RSA, CKA
+- ``activations``: activations of named layers
+- ``scores``: long-format score tables and summaries
+- ``store``: HDF5 / Parquet / JSON input and output
+- ``plots``: figures
+"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,63 @@
+"""Cross-reference checks of a config that the JSON schema cannot express.
+
+The schema (``workflow/schemas/config.schema.yaml``) checks keys, types and ranges and fills
+defaults; :func:`check_config` then checks that every name refers to something that exists.
+"""
+
+from __future__ import annotations
+
+from metamers.inits import INIT_KINDS
+
+
+class ConfigError(ValueError):
+    """A config that names something that does not exist; the message says what and where."""
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)
+
+
+def check_config(config: dict) -> None:
+    """Raise :class:`ConfigError` naming the first dangling reference in ``config``."""
+    models, sets = config["models"], config.get("generator_sets", {})
+    training = config.get("training", {})
+    for name, spec in models.items():
+        where = f"models.{name}"
+        _require("/" not in name and name not in sets,
+                 f"{where}: model names must be unique and contain no '/'.")
+        if spec["source"] == "local":
+            _require("architecture" in spec, f"{where}: a local model needs `architecture`.")
+            _require(spec.get("training") in training,
+                     f"{where}.training={spec.get('training')!r} is not a key of `training` "
+                     f"({sorted(training)}).")
+        elif spec["source"] == "torchvision":
+            _require("architecture" in spec and "weights" in spec,
+                     f"{where}: a torchvision model needs `architecture` and `weights`.")
+        else:
+            for key in ("name", "dataset", "threat_model", "num_classes"):
+                _require(key in spec, f"{where}: a robustbench model needs `{key}`.")
+    for name, spec in sets.items():
+        for member in spec["members"]:
+            _require(member in models, f"generator_sets.{name}: member {member!r} is not a "
+                                       f"model (models: {sorted(models)}).")
+        for alias, layers in spec["layers"].items():
+            _require(sorted(layers) == sorted(spec["members"]),
+                     f"generator_sets.{name}.layers.{alias} must give one layer per member "
+                     f"{spec['members']}, not {sorted(layers)}.")
+    generation = config["generation"]
+    for generator, layers in generation["generators"].items():
+        _require(generator in models or generator in sets,
+                 f"generation.generators: {generator!r} is neither a model nor a generator set.")
+        if generator in sets:
+            unknown = [layer for layer in layers if layer not in sets[generator]["layers"]]
+            _require(not unknown, f"generation.generators.{generator}: layer aliases {unknown} "
+                                  f"are not in generator_sets.{generator}.layers.")
+    for key, kind in (("optimizers", "optimizer"), ("inits", "init")):
+        for name in generation[key]:
+            _require(name in config[key], f"generation.{key}: {kind} {name!r} is not defined "
+                                          f"under `{key}` ({sorted(config[key])}).")
+    for name, init in config["inits"].items():
+        _require(init["kind"] in INIT_KINDS, f"inits.{name}.kind must be one of {INIT_KINDS}.")
+    for name in config.get("evaluation", {}).get("evaluators") or []:
+        _require(name in models, f"evaluation.evaluators: {name!r} is not a model.")

@@ -1,0 +1,61 @@
+"""The metamer success criterion (Feather et al. 2023) and its null distribution.
+
+A metamer succeeds at its generating layer when (1) the Spearman correlation between its
+activations and its reference's exceeds a high percentile of the null distribution of Spearman
+correlations between *different* references at that layer, and (2) the generator's predicted
+class on it equals its prediction on the reference.
+
+The threshold is a percentile (default 99th), not the null's maximum: in low-dimensional layers
+(e.g. 10 logits) different images can rank their units identically, so the null's maximum can be
+1.0 and nothing could pass. Ties (ReLU zeros) get average ranks. In such layers the criterion
+says "ranked as alike as all but the top 1% of different-image pairs", a weaker statement than in
+a wide layer; read it together with the pixel distance and the evaluation's controls.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from metamers.stats import null_correlations, null_threshold, spearman_rows
+
+
+@dataclass
+class NullDistribution:
+    """Sorted Spearman correlations between different references at one (model, layer)."""
+
+    correlations: np.ndarray
+    percentile: float
+
+    @property
+    def threshold(self) -> float:
+        return null_threshold(self.correlations, self.percentile)
+
+
+def compute_null(reference_activations: np.ndarray, percentile: float,
+                 max_pairs: int | None = None, seed: int = 0) -> NullDistribution:
+    """The null distribution from (N, D) reference activations (all pairs or a seeded sample)."""
+    if len(reference_activations) < 2:
+        raise ValueError("The null distribution needs at least two reference images.")
+    return NullDistribution(
+        null_correlations(reference_activations, "spearman", max_pairs, seed), percentile)
+
+
+@dataclass
+class CriterionCheck:
+    """Per metamer: its Spearman correlation, whether the class matches, and overall success."""
+
+    spearman: np.ndarray
+    class_matches: np.ndarray
+    passed: np.ndarray
+
+
+def check_criterion(metamer_activations: np.ndarray, reference_activations: np.ndarray,
+                    metamer_predictions: np.ndarray, reference_predictions: np.ndarray,
+                    threshold: float) -> CriterionCheck:
+    """Apply the success criterion to (N, D) activations and (N,) predicted classes."""
+    spearman = spearman_rows(metamer_activations, reference_activations)
+    class_matches = np.asarray(metamer_predictions) == np.asarray(reference_predictions)
+    passed = np.nan_to_num(spearman, nan=-np.inf) > threshold
+    return CriterionCheck(spearman, class_matches, passed & class_matches)

@@ -1,0 +1,111 @@
+"""Labelled image data sets, as tensors of images in [0, 1].
+
+The embedded default is Fashion-MNIST from Debian's ``dataset-fashion-mnist`` package, read by
+torchvision's own loader once the IDX files are unpacked into ``root/FashionMNIST/raw``.
+torchvision's CIFAR-10 / MNIST (from a local root) and ``ImageFolder`` are selectable by config.
+"""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torchvision
+from torchvision.transforms import v2
+
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+FASHION_MNIST_FILES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
+
+
+@dataclass
+class LabelledImages:
+    """Images (N, C, H, W) float32 in [0, 1], integer labels (N,) and the class names."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    class_names: list[str]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def unpack_fashion_mnist(root: Path, source_dir: Path = DEBIAN_FASHION_MNIST) -> Path:
+    """Gunzip Debian's Fashion-MNIST IDX files into ``root/FashionMNIST/raw`` (idempotent)."""
+    raw_dir = Path(root) / "FashionMNIST" / "raw"
+    raw_dir.mkdir(parents=True, exist_ok=True)
+    for name in FASHION_MNIST_FILES:
+        target = raw_dir / name
+        if target.exists():
+            continue
+        packed = Path(source_dir) / f"{name}.gz"
+        if not packed.exists():
+            raise FileNotFoundError(
+                f"Fashion-MNIST file {packed} is missing. Install it with "
+                "`apt-get install dataset-fashion-mnist` (Debian), or put the IDX files in "
+                f"{raw_dir}, or set data.download: true on a machine with internet."
+            )
+        partial = target.with_suffix(".partial")
+        with gzip.open(packed, "rb") as source, open(partial, "wb") as sink:
+            shutil.copyfileobj(source, sink)
+        partial.rename(target)
+    return raw_dir
+
+
+def _to_float_images(array: np.ndarray) -> torch.Tensor:
+    """uint8 (N, H, W) or (N, H, W, C) -> float32 (N, C, H, W) in [0, 1]."""
+    tensor = torch.from_numpy(np.asarray(array))
+    if tensor.ndim == 3:
+        tensor = tensor.unsqueeze(-1)
+    return tensor.permute(0, 3, 1, 2).contiguous().float().div(255.0)
+
+
+def load_dataset(spec: dict, train: bool) -> LabelledImages:
+    """Load the train or test split of the data set described by the ``data`` config slice.
+
+    ``spec["name"]`` is one of ``fashion_mnist``, ``mnist``, ``cifar10`` (torchvision loaders
+    reading ``spec["root"]``) or ``image_folder`` (``root/train`` and ``root/test`` folders of
+    class sub-folders, resized to ``spec["image_size"]``).
+    """
+    name, root = spec["name"], Path(spec["root"])
+    download = bool(spec.get("download", False))
+    if name == "fashion_mnist":
+        if not download:
+            unpack_fashion_mnist(root, Path(spec.get("source_dir", DEBIAN_FASHION_MNIST)))
+        dataset = torchvision.datasets.FashionMNIST(root, train=train, download=download)
+        return LabelledImages(_to_float_images(dataset.data.numpy()), dataset.targets.long(),
+                              list(dataset.classes))
+    if name == "mnist":
+        dataset = torchvision.datasets.MNIST(root, train=train, download=download)
+        return LabelledImages(_to_float_images(dataset.data.numpy()), dataset.targets.long(),
+                              list(dataset.classes))
+    if name == "cifar10":
+        dataset = torchvision.datasets.CIFAR10(root, train=train, download=download)
+        return LabelledImages(_to_float_images(dataset.data), torch.tensor(dataset.targets),
+                              list(dataset.classes))
+    if name == "image_folder":
+        return _load_image_folder(root / ("train" if train else "test"), int(spec["image_size"]))
+    raise ValueError(
+        f"Unknown data set {name!r}: choose fashion_mnist, mnist, cifar10 or image_folder."
+    )
+
+
+def _load_image_folder(folder: Path, image_size: int) -> LabelledImages:
+    if not folder.is_dir():
+        raise FileNotFoundError(f"Image folder {folder} does not exist: it must hold one "
+                                "sub-folder of images per class.")
+    transform = v2.Compose([
+        v2.ToImage(), v2.Resize(image_size), v2.CenterCrop(image_size),
+        v2.ToDtype(torch.float32, scale=True),
+    ])
+    dataset = torchvision.datasets.ImageFolder(folder, transform=transform)
+    images = torch.stack([image for image, _ in dataset])
+    return LabelledImages(images, torch.tensor(dataset.targets), list(dataset.classes))

@@ -1,0 +1,284 @@
+"""Batched metamer synthesis for one model or a set of models optimised jointly.
+
+All references of a job are optimised at once, as one (N, C, H, W) parameter. Each iteration is
+one forward pass to the generating layer and one backward pass, over the metamers still running:
+a metamer stops when it meets the success criterion (checked every ``check_every`` iterations) or
+when the budget runs out, and its image is frozen from then on.
+
+Loss per model: ||a(x) - a(ref)||^2 / ||a(ref)||^2 at the generating layer (so layers and models
+are comparable); for a set of models, the mean over members. Losses are summed over the batch so
+each metamer's gradient is its own.
+
+Image constraint: ``clamp`` (default) projects pixels onto [0, 1] after every step, projected
+gradient descent, which leaves the optimiser's update untouched inside the box and converged
+fastest in our measurements; ``sigmoid`` optimises logits (x = sigmoid(z)), smooth but with
+vanishing gradients near 0 and 1; ``none`` leaves pixels free and relies on ``range_penalty``
+(weight of the squared distance outside [0, 1]); outputs are clamped for storage.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from metamers.activations import LOGITS, feature_extractor, flat
+from metamers.criteria import check_criterion
+from metamers.runtime import get_logger
+
+log = get_logger("metamers.generate")
+
+CLOSURE_OPTIMIZERS = ("LBFGS",)
+
+
+@dataclass
+class Member:
+    """One model of a generator, with its generating layer and criterion threshold."""
+
+    name: str
+    model: nn.Module
+    layer: str
+    threshold: float
+
+
+@dataclass
+class OptimizerSettings:
+    """An optimiser and optional scheduler from ``torch.optim``, named with keyword arguments."""
+
+    name: str = "Adam"
+    kwargs: dict = field(default_factory=lambda: {"lr": 0.05})
+    scheduler: str | None = None
+    scheduler_kwargs: dict = field(default_factory=dict)
+    gradient_normalization: bool = False
+    constraint: str = "clamp"
+    range_penalty: float = 0.0
+
+    @classmethod
+    def from_config(cls, config: dict) -> OptimizerSettings:
+        """From an ``optimizers.<name>`` config entry."""
+        return cls(name=config["name"], kwargs=dict(config.get("kwargs", {})),
+                   scheduler=config.get("scheduler"),
+                   scheduler_kwargs=dict(config.get("scheduler_kwargs", {})),
+                   gradient_normalization=bool(config.get("gradient_normalization", False)),
+                   constraint=config.get("constraint", "clamp"),
+                   range_penalty=float(config.get("range_penalty", 0.0)))
+
+
+@dataclass
+class SynthesisResult:
+    """Outputs of one synthesis; arrays are indexed by metamer, members by ``member_names``."""
+
+    metamers: np.ndarray              # (N, C, H, W) float32 in [0, 1]
+    initial_images: np.ndarray        # (N, C, H, W) float32 in [0, 1]
+    loss: np.ndarray                  # (iterations + 1, N) loss per iteration, NaN once stopped
+    iterations_to_success: np.ndarray  # (N,) first successful check, -1 if never
+    success: np.ndarray               # (N,) bool
+    final_spearman: np.ndarray        # (N, members) at the generating layer
+    predicted_class: np.ndarray       # (N, members) generator's class on the metamer
+    reference_class: np.ndarray       # (N, members) generator's class on the reference
+    iterations_run: np.ndarray        # (N,) steps taken before stopping
+    wall_time: float                  # seconds for the whole batch
+    member_names: list[str]
+
+
+def build_optimizer(settings: OptimizerSettings, parameter: torch.Tensor):
+    """The named ``torch.optim`` optimiser (and scheduler) over ``parameter``."""
+    try:
+        optimizer_class = getattr(torch.optim, settings.name)
+    except AttributeError:
+        raise ValueError(f"torch.optim has no optimizer {settings.name!r} (e.g. SGD, Adam, "
+                         "AdamW, RMSprop, LBFGS).") from None
+    optimizer = optimizer_class([parameter], **settings.kwargs)
+    scheduler = None
+    if settings.scheduler:
+        try:
+            scheduler_class = getattr(torch.optim.lr_scheduler, settings.scheduler)
+        except AttributeError:
+            raise ValueError(f"torch.optim.lr_scheduler has no scheduler "
+                             f"{settings.scheduler!r} (e.g. StepLR, CosineAnnealingLR, "
+                             "ReduceLROnPlateau).") from None
+        scheduler = scheduler_class(optimizer, **settings.scheduler_kwargs)
+    return optimizer, scheduler
+
+
+def _to_parameter(images: torch.Tensor, constraint: str) -> torch.Tensor:
+    if constraint == "sigmoid":
+        return torch.logit(images.clamp(1e-3, 1 - 1e-3))
+    if constraint in ("clamp", "none"):
+        return images.clone()
+    raise ValueError(f"Unknown image constraint {constraint!r}: clamp, sigmoid or none.")
+
+
+def _to_images(parameter: torch.Tensor, constraint: str) -> torch.Tensor:
+    return torch.sigmoid(parameter) if constraint == "sigmoid" else parameter
+
+
+class MetamerSynthesis:
+    """Synthesis of metamers of ``reference_images`` for one or more generator models.
+
+    Life cycle: construct with the members and references, then :meth:`synthesize`.
+    """
+
+    def __init__(self, members: list[Member], reference_images: torch.Tensor,
+                 device: torch.device):
+        self.members = members
+        self.device = device
+        self.reference_images = reference_images.to(device)
+        self.extractors = [feature_extractor(m.model, [m.layer], m.name).to(device)
+                           for m in members]
+        self.checkers = [feature_extractor(m.model, [m.layer], m.name, with_logits=True)
+                         .to(device) for m in members]
+        with torch.no_grad():
+            self.reference_activations = [flat(extractor(self.reference_images)[m.layer])
+                                          for extractor, m in zip(self.extractors, members)]
+            self.reference_norms = [act.pow(2).sum(1).clamp_min(1e-12)
+                                    for act in self.reference_activations]
+            self.reference_predictions = [
+                checker(self.reference_images)[LOGITS].argmax(1).cpu().numpy()
+                for checker in self.checkers]
+
+    def loss_per_image(self, images: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+        """Mean over members of the normalised squared activation error, per image."""
+        losses = []
+        for extractor, member, target, norm in zip(self.extractors, self.members,
+                                                   self.reference_activations,
+                                                   self.reference_norms):
+            activation = flat(extractor(images)[member.layer])
+            losses.append((activation - target[indices]).pow(2).sum(1) / norm[indices])
+        return torch.stack(losses).mean(0)
+
+    @torch.no_grad()
+    def check(self, images: torch.Tensor, indices: torch.Tensor):
+        """Criterion for ``images`` (metamers of references ``indices``) under every member."""
+        index_array = indices.cpu().numpy()
+        spearman, predicted, passed = [], [], []
+        for checker, member, targets, reference_predictions in zip(
+                self.checkers, self.members, self.reference_activations,
+                self.reference_predictions):
+            outputs = checker(images)
+            predictions = outputs[LOGITS].argmax(1).cpu().numpy()
+            result = check_criterion(flat(outputs[member.layer]).cpu().numpy(),
+                                     targets[indices].cpu().numpy(), predictions,
+                                     reference_predictions[index_array], member.threshold)
+            spearman.append(result.spearman)
+            predicted.append(predictions)
+            passed.append(result.passed)
+        return (np.stack(spearman, 1), np.stack(predicted, 1), np.all(np.stack(passed, 1), 1))
+
+    def synthesize(self, initial_images: torch.Tensor, settings: OptimizerSettings,
+                   max_iterations: int, check_every: int = 10,
+                   stop_on_success: bool = True) -> SynthesisResult:
+        """Optimise all metamers at once; see the module docstring for loss and stopping."""
+        started = time.perf_counter()
+        count = len(initial_images)
+        parameter = _to_parameter(initial_images.to(self.device), settings.constraint)
+        parameter.requires_grad_(True)
+        optimizer, scheduler = build_optimizer(settings, parameter)
+        uses_closure = settings.name in CLOSURE_OPTIMIZERS
+        if uses_closure and settings.gradient_normalization:
+            raise ValueError("gradient_normalization does not apply to L-BFGS, whose line "
+                             "search needs the true gradient.")
+        frozen = parameter.detach().clone()
+        active = torch.ones(count, dtype=torch.bool, device=self.device)
+        loss_trace = np.full((max_iterations + 1, count), np.nan, dtype=np.float32)
+        iterations_to_success = np.full(count, -1, dtype=np.int64)
+        iterations_run = np.full(count, max_iterations, dtype=np.int64)
+        members = len(self.members)
+        final_spearman = np.full((count, members), np.nan)
+        predicted_class = np.full((count, members), -1, dtype=np.int64)
+
+        def objective() -> torch.Tensor:
+            indices = torch.nonzero(active).flatten()
+            images = _to_images(parameter[indices], settings.constraint)
+            per_image = self.loss_per_image(images, indices)
+            loss = per_image.sum()
+            if settings.range_penalty:
+                outside = (images - images.clamp(0, 1)).pow(2).flatten(1).sum(1)
+                loss = loss + settings.range_penalty * outside.sum()
+            objective.per_image = per_image.detach()
+            objective.indices = indices
+            return loss
+
+        def closure() -> torch.Tensor:
+            optimizer.zero_grad(set_to_none=True)
+            loss = objective()
+            loss.backward()
+            return loss
+
+        for iteration in range(max_iterations + 1):
+            if iteration % check_every == 0 or iteration == max_iterations:
+                self._check_and_stop(parameter, settings, active, iteration,
+                                     iterations_to_success, iterations_run, final_spearman,
+                                     predicted_class, stop_on_success, frozen)
+                self._log_progress(iteration, max_iterations, loss_trace, active, started)
+            if iteration == max_iterations or not bool(active.any()):
+                break
+            if uses_closure:
+                loss = optimizer.step(closure)
+            else:
+                loss = closure()
+                if settings.gradient_normalization:
+                    grad = parameter.grad
+                    norms = grad.flatten(1).norm(dim=1).clamp_min(1e-12)
+                    grad.div_(norms.view(-1, *([1] * (grad.ndim - 1))))
+                optimizer.step()
+            loss_trace[iteration, objective.indices.cpu().numpy()] = (
+                objective.per_image.cpu().numpy())
+            if scheduler is not None:
+                if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                    scheduler.step(float(loss))
+                else:
+                    scheduler.step()
+            with torch.no_grad():
+                if settings.constraint == "clamp":
+                    parameter.clamp_(0, 1)
+                parameter[~active] = frozen[~active]
+        with torch.no_grad():
+            final_images = _to_images(parameter, settings.constraint).clamp(0, 1)
+            final_losses = self.loss_per_image(final_images, torch.arange(count,
+                                                                          device=self.device))
+        last_rows = np.clip(iterations_run, 0, max_iterations)
+        loss_trace[last_rows, np.arange(count)] = final_losses.cpu().numpy()
+        return SynthesisResult(
+            metamers=final_images.cpu().numpy().astype(np.float32),
+            initial_images=initial_images.cpu().numpy().astype(np.float32),
+            loss=loss_trace, iterations_to_success=iterations_to_success,
+            success=iterations_to_success >= 0, final_spearman=final_spearman,
+            predicted_class=predicted_class,
+            reference_class=np.stack(self.reference_predictions, 1),
+            iterations_run=iterations_run, wall_time=time.perf_counter() - started,
+            member_names=[m.name for m in self.members])
+
+    def _check_and_stop(self, parameter, settings, active, iteration, iterations_to_success,
+                        iterations_run, final_spearman, predicted_class, stop_on_success,
+                        frozen) -> None:
+        indices = torch.nonzero(active).flatten()
+        if len(indices) == 0:
+            return
+        with torch.no_grad():
+            images = _to_images(parameter[indices], settings.constraint).clamp(0, 1)
+        spearman, predicted, passed = self.check(images, indices)
+        index_array = indices.cpu().numpy()
+        final_spearman[index_array] = spearman
+        predicted_class[index_array] = predicted
+        newly = index_array[passed & (iterations_to_success[index_array] < 0)]
+        iterations_to_success[newly] = iteration
+        if stop_on_success and len(newly):
+            iterations_run[newly] = iteration
+            stopped = torch.as_tensor(newly, device=self.device)
+            active[stopped] = False
+            with torch.no_grad():
+                frozen[stopped] = parameter[stopped].detach()
+
+    @staticmethod
+    def _log_progress(iteration, max_iterations, loss_trace, active, started) -> None:
+        row = loss_trace[max(iteration - 1, 0)]
+        mean_loss = float(np.nanmean(row)) if np.isfinite(row).any() else math.nan
+        elapsed = time.perf_counter() - started
+        eta = elapsed / max(iteration, 1) * (max_iterations - iteration)
+        log.info("iteration %d/%d loss %.4g running %d elapsed %.1fs eta<=%.0fs", iteration,
+                 max_iterations, mean_loss, int(active.sum()), elapsed, eta)

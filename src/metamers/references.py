@@ -1,0 +1,21 @@
+"""Class-balanced, seeded samples of reference images."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def sample_balanced(labels: torch.Tensor, per_class: int, seed: int) -> np.ndarray:
+    """Sorted indices of ``per_class`` images of every class, drawn without replacement."""
+    labels_array = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    chosen = []
+    for label in np.unique(labels_array):
+        candidates = np.flatnonzero(labels_array == label)
+        if len(candidates) < per_class:
+            raise ValueError(f"Class {label} has {len(candidates)} images, fewer than "
+                             f"references.per_class={per_class}; lower it.")
+        chosen.append(rng.choice(candidates, size=per_class, replace=False))
+    # grouped by class, in the class order, so figures and RDMs read block-wise
+    return np.concatenate([np.sort(group) for group in chosen])

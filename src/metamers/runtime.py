@@ -1,0 +1,56 @@
+"""Device, threads, seeds and the progress log shared by every long-running job."""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import random
+
+import numpy as np
+import torch
+
+
+def pick_device(preferred: str = "auto") -> torch.device:
+    """CUDA when present (or asked for), CPU otherwise."""
+    if preferred == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(preferred)
+
+
+def configure(threads: int | None, seed: int, deterministic: bool = True) -> None:
+    """Set torch's thread count and all seeds; deterministic kernels make CPU runs bit-exact."""
+    if threads:
+        torch.set_num_threads(int(threads))
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+
+
+def library_versions() -> dict[str, str]:
+    """Versions recorded next to every output, for reproducibility."""
+    import h5py
+    import scipy
+    import torchvision
+
+    from metamers import __version__
+
+    return {"metamers": __version__, "torch": torch.__version__,
+            "torchvision": torchvision.__version__, "numpy": np.__version__,
+            "scipy": scipy.__version__, "h5py": h5py.__version__,
+            "python": platform.python_version()}
+
+
+def get_logger(name: str) -> logging.Logger:
+    """A logger that prints timestamped progress lines to stderr (the rule's log file)."""
+    logger = logging.getLogger(name)
+    if not logging.getLogger().handlers and not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(message)s", "%H:%M:%S"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+    return logger

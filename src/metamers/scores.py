@@ -1,0 +1,168 @@
+"""Score tables: one long-format row per (image, evaluator, evaluator layer, metric).
+
+Image sets scored per condition: ``metamer`` (the synthesised images), ``pixel_control``
+(the reference plus Gaussian noise scaled to the metamer's pixel distance) and ``initial``
+(the starting images: the noise floor). References are scored as their own set (the ceiling).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+from scipy.special import softmax
+
+from metamers.activations import LOGITS
+from metamers.stats import (
+    bootstrap_mean_ci,
+    linear_cka,
+    null_correlations,
+    null_percentile,
+    null_threshold,
+    pearson_rows,
+    rsa,
+    spearman_rows,
+)
+
+PASS_PERCENTILE = 95.0
+CONDITION = ["generator", "layer", "optimizer", "init"]
+
+
+def pixel_distance(images: np.ndarray, reference_images: np.ndarray) -> np.ndarray:
+    """Per-image L2 distance in pixel space ([0, 1] units), over all channels and pixels."""
+    difference = (np.asarray(images, np.float64) - np.asarray(reference_images, np.float64))
+    return np.linalg.norm(difference.reshape(len(difference), -1), axis=1)
+
+
+def pixel_control(reference_images: np.ndarray, distances: np.ndarray, seed: int) -> np.ndarray:
+    """Reference plus Gaussian noise rescaled to each target L2 distance.
+
+    Pixels stay in [0, 1]: noise is rescaled after clipping until the distance matches (a few
+    bisection-free fixed-point steps), so the control's distance equals the metamer's.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    references = torch.as_tensor(np.asarray(reference_images, np.float64))
+    direction = torch.randn(references.shape, generator=generator, dtype=torch.float64)
+    targets = torch.as_tensor(np.asarray(distances, np.float64))
+    scale = targets / direction.flatten(1).norm(dim=1)
+    for _ in range(100):
+        control = (references + scale.view(-1, 1, 1, 1) * direction).clamp(0, 1)
+        achieved = (control - references).flatten(1).norm(dim=1)
+        if torch.allclose(achieved, targets, rtol=0, atol=1e-7):
+            break
+        scale = scale * torch.where(achieved > 0, targets / achieved, torch.ones_like(targets))
+    return control.numpy().astype(np.float32)
+
+
+def evaluator_image_scores(image_activations: dict[str, np.ndarray],
+                           reference_activations: dict[str, np.ndarray],
+                           reference_labels: np.ndarray, layers: list[str]) -> pd.DataFrame:
+    """Scores of N images against their N references under one evaluator (long format).
+
+    ``*_activations`` map layer -> (N, D) plus ``LOGITS`` -> (N, classes); the null per layer is
+    the correlations between different references of ``reference_activations``.
+    """
+    frames = []
+    count = len(reference_labels)
+    logits = image_activations[LOGITS]
+    predicted = logits.argmax(1)
+    reference_predicted = reference_activations[LOGITS].argmax(1)
+    output_metrics = {
+        "top1_correct": (predicted == reference_labels).astype(float),
+        "agrees_with_reference": (predicted == reference_predicted).astype(float),
+        "max_softmax": softmax(logits.astype(np.float64), axis=1).max(1),
+    }
+    for metric, values in output_metrics.items():
+        frames.append(pd.DataFrame({"metamer": np.arange(count), "evaluator_layer": "output",
+                                    "metric": metric, "value": values}))
+    for layer in layers:
+        images, references = image_activations[layer], reference_activations[layer]
+        for method, correlate in (("pearson", pearson_rows), ("spearman", spearman_rows)):
+            values = correlate(images, references)
+            null = null_correlations(references, method)
+            percentile = null_percentile(values, null)
+            layer_metrics = {method: values, f"{method}_percentile": percentile}
+            if method == "spearman":
+                layer_metrics["passes"] = (values > null_threshold(null, PASS_PERCENTILE)).astype(
+                    float)
+            for metric, metric_values in layer_metrics.items():
+                frames.append(pd.DataFrame({"metamer": np.arange(count), "evaluator_layer": layer,
+                                            "metric": metric, "value": metric_values}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def condition_scores(activations: dict[str, dict[str, dict[str, np.ndarray]]],
+                     reference_activations: dict[str, dict[str, np.ndarray]],
+                     reference_labels: np.ndarray, distances: dict[str, np.ndarray],
+                     evaluator_layers: dict[str, list[str]], condition: dict) -> pd.DataFrame:
+    """All scores of one condition: every evaluator and image set, plus pixel distances.
+
+    ``activations[evaluator][image_set][layer]``; ``distances[image_set]`` per image.
+    """
+    frames = []
+    for evaluator, image_sets in activations.items():
+        for image_set, image_activations in image_sets.items():
+            frame = evaluator_image_scores(image_activations, reference_activations[evaluator],
+                                           reference_labels, evaluator_layers[evaluator])
+            frames.append(frame.assign(evaluator=evaluator, image_set=image_set))
+    for image_set, values in distances.items():
+        frames.append(pd.DataFrame({"metamer": np.arange(len(values)), "evaluator": "pixels",
+                                    "evaluator_layer": "pixels", "metric": "pixel_distance",
+                                    "value": values, "image_set": image_set}))
+    table = pd.concat(frames, ignore_index=True)
+    for key in reversed(CONDITION):
+        table.insert(0, key, condition[key])
+    return table[[*CONDITION, "image_set", "metamer", "evaluator", "evaluator_layer", "metric",
+                  "value"]]
+
+
+def reference_scores(reference_activations: dict[str, dict[str, np.ndarray]],
+                     reference_labels: np.ndarray) -> pd.DataFrame:
+    """The references' own output metrics per evaluator: the ceiling of recognizability."""
+    frames = []
+    for evaluator, layers in reference_activations.items():
+        frame = evaluator_image_scores(layers, layers, reference_labels, layers=[])
+        frames.append(frame.assign(evaluator=evaluator))
+    return pd.concat(frames, ignore_index=True)
+
+
+def summarize(scores: pd.DataFrame, activations_by_condition: dict | None = None,
+              seed: int = 0) -> pd.DataFrame:
+    """One row per (condition, image set, evaluator, evaluator layer, metric): mean and 95% CI.
+
+    ``activations_by_condition[condition tuple][evaluator][image_set][layer]`` together with
+    the references (under image set ``reference``) adds RSA and CKA rows when given.
+    """
+    keys = [*CONDITION, "image_set", "evaluator", "evaluator_layer", "metric"]
+    rows = []
+    for group_key, group in scores.groupby(keys, sort=True):
+        low, high = bootstrap_mean_ci(group["value"].to_numpy(), seed=seed)
+        rows.append({**dict(zip(keys, group_key)), "mean": group["value"].mean(),
+                     "ci_low": low, "ci_high": high, "count": int(group["value"].notna().sum())})
+    summary = pd.DataFrame(rows)
+    if activations_by_condition:
+        summary = pd.concat([summary, _rsa_rows(activations_by_condition, seed)],
+                            ignore_index=True)
+    return summary
+
+
+def _rsa_rows(activations_by_condition: dict, seed: int) -> pd.DataFrame:
+    rows = []
+    for condition, evaluators in activations_by_condition.items():
+        for evaluator, image_sets in evaluators.items():
+            references = image_sets["reference"]
+            for image_set, layers in image_sets.items():
+                if image_set == "reference":
+                    continue
+                for layer, values in layers.items():
+                    if layer == LOGITS:
+                        continue
+                    correlation, p_value = rsa(values, references[layer], seed=seed)
+                    base = {**dict(zip(CONDITION, condition)), "image_set": image_set,
+                            "evaluator": evaluator, "evaluator_layer": layer, "count": len(values)}
+                    rows.append({**base, "metric": "rsa", "mean": correlation,
+                                 "ci_low": np.nan, "ci_high": np.nan, "p_value": p_value})
+                    rows.append({**base, "metric": "cka",
+                                 "mean": linear_cka(values, references[layer]),
+                                 "ci_low": np.nan, "ci_high": np.nan})
+    return pd.DataFrame(rows)

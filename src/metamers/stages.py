@@ -1,0 +1,238 @@
+"""One function per pipeline stage, from input files to output files.
+
+Snakemake scripts only translate the ``snakemake`` object into these calls, so every stage can
+also run from a notebook or a test.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from metamers import activations as activation_lib
+from metamers import criteria, inits, references, scores, store, train, zoo
+from metamers.data import load_dataset
+from metamers.generate import Member, MetamerSynthesis, OptimizerSettings
+from metamers.runtime import configure, get_logger, pick_device
+
+log = get_logger("metamers.stages")
+
+
+def _device(name: str) -> torch.device:
+    device = pick_device(name)
+    log.info("device: %s", device)
+    return device
+
+
+def train_local_model(spec: dict, training: dict, data_spec: dict, weights_path: Path,
+                      card_path: Path, device: str = "auto", threads: int | None = None) -> dict:
+    """Train a local model, save its state dict and its card (JSON); return the card."""
+    configure(threads, spec.get("seed", 0))
+    train_set, test_set = load_dataset(data_spec, train=True), load_dataset(data_spec, train=False)
+    channels = train_set.images.shape[1]
+    data_info = {
+        "name": data_spec["name"], "channels": channels,
+        "image_size": train_set.images.shape[-1], "class_names": train_set.class_names,
+        "mean": train_set.images.transpose(0, 1).reshape(channels, -1).mean(1).tolist(),
+        "std": train_set.images.transpose(0, 1).reshape(channels, -1).std(1).tolist(),
+    }
+    model = zoo.build_local(spec, data_info)
+    torch_device = _device(device)
+    train.train(model, train_set, training, spec.get("seed", 0), torch_device)
+    test_accuracy = train.accuracy(model, test_set, torch_device)
+    log.info("test accuracy %.4f", test_accuracy)
+    card = {"source": "local", "architecture": spec["architecture"], "seed": spec.get("seed", 0),
+            "training_style": training.get("style", "standard"), "training": training,
+            "data": data_info, "input_shape": list(train_set.images.shape[1:]),
+            "class_names": train_set.class_names, "mean": data_info["mean"],
+            "std": data_info["std"], "test_accuracy": test_accuracy,
+            "chance_accuracy": 1.0 / len(train_set.class_names),
+            "layers": zoo.layer_names(model.cpu())}
+    with store.atomic_path(weights_path) as partial:
+        torch.save(model.cpu().state_dict(), partial)
+    store.write_json(card_path, card)
+    return card
+
+
+def fetch_external_model(spec: dict, weights_path: Path, card_path: Path,
+                         model_dir: Path) -> dict:
+    """Load a torchvision / RobustBench model from its local cache and save it as a zoo model."""
+    if spec["source"] == "torchvision":
+        model, info = zoo.fetch_torchvision(spec)
+    else:
+        model, info = zoo.fetch_robustbench(spec, Path(model_dir))
+    model.eval()
+    card = {"source": spec["source"], "architecture": spec.get("architecture", spec.get("name")),
+            "training_style": "adversarial" if spec.get("threat_model") else "standard",
+            "test_accuracy": None, "layers": zoo.layer_names(model), **info}
+    with store.atomic_path(weights_path) as partial:
+        torch.save(model.state_dict(), partial)
+    store.write_json(card_path, card)
+    return card
+
+
+def load_zoo_model(weights_path: Path, spec: dict, device: torch.device) -> torch.nn.Module:
+    """A saved zoo model, from its weights file and the card beside it."""
+    card = store.read_json(Path(weights_path).with_suffix(".json"))
+    return zoo.load_model(weights_path, card, spec, device=device)
+
+
+def sample_references(data_spec: dict, reference_spec: dict, path: Path) -> None:
+    """Write the class-balanced reference sample of the test split."""
+    test_set = load_dataset(data_spec, train=False)
+    indices = references.sample_balanced(test_set.labels, reference_spec["per_class"],
+                                         reference_spec["seed"])
+    store.write_references(path, test_set.images[indices].numpy(),
+                           test_set.labels[indices].numpy(), indices, test_set.class_names,
+                           {"data": data_spec, "references": reference_spec})
+    log.info("%d references from %d test images", len(indices), len(test_set))
+
+
+def null_distribution(weights_path: Path, spec: dict, layer: str, references_path: Path,
+                      percentile: float, max_pairs: int | None, seed: int, path: Path,
+                      device: str = "auto") -> None:
+    """Write the null of Spearman correlations between different references at ``layer``."""
+    torch_device = _device(device)
+    model = load_zoo_model(weights_path, spec, torch_device)
+    reference_images = torch.from_numpy(store.read_references(references_path)["images"])
+    values = activation_lib.extract(model, reference_images, [layer], torch_device,
+                                    model_name=Path(weights_path).stem)[layer]
+    null = criteria.compute_null(values, percentile, max_pairs, seed)
+    store.write_null(path, null.correlations, percentile,
+                     {"layer": layer, "threshold": null.threshold, "seed": seed})
+    log.info("null of %d pairs, %.1fth percentile %.4f", len(null.correlations), percentile,
+             null.threshold)
+
+
+def generate_metamers(weights_paths: dict[str, Path], specs: dict[str, dict],
+                      layers: dict[str, str], null_paths: dict[str, Path],
+                      references_path: Path, optimizer: dict, init: dict, budget: dict,
+                      seed: int, path: Path, device: str = "auto",
+                      threads: int | None = None) -> None:
+    """Synthesise and write one condition's metamers (every reference, one batch)."""
+    configure(threads, seed)
+    torch_device = _device(device)
+    reference_set = store.read_references(references_path)
+    reference_images = torch.from_numpy(reference_set["images"])
+    reference_labels = torch.from_numpy(reference_set["labels"])
+    members = []
+    for name, layer in layers.items():
+        correlations, percentile = store.read_null(null_paths[name])
+        members.append(Member(name, load_zoo_model(weights_paths[name], specs[name],
+                                                   torch_device), layer,
+                              criteria.NullDistribution(correlations, percentile).threshold))
+    starts = inits.initial_images(init["kind"], reference_images, seed, init.get("strength", 0.5),
+                                  reference_labels)
+    synthesis = MetamerSynthesis(members, reference_images, torch_device)
+    result = synthesis.synthesize(starts, OptimizerSettings.from_config(optimizer),
+                                  budget["max_iterations"], budget["check_every"],
+                                  budget.get("stop_on_success", True))
+    distance = scores.pixel_distance(result.metamers, reference_set["images"])
+    initial_distance = scores.pixel_distance(result.initial_images, reference_set["images"])
+    log.info("success %d/%d, median iterations to success %s, wall time %.1fs",
+             result.success.sum(), len(result.success),
+             np.median(result.iterations_to_success[result.success]) if result.success.any()
+             else "n/a", result.wall_time)
+    store.write_metamers(path, result, np.arange(len(reference_images)),
+                         reference_set["labels"], distance, initial_distance,
+                         {"layers": layers, "optimizer": optimizer, "init": init,
+                          "budget": budget, "seed": seed, "device": str(torch_device)})
+
+
+def _evaluator_activations(weights_paths: dict[str, Path], specs: dict[str, dict],
+                           image_sets: dict[str, np.ndarray], evaluation: dict, seed: int,
+                           device: torch.device) -> dict:
+    activations = {}
+    for name, weights_path in weights_paths.items():
+        model = load_zoo_model(weights_path, specs[name], device)
+        activations[name] = {
+            image_set: activation_lib.extract(model, torch.from_numpy(images), specs[name]["layers"],
+                                              device, name, evaluation["batch_size"],
+                                              evaluation["projection_dim"], seed)
+            for image_set, images in image_sets.items()}
+        log.info("activations of %s", name)
+    return activations
+
+
+def reference_activations(weights_paths: dict[str, Path], specs: dict[str, dict],
+                          references_path: Path, evaluation: dict, seed: int, path: Path,
+                          device: str = "auto") -> None:
+    """Write every evaluator's activations of the references."""
+    images = store.read_references(references_path)["images"]
+    activations = _evaluator_activations(weights_paths, specs, {"reference": images}, evaluation,
+                                         seed, _device(device))
+    store.write_activations(path, activations, {"evaluation": evaluation, "seed": seed})
+
+
+def metamer_activations(weights_paths: dict[str, Path], specs: dict[str, dict],
+                        metamers_path: Path, references_path: Path, evaluation: dict,
+                        seed: int, path: Path, device: str = "auto") -> None:
+    """Write every evaluator's activations of metamers, their pixel controls and their starts."""
+    content = store.read_metamers(metamers_path)
+    reference_images = store.read_references(references_path)["images"][content["reference_index"]]
+    image_sets = {
+        "metamer": content["metamers"],
+        "pixel_control": scores.pixel_control(reference_images, content["pixel_distance"], seed),
+        "initial": content["initial_images"],
+    }
+    activations = _evaluator_activations(weights_paths, specs, image_sets, evaluation, seed,
+                                         _device(device))
+    store.write_activations(path, activations, {"evaluation": evaluation, "seed": seed})
+
+
+def score_condition(activations_path: Path, reference_activations_path: Path,
+                    metamers_path: Path, layers: dict[str, list[str]], condition: dict,
+                    seed: int, scores_path: Path, summary_path: Path) -> None:
+    """Write one condition's long-format scores and summary (with RSA and CKA)."""
+    activations = store.read_activations(activations_path)
+    reference_activations = {name: sets["reference"] for name, sets in
+                             store.read_activations(reference_activations_path).items()}
+    content = store.read_metamers(metamers_path)
+    distances = {"metamer": content["pixel_distance"],
+                 "pixel_control": content["pixel_distance"],
+                 "initial": content["initial_distance"]}
+    table = scores.condition_scores(activations, reference_activations,
+                                    content["reference_label"], distances, layers, condition)
+    key = tuple(condition[name] for name in scores.CONDITION)
+    with_references = {name: {**sets, "reference": reference_activations[name]}
+                       for name, sets in activations.items()}
+    summary = scores.summarize(table, {key: with_references}, seed)
+    store.write_table(scores_path, table)
+    store.write_table(summary_path, summary)
+
+
+def aggregate(score_paths: list[Path], summary_paths: list[Path], metamer_paths: list[Path],
+              conditions: list[dict], reference_activations_path: Path, references_path: Path,
+              scores_path: Path, summary_path: Path, reference_scores_path: Path,
+              generation_path: Path) -> None:
+    """Concatenate per-condition tables; write the reference ceiling and the generation study."""
+    store.write_table(scores_path, pd.concat([store.read_table(p) for p in score_paths],
+                                             ignore_index=True))
+    store.write_table(summary_path, pd.concat([store.read_table(p) for p in summary_paths],
+                                              ignore_index=True))
+    labels = store.read_references(references_path)["labels"]
+    reference_activations = {name: sets["reference"] for name, sets in
+                             store.read_activations(reference_activations_path).items()}
+    store.write_table(reference_scores_path,
+                      scores.reference_scores(reference_activations, labels))
+    rows = [generation_rows(store.read_metamers(path), condition)
+            for path, condition in zip(metamer_paths, conditions)]
+    store.write_table(generation_path, pd.concat(rows, ignore_index=True))
+
+
+def generation_rows(content: dict, condition: dict) -> pd.DataFrame:
+    """One row per metamer: iterations to success, success, pixel distance, wall time."""
+    count = len(content["success"])
+    return pd.DataFrame({
+        **{key: condition[key] for key in scores.CONDITION},
+        "metamer": np.arange(count),
+        "success": content["success"].astype(bool),
+        "iterations_to_success": content["iterations_to_success"],
+        "pixel_distance": content["pixel_distance"],
+        "initial_distance": content["initial_distance"],
+        "final_spearman": content["final_spearman"].min(1),
+        "wall_time_s": content["attrs"]["wall_time_s"],
+    })

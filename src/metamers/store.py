@@ -1,0 +1,172 @@
+"""Input and output: HDF5 (images, activations, nulls), Parquet (scores), JSON (model cards).
+
+Writers go through a temporary file in the target's folder and rename it at the end, so an
+interrupted job never leaves a half-written file that looks complete. Readers check what they
+open and say which file is broken and how to rebuild it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from contextlib import contextmanager
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+
+from metamers.generate import SynthesisResult
+from metamers.runtime import library_versions
+
+
+@contextmanager
+def atomic_path(path: Path):
+    """Yield a temporary path next to ``path``; rename it onto ``path`` only on success."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")
+    try:
+        yield partial
+        os.replace(partial, path)
+    finally:
+        if partial.exists():
+            partial.unlink()
+
+
+@contextmanager
+def open_h5(path: Path, required: tuple[str, ...] = ()):
+    """Open an HDF5 file for reading, with a clear error if it is missing, corrupt or partial."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist: build it with `snakemake {path}`.")
+    try:
+        handle = h5py.File(path, "r")
+    except OSError as error:
+        raise OSError(f"{path} is not a readable HDF5 file ({error}); delete it and rebuild it "
+                      f"with `snakemake {path}`.") from error
+    with handle:
+        missing = [name for name in required if name not in handle]
+        if missing:
+            raise KeyError(f"{path} lacks {missing}: it was written by another version or "
+                           f"is incomplete; delete it and rebuild it with `snakemake {path}`.")
+        yield handle
+
+
+def _write_attrs(handle: h5py.File, attrs: dict) -> None:
+    for key, value in attrs.items():
+        handle.attrs[key] = json.dumps(value) if isinstance(value, (dict, list)) else value
+
+
+def write_json(path: Path, content: dict) -> None:
+    with atomic_path(path) as partial:
+        partial.write_text(json.dumps(content, indent=2, sort_keys=True) + "\n")
+
+
+def read_json(path: Path) -> dict:
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist: build it with `snakemake {path}`.")
+    return json.loads(path.read_text())
+
+
+def write_references(path: Path, images: np.ndarray, labels: np.ndarray,
+                     source_index: np.ndarray, class_names: list[str], attrs: dict) -> None:
+    """Reference images (N, C, H, W) float32 in [0, 1], their labels and data-set indices."""
+    with atomic_path(path) as partial, h5py.File(partial, "w") as handle:
+        handle.create_dataset("images", data=images.astype(np.float32), compression="gzip")
+        handle.create_dataset("labels", data=labels.astype(np.int64))
+        handle.create_dataset("source_index", data=source_index.astype(np.int64))
+        _write_attrs(handle, {**attrs, "class_names": class_names,
+                              "versions": library_versions()})
+
+
+def read_references(path: Path) -> dict:
+    with open_h5(path, ("images", "labels", "source_index")) as handle:
+        return {"images": handle["images"][()], "labels": handle["labels"][()],
+                "source_index": handle["source_index"][()],
+                "class_names": json.loads(handle.attrs["class_names"])}
+
+
+def write_metamers(path: Path, result: SynthesisResult, reference_index: np.ndarray,
+                   reference_labels: np.ndarray, pixel_distance: np.ndarray,
+                   initial_distance: np.ndarray, attrs: dict) -> None:
+    """One generation job's HDF5 file (schema in the README)."""
+    with atomic_path(path) as partial, h5py.File(partial, "w") as handle:
+        handle.create_dataset("metamers", data=result.metamers, compression="gzip")
+        handle.create_dataset("initial_images", data=result.initial_images, compression="gzip")
+        handle.create_dataset("reference_index", data=reference_index.astype(np.int64))
+        handle.create_dataset("reference_label", data=reference_labels.astype(np.int64))
+        handle.create_dataset("loss", data=result.loss, compression="gzip")
+        handle.create_dataset("iterations_to_success", data=result.iterations_to_success)
+        handle.create_dataset("iterations_run", data=result.iterations_run)
+        handle.create_dataset("success", data=result.success)
+        handle.create_dataset("final_spearman", data=result.final_spearman)
+        handle.create_dataset("predicted_class", data=result.predicted_class)
+        handle.create_dataset("reference_class", data=result.reference_class)
+        handle.create_dataset("pixel_distance", data=pixel_distance.astype(np.float64))
+        handle.create_dataset("initial_distance", data=initial_distance.astype(np.float64))
+        _write_attrs(handle, {**attrs, "members": result.member_names,
+                              "wall_time_s": result.wall_time, "versions": library_versions()})
+
+
+METAMER_DATASETS = ("metamers", "initial_images", "reference_index", "loss",
+                    "iterations_to_success", "success", "pixel_distance", "initial_distance")
+
+
+def read_metamers(path: Path) -> dict:
+    """Every dataset of a metamer file as arrays, plus its decoded attrs under ``attrs``."""
+    with open_h5(path, METAMER_DATASETS) as handle:
+        content = {name: handle[name][()] for name in handle}
+        content["attrs"] = {key: _decode(value) for key, value in handle.attrs.items()}
+    return content
+
+
+def _decode(value):
+    if isinstance(value, str) and value[:1] in "[{":
+        return json.loads(value)
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def write_null(path: Path, correlations: np.ndarray, percentile: float, attrs: dict) -> None:
+    with atomic_path(path) as partial, h5py.File(partial, "w") as handle:
+        handle.create_dataset("correlations", data=correlations)
+        _write_attrs(handle, {**attrs, "percentile": percentile,
+                              "versions": library_versions()})
+
+
+def read_null(path: Path) -> tuple[np.ndarray, float]:
+    with open_h5(path, ("correlations",)) as handle:
+        return handle["correlations"][()], float(handle.attrs["percentile"])
+
+
+def write_activations(path: Path, activations: dict[str, dict[str, dict[str, np.ndarray]]],
+                      attrs: dict) -> None:
+    """``activations[model][image_set][layer]`` -> group ``model/image_set/layer`` (chunked)."""
+    with atomic_path(path) as partial, h5py.File(partial, "w") as handle:
+        for model, image_sets in activations.items():
+            for image_set, layers in image_sets.items():
+                for layer, values in layers.items():
+                    handle.create_dataset(f"{model}/{image_set}/{layer}", data=values,
+                                          chunks=True, compression="gzip")
+        _write_attrs(handle, {**attrs, "versions": library_versions()})
+
+
+def read_activations(path: Path) -> dict[str, dict[str, dict[str, np.ndarray]]]:
+    with open_h5(path) as handle:
+        return {model: {image_set: {layer: handle[model][image_set][layer][()]
+                                    for layer in handle[model][image_set]}
+                        for image_set in handle[model]}
+                for model in handle}
+
+
+def write_table(path: Path, table: pd.DataFrame) -> None:
+    with atomic_path(path) as partial:
+        table.to_parquet(partial, index=False)
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist: build it with `snakemake {path}`.")
+    return pd.read_parquet(path)

@@ -1,0 +1,35 @@
+rule reference_activations:
+    """Every evaluator's activations of the references (the ceiling and the nulls)."""
+    input:
+        models=model_files(evaluators()),
+        references=REFERENCES,
+    output:
+        "results/activations/references.h5",
+    params:
+        specs=model_specs(evaluators()),
+        evaluation=config["evaluation"],
+        seed=config["seed"],
+        device=config["device"],
+    log:
+        "logs/reference_activations.log",
+    script:
+        "../scripts/reference_activations.py"
+
+
+rule metamer_activations:
+    """Every evaluator's activations of one condition's metamers, pixel controls and starts."""
+    input:
+        models=model_files(evaluators()),
+        metamers=f"results/metamers/{CONDITION_PATH}.h5",
+        references=REFERENCES,
+    output:
+        f"results/activations/{CONDITION_PATH}.h5",
+    params:
+        specs=model_specs(evaluators()),
+        evaluation=config["evaluation"],
+        seed=config["seed"],
+        device=config["device"],
+    log:
+        f"logs/metamer_activations/{CONDITION_PATH}.log",
+    script:
+        "../scripts/metamer_activations.py"

@@ -1,0 +1,87 @@
+# Config validation, lookups, input functions and wildcard constraints.
+import itertools
+import re
+
+from snakemake.utils import validate
+
+from metamers.config import check_config
+
+validate(config, "../schemas/config.schema.yaml")
+check_config(config)
+
+MODELS = config["models"]
+LOCAL_MODELS = [name for name, spec in MODELS.items() if spec["source"] == "local"]
+EXTERNAL_MODELS = [name for name, spec in MODELS.items() if spec["source"] != "local"]
+GENERATOR_SETS = config["generator_sets"]
+GENERATION = config["generation"]
+DATASET = config["data"]["name"]
+REFERENCES = f"resources/references/{DATASET}.h5"
+CONDITIONS = [
+    dict(generator=generator, layer=layer, optimizer=optimizer, init=init)
+    for generator, layers in GENERATION["generators"].items()
+    for layer, optimizer, init in itertools.product(
+        layers, GENERATION["optimizers"], GENERATION["inits"]
+    )
+]
+CONDITION_PATH = "{generator}/{layer}/{optimizer}/{init}"
+NEVER = "(?!x)x"
+
+
+def alternation(names):
+    """A wildcard regex matching exactly these names (none: matches nothing)."""
+    return "|".join(re.escape(name) for name in names) if names else NEVER
+
+
+wildcard_constraints:
+    generator=alternation(GENERATION["generators"]),
+    optimizer=alternation(GENERATION["optimizers"]),
+    init=alternation(GENERATION["inits"]),
+    model=alternation(MODELS),
+
+
+def evaluators():
+    """Evaluator model names: the configured list, or the whole zoo."""
+    return config["evaluation"]["evaluators"] or list(MODELS)
+
+
+def members(generator):
+    """Models of a generator: itself, or the members of a generator set."""
+    return GENERATOR_SETS[generator]["members"] if generator in GENERATOR_SETS else [generator]
+
+
+def member_layers(generator, layer):
+    """{member: generating layer} for a generator and a layer (alias, for sets)."""
+    if generator in GENERATOR_SETS:
+        return dict(GENERATOR_SETS[generator]["layers"][layer])
+    return {generator: layer}
+
+
+def model_files(names):
+    return [f"resources/models/{name}.{ext}" for name in names for ext in ("pt", "json")]
+
+
+def model_specs(names):
+    return {name: MODELS[name] for name in names}
+
+
+def condition_files(pattern):
+    return [pattern.format(**condition) for condition in CONDITIONS]
+
+
+def null_files(wildcards):
+    layers = member_layers(wildcards.generator, wildcards.layer)
+    return [f"results/nulls/{model}/{layer}.h5" for model, layer in layers.items()]
+
+
+def final_targets():
+    return [
+        "results/transfer_matrix.pdf",
+        "results/convergence.pdf",
+        "results/metamer_grid.pdf",
+        "results/generation_study.pdf",
+        "results/representation_test.pdf",
+        "results/rsa.pdf",
+        "results/agreement.pdf",
+        "results/scores.parquet",
+        "results/summary.parquet",
+    ]

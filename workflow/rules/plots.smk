@@ -1,0 +1,48 @@
+rule plot_transfer_matrix:
+    input:
+        scores="results/scores.parquet",
+        references="results/reference_scores.parquet",
+    output:
+        report("results/transfer_matrix.pdf", caption="../report/transfer_matrix.rst", category="Transfer"),
+    log:
+        "logs/plots/transfer_matrix.log",
+    script:
+        "../scripts/plot_transfer_matrix.py"
+
+
+rule plot_generation:
+    """Convergence curves, metamer grids and the generation study."""
+    input:
+        metamers=condition_files(f"results/metamers/{CONDITION_PATH}.h5"),
+        references=REFERENCES,
+        generation="results/generation_study.parquet",
+    output:
+        convergence=report("results/convergence.pdf", caption="../report/convergence.rst", category="Generation"),
+        grid=report("results/metamer_grid.pdf", caption="../report/metamer_grid.rst", category="Generation"),
+        study=report("results/generation_study.pdf", caption="../report/generation_study.rst", category="Generation"),
+    params:
+        conditions=CONDITIONS,
+        per_condition=config["plots"]["grid_per_condition"],
+    log:
+        "logs/plots/generation.log",
+    script:
+        "../scripts/plot_generation.py"
+
+
+rule plot_evaluation:
+    """Representation test over depth, RSA and agreement of the two tests."""
+    input:
+        summary="results/summary.parquet",
+        reference_activations="results/activations/references.h5",
+        activations=condition_files(f"results/activations/{CONDITION_PATH}.h5"),
+    output:
+        representation=report("results/representation_test.pdf", caption="../report/representation_test.rst", category="Evaluation"),
+        rsa=report("results/rsa.pdf", caption="../report/rsa.rst", category="Evaluation"),
+        agreement=report("results/agreement.pdf", caption="../report/agreement.rst", category="Evaluation"),
+    params:
+        conditions=CONDITIONS,
+        layers={name: MODELS[name]["layers"] for name in evaluators()},
+    log:
+        "logs/plots/evaluation.log",
+    script:
+        "../scripts/plot_evaluation.py"

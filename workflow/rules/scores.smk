@@ -1,0 +1,37 @@
+rule score_condition:
+    """Long-format scores and their summary for one condition."""
+    input:
+        activations=f"results/activations/{CONDITION_PATH}.h5",
+        reference_activations="results/activations/references.h5",
+        metamers=f"results/metamers/{CONDITION_PATH}.h5",
+    output:
+        scores=f"results/scores/{CONDITION_PATH}.parquet",
+        summary=f"results/summaries/{CONDITION_PATH}.parquet",
+    params:
+        layers={name: MODELS[name]["layers"] for name in evaluators()},
+        seed=config["seed"],
+    log:
+        f"logs/score_condition/{CONDITION_PATH}.log",
+    script:
+        "../scripts/score_condition.py"
+
+
+rule aggregate_scores:
+    """One table of every condition's scores, one of summaries, one of generation results."""
+    input:
+        scores=condition_files(f"results/scores/{CONDITION_PATH}.parquet"),
+        summaries=condition_files(f"results/summaries/{CONDITION_PATH}.parquet"),
+        metamers=condition_files(f"results/metamers/{CONDITION_PATH}.h5"),
+        reference_activations="results/activations/references.h5",
+        references=REFERENCES,
+    output:
+        scores="results/scores.parquet",
+        summary="results/summary.parquet",
+        references="results/reference_scores.parquet",
+        generation="results/generation_study.parquet",
+    params:
+        conditions=CONDITIONS,
+    log:
+        "logs/aggregate_scores.log",
+    script:
+        "../scripts/aggregate_scores.py"

@@ -1,0 +1,22 @@
+import sys
+
+sys.stderr = open(snakemake.log[0], "w", buffering=1)
+
+from metamers import stages
+
+specs = snakemake.params.specs
+stages.generate_metamers(
+    weights_paths={name: f"resources/models/{name}.pt" for name in specs},
+    specs=specs,
+    layers=snakemake.params.layers,
+    null_paths={name: f"results/nulls/{name}/{layer}.h5"
+                for name, layer in snakemake.params.layers.items()},
+    references_path=snakemake.input.references,
+    optimizer=snakemake.params.optimizer,
+    init=snakemake.params.init,
+    budget=snakemake.params.budget,
+    seed=snakemake.params.seed,
+    path=snakemake.output[0],
+    device=snakemake.params.device,
+    threads=snakemake.threads,
+)

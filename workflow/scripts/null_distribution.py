@@ -1,0 +1,12 @@
+import sys
+
+sys.stderr = open(snakemake.log[0], "w", buffering=1)
+
+from metamers import stages
+
+stages.null_distribution(
+    snakemake.input.model[0], snakemake.params.spec, snakemake.wildcards.layer,
+    snakemake.input.references, snakemake.params.percentile,
+    snakemake.params.max_pairs, snakemake.params.seed, snakemake.output[0],
+    device=snakemake.params.device,
+)

@@ -1,0 +1,12 @@
+import sys
+
+sys.stderr = open(snakemake.log[0], "w", buffering=1)
+
+from metamers import stages
+
+stages.score_condition(
+    snakemake.input.activations, snakemake.input.reference_activations,
+    snakemake.input.metamers, snakemake.params.layers,
+    dict(snakemake.wildcards.items()), snakemake.params.seed,
+    snakemake.output.scores, snakemake.output.summary,
+)
