@@ -34,6 +34,8 @@ def check_config(config: dict) -> None:
         elif spec["source"] == "torchvision":
             _require("architecture" in spec and "weights" in spec,
                      f"{where}: a torchvision model needs `architecture` and `weights`.")
+        elif spec["source"] == "package":
+            _require("architecture" in spec, f"{where}: a package model needs `architecture`.")
         else:
             for key in ("name", "dataset", "threat_model", "num_classes"):
                 _require(key in spec, f"{where}: a robustbench model needs `{key}`.")

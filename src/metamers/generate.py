@@ -199,8 +199,11 @@ class MetamerSynthesis:
             if settings.range_penalty:
                 outside = (images - images.clamp(0, 1)).pow(2).flatten(1).sum(1)
                 loss = loss + settings.range_penalty * outside.sum()
-            objective.per_image = per_image.detach()
-            objective.indices = indices
+            # The trace keeps the first evaluation of each iteration, at its starting images:
+            # L-BFGS evaluates the closure again inside its step (line search).
+            if objective.per_image is None:
+                objective.per_image = per_image.detach()
+                objective.indices = indices
             return loss
 
         def closure() -> torch.Tensor:
@@ -217,6 +220,7 @@ class MetamerSynthesis:
                 self._log_progress(iteration, max_iterations, loss_trace, active, started)
             if iteration == max_iterations or not bool(active.any()):
                 break
+            objective.per_image = None
             if uses_closure:
                 loss = optimizer.step(closure)
             else:
@@ -230,7 +234,7 @@ class MetamerSynthesis:
                 objective.per_image.cpu().numpy())
             if scheduler is not None:
                 if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-                    scheduler.step(float(loss))
+                    scheduler.step(float(loss.detach()))
                 else:
                     scheduler.step()
             with torch.no_grad():

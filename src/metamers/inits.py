@@ -80,6 +80,8 @@ def initial_images(kind: str, reference_images: torch.Tensor, seed: int, strengt
     if kind == "blend":
         return strength * reference_images + (1 - strength) * torch.rand(shape, generator=generator)
     if kind == "blur":
+        if strength <= 0:
+            return reference_images.clone()
         kernel = 2 * int(3 * strength) + 1
         return transforms.gaussian_blur(reference_images, [kernel, kernel], [strength, strength])
     if kind in ("same_class", "other_class"):

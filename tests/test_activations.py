@@ -1,0 +1,70 @@
+"""Named-layer activations and the fixed random projection."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from metamers.activations import (
+    LOGITS,
+    extract,
+    feature_extractor,
+    output_node,
+    project,
+    projection_matrix,
+)
+
+CPU = torch.device("cpu")
+
+
+def test_unknown_layer_lists_the_available_layers(trained_model):
+    with pytest.raises(ValueError, match="relu9") as error:
+        feature_extractor(trained_model, ["relu1", "relu9"], "cnn_a")
+    message = str(error.value)
+    assert "cnn_a" in message
+    for layer in ("relu1", "relu2", "fc_relu", "logits"):
+        assert layer in message
+
+
+def test_extract_shapes_and_logits(trained_model, references):
+    images = references[0][:5]
+    values = extract(trained_model, images, ["relu1", "fc_relu"], CPU, batch_size=2)
+    assert set(values) == {"relu1", "fc_relu", LOGITS}
+    assert values["relu1"].shape == (5, 8 * 28 * 28)
+    assert values["fc_relu"].shape == (5, 128)
+    assert values["relu1"].dtype == np.float32 and (values["relu1"] >= 0).all()
+    with torch.no_grad():
+        np.testing.assert_allclose(values[LOGITS], trained_model(images).numpy(), atol=1e-5)
+    assert output_node(trained_model) == "logits"
+
+
+def test_random_projection_is_deterministic_and_keeps_shapes(trained_model, references):
+    images = references[0][:6]
+    first = extract(trained_model, images, ["relu2", "fc_relu"], CPU, projection_dim=200,
+                    seed=3)
+    again = extract(trained_model, images, ["relu2", "fc_relu"], CPU, projection_dim=200,
+                    seed=3)
+    other = extract(trained_model, images, ["relu2"], CPU, projection_dim=200, seed=4)
+    plain = extract(trained_model, images, ["relu2", "fc_relu"], CPU)
+    assert first["relu2"].shape == (6, 200)
+    assert first["fc_relu"].shape == (6, 128)  # narrower than the projection: unchanged
+    np.testing.assert_array_equal(first["fc_relu"], plain["fc_relu"])
+    np.testing.assert_array_equal(first["relu2"], again["relu2"])
+    assert not np.allclose(first["relu2"], other["relu2"])
+    np.testing.assert_array_equal(first[LOGITS], plain[LOGITS])
+    np.testing.assert_allclose(first["relu2"], plain["relu2"] @ projection_matrix(3136, 200, 3),
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_projection_roughly_keeps_distances():
+    rng = np.random.default_rng(0)
+    values = rng.standard_normal((10, 2000)).astype(np.float32)
+    projected = project(values, 500, seed=0)
+    assert projected.shape == (10, 500)
+    original = np.linalg.norm(values[:, None] - values[None], axis=-1)
+    reduced = np.linalg.norm(projected[:, None] - projected[None], axis=-1)
+    off_diagonal = ~np.eye(10, dtype=bool)
+    ratio = reduced[off_diagonal] / original[off_diagonal]
+    assert np.all(np.abs(ratio - 1) < 0.15)
+    np.testing.assert_array_equal(project(values[:, :300], 500, seed=0), values[:, :300])

@@ -1,0 +1,97 @@
+"""The JSON schema (keys, types, ranges, defaults) and the cross-reference checks."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+from metamers.config import ConfigError, check_config
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SCHEMA = str(REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml")
+CONFIGS = ["config.yaml", "test.yaml"]
+
+
+def load(name: str) -> dict:
+    return yaml.safe_load((REPO_ROOT / "config" / name).read_text())
+
+
+@pytest.fixture
+def test_config() -> dict:
+    config = load("test.yaml")
+    validate(config, SCHEMA)
+    return config
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_shipped_configs_are_valid(name):
+    config = load(name)
+    validate(config, SCHEMA)
+    check_config(config)
+
+
+def test_validation_fills_defaults_and_keeps_given_values(test_config):
+    generation = test_config["generation"]
+    assert generation["max_iterations"] == 150  # given
+    assert generation["null_percentile"] == 99  # default
+    assert generation["stop_on_success"] is True
+    assert generation["null_max_pairs"] is None
+    adam = test_config["optimizers"]["adam"]
+    assert adam["constraint"] == "clamp" and adam["gradient_normalization"] is False
+    assert adam["scheduler"] is None and adam["range_penalty"] == 0.0
+    assert test_config["training"]["quick"]["style"] == "standard"
+    assert test_config["training"]["quick"]["lr"] == 0.002
+    assert test_config["inits"]["uniform"]["strength"] == 0.5
+    assert test_config["evaluation"]["batch_size"] == 256
+    assert test_config["evaluation"]["projection_dim"] == 512
+    assert test_config["data"]["source_dir"] == "/usr/share/datasets/fashion-mnist"
+    assert test_config["models"]["cnn_a"]["seed"] == 0
+
+
+@pytest.mark.parametrize("change, named", [
+    (lambda c: c["generation"].update(max_iteration=5), "max_iteration"),
+    (lambda c: c["optimizers"]["adam"].update(learning_rate=0.1), "learning_rate"),
+    (lambda c: c.update(extra_section={}), "extra_section"),
+    (lambda c: c["generation"].update(max_iterations=-5), "-5"),
+    (lambda c: c["generation"].update(null_percentile=100), "100"),
+    (lambda c: c["inits"]["uniform"].update(kind="sparkle"), "sparkle"),
+    (lambda c: c["optimizers"]["adam"].update(constraint="tanh"), "tanh"),
+    (lambda c: c["references"].update(per_class=1), "per_class"),
+    (lambda c: c["models"]["cnn_a"].update(source="hub"), "hub"),
+])
+def test_schema_rejects_wrong_keys_and_values_by_name(change, named):
+    config = load("test.yaml")
+    change(config)
+    with pytest.raises(WorkflowError, match=named) as error:
+        validate(config, SCHEMA)
+    assert "validat" in str(error.value).lower()
+
+
+def test_schema_requires_the_main_sections():
+    config = load("test.yaml")
+    del config["generation"]
+    with pytest.raises(WorkflowError, match="generation"):
+        validate(config, SCHEMA)
+
+
+@pytest.mark.parametrize("change, named", [
+    (lambda c: c["generation"]["optimizers"].append("lbfgs"), "lbfgs"),
+    (lambda c: c["generation"]["inits"].append("pink"), "pink"),
+    (lambda c: c["generator_sets"]["pair"]["members"].append("cnn_z"), "cnn_z"),
+    (lambda c: c["models"]["cnn_b"].update(training="slow"), "slow"),
+    (lambda c: c["generation"]["generators"].update(vgg=["relu1"]), "vgg"),
+    (lambda c: c["generation"]["generators"].update(pair=["shallow"]), "shallow"),
+    (lambda c: c["evaluation"].update(evaluators=["cnn_a", "resnet"]), "resnet"),
+    (lambda c: c["generator_sets"]["pair"]["layers"]["deep"].pop("cnn_b"), "deep"),
+    (lambda c: c["models"].update({"a/b": dict(c["models"]["cnn_a"])}), "a/b"),
+])
+def test_check_config_names_the_dangling_reference(test_config, change, named):
+    config = copy.deepcopy(test_config)
+    change(config)
+    with pytest.raises(ConfigError, match=named):
+        check_config(config)

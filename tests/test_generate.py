@@ -1,0 +1,279 @@
+"""Batched metamer synthesis: optimisers, inits, schedulers, constraints, stopping, determinism."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from metamers import criteria, inits, train
+from metamers.activations import extract
+from metamers.data import load_dataset
+from metamers.generate import (
+    Member,
+    MetamerSynthesis,
+    OptimizerSettings,
+    build_optimizer,
+)
+from metamers.zoo import SmallCNN
+
+CPU = torch.device("cpu")
+
+OPTIMIZERS = {
+    "SGD": ("SGD", {"lr": 20.0}),
+    "SGD_momentum": ("SGD", {"lr": 5.0, "momentum": 0.9}),
+    "SGD_nesterov": ("SGD", {"lr": 5.0, "momentum": 0.9, "nesterov": True}),
+    "Adam": ("Adam", {"lr": 0.05}),
+    "AdamW": ("AdamW", {"lr": 0.05}),
+    "RMSprop": ("RMSprop", {"lr": 0.01}),
+    "LBFGS": ("LBFGS", {"lr": 1.0, "max_iter": 5, "line_search_fn": "strong_wolfe"}),
+}
+
+
+@pytest.fixture(scope="module")
+def small_references(references):
+    """Four references of four different classes: enough for a batch, cheap to optimise."""
+    images, labels = references
+    return images[::5].clone(), labels[::5].clone()
+
+
+@pytest.fixture(scope="module")
+def synthesis_at(trained_model, small_references, null_at):
+    cache = {}
+
+    def build(layer: str) -> MetamerSynthesis:
+        if layer not in cache:
+            cache[layer] = MetamerSynthesis(
+                [Member("cnn", trained_model, layer, null_at(layer).threshold)],
+                small_references[0], CPU)
+        return cache[layer]
+
+    return build
+
+
+@pytest.fixture(scope="module")
+def uniform_starts(small_references):
+    return inits.initial_images("uniform", small_references[0], seed=0)
+
+
+def assert_valid_images(images: np.ndarray, shape: tuple[int, ...]) -> None:
+    assert images.shape == shape
+    assert images.dtype == np.float32
+    assert np.isfinite(images).all()
+    assert images.min() >= 0.0 and images.max() <= 1.0
+
+
+def initial_loss(synthesis: MetamerSynthesis, starts: torch.Tensor) -> np.ndarray:
+    with torch.no_grad():
+        return synthesis.loss_per_image(starts, torch.arange(len(starts))).numpy()
+
+
+@pytest.mark.parametrize("label", list(OPTIMIZERS))
+def test_each_optimizer_gives_valid_images_and_lowers_the_loss(label, synthesis_at,
+                                                                uniform_starts):
+    name, kwargs = OPTIMIZERS[label]
+    synthesis = synthesis_at("relu1")
+    result = synthesis.synthesize(uniform_starts, OptimizerSettings(name, kwargs), 10,
+                                  check_every=5, stop_on_success=False)
+    assert_valid_images(result.metamers, tuple(uniform_starts.shape))
+    assert result.loss.shape == (11, len(uniform_starts))
+    assert np.isfinite(result.loss).all()
+    # Row 0 is the loss of the starting images, for closure optimisers (L-BFGS) too.
+    np.testing.assert_allclose(result.loss[0], initial_loss(synthesis, uniform_starts),
+                               rtol=1e-5)
+    assert (result.loss[-1] < 0.5 * result.loss[0]).all()
+    np.testing.assert_array_equal(result.initial_images, uniform_starts.numpy())
+
+
+@pytest.mark.parametrize("kind", inits.INIT_KINDS)
+def test_each_init_kind_gives_valid_metamers(kind, synthesis_at, small_references, references):
+    images, labels = small_references
+    pool_images, pool_labels = references
+    starts = inits.initial_images(kind, images, seed=1, strength=0.5, reference_labels=labels,
+                                  pool_images=pool_images, pool_labels=pool_labels,
+                                  reference_pool_index=torch.arange(0, 20, 5))
+    result = synthesis_at("relu1").synthesize(starts, OptimizerSettings(), 5, check_every=5,
+                                              stop_on_success=False)
+    assert_valid_images(result.metamers, tuple(images.shape))
+    np.testing.assert_allclose(result.initial_images, starts.numpy())
+    assert (result.loss[-1] < result.loss[0]).all()
+
+
+@pytest.mark.parametrize("scheduler, scheduler_kwargs", [
+    ("StepLR", {"step_size": 3, "gamma": 0.5}),
+    ("CosineAnnealingLR", {"T_max": 10}),
+    ("ReduceLROnPlateau", {"patience": 1, "factor": 0.5}),
+])
+def test_schedulers_run(scheduler, scheduler_kwargs, synthesis_at, uniform_starts):
+    settings = OptimizerSettings("Adam", {"lr": 0.05}, scheduler, scheduler_kwargs)
+    result = synthesis_at("relu1").synthesize(uniform_starts, settings, 10, check_every=5,
+                                              stop_on_success=False)
+    assert_valid_images(result.metamers, tuple(uniform_starts.shape))
+    assert (result.loss[-1] < result.loss[0]).all()
+
+
+def test_scheduler_changes_the_learning_rate(synthesis_at, uniform_starts):
+    """StepLR with gamma 0 sets lr to 0 after one step: ten iterations equal one."""
+    synthesis = synthesis_at("relu1")
+    frozen = OptimizerSettings("SGD", {"lr": 5.0}, "StepLR", {"step_size": 1, "gamma": 0.0})
+    plain = OptimizerSettings("SGD", {"lr": 5.0})
+    ten = synthesis.synthesize(uniform_starts, frozen, 10, stop_on_success=False)
+    one = synthesis.synthesize(uniform_starts, plain, 1, stop_on_success=False)
+    ten_plain = synthesis.synthesize(uniform_starts, plain, 10, stop_on_success=False)
+    np.testing.assert_array_equal(ten.metamers, one.metamers)
+    assert not np.array_equal(ten_plain.metamers, one.metamers)
+
+
+def test_gradient_normalization_gives_unit_steps(synthesis_at, small_references):
+    """SGD on unit-norm gradients moves every image by exactly lr in L2."""
+    starts = torch.full_like(small_references[0], 0.5)
+    synthesis = synthesis_at("relu1")
+    normalized = OptimizerSettings("SGD", {"lr": 0.1}, gradient_normalization=True,
+                                   constraint="none")
+    result = synthesis.synthesize(starts, normalized, 1, stop_on_success=False)
+    steps = np.linalg.norm((result.metamers - starts.numpy()).reshape(len(starts), -1), axis=1)
+    np.testing.assert_allclose(steps, 0.1, rtol=1e-4)
+    raw = synthesis.synthesize(starts, OptimizerSettings("SGD", {"lr": 0.1}, constraint="none"),
+                               1, stop_on_success=False)
+    raw_steps = np.linalg.norm((raw.metamers - starts.numpy()).reshape(len(starts), -1), axis=1)
+    assert not np.allclose(raw_steps, 0.1, rtol=1e-2)
+
+
+def test_gradient_normalization_is_rejected_with_lbfgs(synthesis_at, uniform_starts):
+    settings = OptimizerSettings("LBFGS", {"lr": 1.0}, gradient_normalization=True)
+    with pytest.raises(ValueError, match="gradient_normalization"):
+        synthesis_at("relu1").synthesize(uniform_starts, settings, 2)
+
+
+@pytest.mark.parametrize("constraint, range_penalty", [
+    ("sigmoid", 0.0), ("none", 0.0), ("none", 10.0), ("clamp", 0.0)])
+def test_constraints_keep_images_in_the_unit_box(constraint, range_penalty, synthesis_at,
+                                                 uniform_starts):
+    settings = OptimizerSettings("Adam", {"lr": 0.1}, constraint=constraint,
+                                 range_penalty=range_penalty)
+    result = synthesis_at("relu1").synthesize(uniform_starts, settings, 10, check_every=5,
+                                              stop_on_success=False)
+    assert_valid_images(result.metamers, tuple(uniform_starts.shape))
+    assert (result.loss[-1] < result.loss[0]).all()
+
+
+def test_unknown_names_raise_clear_errors(synthesis_at, uniform_starts):
+    parameter = torch.zeros(2, requires_grad=True)
+    with pytest.raises(ValueError, match="Adamm"):
+        build_optimizer(OptimizerSettings("Adamm"), parameter)
+    with pytest.raises(ValueError, match="StepLRR"):
+        build_optimizer(OptimizerSettings("Adam", scheduler="StepLRR"), parameter)
+    with pytest.raises(ValueError, match="tanh"):
+        synthesis_at("relu1").synthesize(uniform_starts, OptimizerSettings(constraint="tanh"), 2)
+
+
+def test_optimizer_settings_from_config():
+    settings = OptimizerSettings.from_config({"name": "SGD", "kwargs": {"lr": 2.0},
+                                              "scheduler": "StepLR",
+                                              "scheduler_kwargs": {"step_size": 5},
+                                              "gradient_normalization": True})
+    assert settings == OptimizerSettings("SGD", {"lr": 2.0}, "StepLR", {"step_size": 5}, True,
+                                         "clamp", 0.0)
+
+
+@pytest.fixture(scope="module")
+def second_model(data_spec):
+    train_set = load_dataset(data_spec, train=True)
+    torch.manual_seed(1)
+    model = SmallCNN(in_channels=1, num_classes=10, image_size=28, mean=[0.286], std=[0.353],
+                     width=8)
+    training = {"lr": 0.002, "batch_size": 64, "epochs": 1, "max_train_images": 2000}
+    return train.train(model, train_set, training, seed=1, device=CPU).requires_grad_(False)
+
+
+def test_joint_metamer_satisfies_every_member(trained_model, second_model, small_references):
+    images, _ = small_references
+    layer = "relu2"
+    models = {"cnn_a": trained_model, "cnn_b": second_model}
+    thresholds = {}
+    for name, model in models.items():
+        values = extract(model, images, [layer], CPU)[layer]
+        thresholds[name] = criteria.compute_null(values, 99.0).threshold
+    members = [Member(name, model, layer, thresholds[name]) for name, model in models.items()]
+    result = MetamerSynthesis(members, images, CPU).synthesize(
+        inits.initial_images("uniform", images, seed=0), OptimizerSettings(), 300, check_every=10)
+    assert result.member_names == ["cnn_a", "cnn_b"]
+    assert result.final_spearman.shape == (len(images), 2)
+    assert result.success.all()
+    for column, (name, model) in enumerate(models.items()):
+        metamer = extract(model, torch.from_numpy(result.metamers), [layer], CPU)
+        reference = extract(model, images, [layer], CPU)
+        check = criteria.check_criterion(metamer[layer], reference[layer],
+                                         metamer["__logits__"].argmax(1),
+                                         reference["__logits__"].argmax(1), thresholds[name])
+        assert check.passed.all(), name
+        np.testing.assert_allclose(check.spearman, result.final_spearman[:, column], atol=1e-6)
+
+
+def test_start_at_the_reference_succeeds_at_iteration_zero(synthesis_at, small_references):
+    images, _ = small_references
+    result = synthesis_at("relu2").synthesize(images.clone(), OptimizerSettings(), 50,
+                                              check_every=10)
+    np.testing.assert_array_equal(result.iterations_to_success, 0)
+    np.testing.assert_array_equal(result.iterations_run, 0)
+    assert result.success.all()
+    np.testing.assert_array_equal(result.metamers, images.numpy())
+    np.testing.assert_allclose(result.loss[0], 0.0, atol=1e-12)
+    assert np.isnan(result.loss[1:]).all()
+
+
+def test_stopped_metamers_are_frozen_at_their_successful_image(synthesis_at, small_references,
+                                                               uniform_starts):
+    check_every = 3
+    synthesis = synthesis_at("relu2")
+    result = synthesis.synthesize(uniform_starts, OptimizerSettings(), 99,
+                                  check_every=check_every)
+    assert result.success.all()
+    assert (result.iterations_to_success > 0).all()
+    assert (result.iterations_to_success % check_every == 0).all()
+    np.testing.assert_array_equal(result.iterations_run, result.iterations_to_success)
+    # Re-checking the stored metamers reproduces the check made when each stopped.
+    spearman, predicted, passed = synthesis.check(torch.from_numpy(result.metamers),
+                                                  torch.arange(len(uniform_starts)))
+    assert passed.all()
+    np.testing.assert_allclose(spearman, result.final_spearman, atol=1e-6)
+    np.testing.assert_array_equal(predicted, result.predicted_class)
+    np.testing.assert_array_equal(result.predicted_class, result.reference_class)
+    for column, stop in enumerate(result.iterations_run):
+        assert np.isfinite(result.loss[:stop + 1, column]).all()
+        assert np.isnan(result.loss[stop + 1:, column]).all()
+
+
+def test_iterations_to_success_is_the_first_passing_check(synthesis_at, uniform_starts):
+    """Rerun each prefix of the optimisation and apply the criterion to its images."""
+    check_every, budget = 5, 40
+    synthesis = synthesis_at("relu2")
+    settings = OptimizerSettings()
+    stopping = synthesis.synthesize(uniform_starts, settings, budget, check_every)
+    running = synthesis.synthesize(uniform_starts, settings, budget, check_every,
+                                   stop_on_success=False)
+    assert running.success.all()
+    np.testing.assert_array_equal(stopping.iterations_to_success, running.iterations_to_success)
+    assert np.isfinite(running.loss).all()
+    first_pass = np.full(len(uniform_starts), -1)
+    for iterations in range(0, budget + 1, check_every):
+        prefix = synthesis.synthesize(uniform_starts, settings, iterations, check_every,
+                                      stop_on_success=False)
+        _, _, passed = synthesis.check(torch.from_numpy(prefix.metamers),
+                                       torch.arange(len(uniform_starts)))
+        first_pass[(first_pass < 0) & passed] = iterations
+    np.testing.assert_array_equal(running.iterations_to_success, first_pass)
+
+
+def test_same_seed_gives_bit_identical_metamers(synthesis_at, small_references):
+    images, _ = small_references
+
+    def run(seed: int):
+        starts = inits.initial_images("uniform", images, seed=seed)
+        return synthesis_at("relu1").synthesize(starts, OptimizerSettings(), 20, check_every=5)
+
+    first, second, other = run(3), run(3), run(4)
+    np.testing.assert_array_equal(first.metamers, second.metamers)
+    np.testing.assert_array_equal(first.loss, second.loss)
+    np.testing.assert_array_equal(first.iterations_to_success, second.iterations_to_success)
+    assert not np.array_equal(first.metamers, other.metamers)

@@ -1,0 +1,157 @@
+"""Row-wise correlations, null percentiles, RSA, CKA and the bootstrap against known answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import stats as scipy_stats
+
+from metamers import stats
+
+
+@pytest.fixture
+def relu_rows() -> tuple[np.ndarray, np.ndarray]:
+    """ReLU-like activations: many exact zeros (ties) and some repeated positive values."""
+    rng = np.random.default_rng(0)
+    first = np.maximum(rng.standard_normal((6, 40)), 0)
+    second = np.maximum(first + 0.7 * rng.standard_normal((6, 40)), 0)
+    first[:, :5] = 1.5  # ties among positive values too
+    return first, second
+
+
+def test_pearson_rows_equals_scipy(relu_rows):
+    first, second = relu_rows
+    expected = [scipy_stats.pearsonr(a, b).statistic for a, b in zip(first, second)]
+    np.testing.assert_allclose(stats.pearson_rows(first, second), expected, atol=1e-12)
+
+
+def test_spearman_rows_equals_scipy_with_ties(relu_rows):
+    first, second = relu_rows
+    assert (first == 0).sum() > 20 and (second == 0).sum() > 20
+    expected = [scipy_stats.spearmanr(a, b).statistic for a, b in zip(first, second)]
+    np.testing.assert_allclose(stats.spearman_rows(first, second), expected, atol=1e-12)
+
+
+def test_constant_row_has_no_correlation():
+    values = stats.pearson_rows(np.zeros((1, 5)), np.arange(5.0)[None])
+    assert np.isnan(values[0])
+
+
+def test_correlation_matrix_matches_scipy():
+    rng = np.random.default_rng(1)
+    values = np.maximum(rng.standard_normal((5, 30)), 0)
+    expected = scipy_stats.spearmanr(values, axis=1).statistic
+    np.testing.assert_allclose(stats.correlation_matrix(values, "spearman"), expected, atol=1e-12)
+    np.testing.assert_allclose(stats.correlation_matrix(values, "pearson"), np.corrcoef(values),
+                               atol=1e-12)
+
+
+def test_null_correlations_are_the_distinct_pairs():
+    rng = np.random.default_rng(2)
+    values = rng.standard_normal((8, 20))
+    null = stats.null_correlations(values, "pearson")
+    matrix = np.corrcoef(values)
+    expected = np.sort(matrix[np.triu_indices(8, k=1)])
+    assert len(null) == 8 * 7 // 2
+    np.testing.assert_allclose(null, expected, atol=1e-12)
+    sampled = stats.null_correlations(values, "pearson", max_pairs=10, seed=3)
+    assert len(sampled) == 10 and np.isin(sampled, null).all()
+    np.testing.assert_array_equal(sampled, stats.null_correlations(values, "pearson", 10, seed=3))
+
+
+def random_image_null(rng: np.random.Generator, images: int = 30, pixels: int = 100):
+    return stats.null_correlations(rng.random((images, pixels)), "spearman")
+
+
+def test_identical_pair_sits_at_the_top_of_the_null():
+    rng = np.random.default_rng(3)
+    image = rng.random((1, 100))
+    identical = stats.spearman_rows(image, image)
+    np.testing.assert_allclose(identical, 1.0)
+    assert stats.null_percentile(identical, random_image_null(rng))[0] == 100.0
+
+
+def test_null_percentile_ties_and_nan():
+    null = np.array([0.1, 0.2, 0.2, 0.3])
+    np.testing.assert_allclose(stats.null_percentile([0.0, 0.2, 0.5, 0.3], null),
+                               [0.0, 50.0, 100.0, 87.5])
+    assert np.isnan(stats.null_percentile([np.nan], null)[0])
+
+
+def test_random_pairs_have_uniform_percentiles():
+    rng = np.random.default_rng(4)
+    null = random_image_null(rng, images=60)
+    pairs = 2000
+    fresh = stats.spearman_rows(rng.random((pairs, 100)), rng.random((pairs, 100)))
+    percentiles = stats.null_percentile(fresh, null)
+    assert abs(percentiles.mean() - 50) < 3
+    np.testing.assert_allclose(np.percentile(percentiles, [10, 50, 90]), [10, 50, 90], atol=4)
+    assert scipy_stats.kstest(percentiles / 100, "uniform").pvalue > 0.001
+
+
+def test_null_threshold_is_the_percentile_not_the_max():
+    null = np.linspace(0, 1, 101)
+    assert stats.null_threshold(null, 99) == pytest.approx(0.99)
+    assert stats.null_threshold(null, 50) == pytest.approx(0.5)
+    assert stats.null_threshold(null, 99) < null.max()
+
+
+def clustered(rng: np.random.Generator, items: int = 24, features: int = 50) -> np.ndarray:
+    centres = rng.standard_normal((4, features))
+    return centres[np.arange(items) % 4] + 0.5 * rng.standard_normal((items, features))
+
+
+def test_rsa_of_a_matrix_with_itself_is_one():
+    values = clustered(np.random.default_rng(5))
+    correlation, p_value = stats.rsa(values, values, permutations=200)
+    assert correlation == pytest.approx(1.0)
+    assert p_value == pytest.approx(1 / 201)
+
+
+def test_rsa_with_row_permuted_copy_is_near_zero():
+    rng = np.random.default_rng(6)
+    values = rng.standard_normal((24, 50))
+    correlation, p_value = stats.rsa(values, values[rng.permutation(24)], permutations=200)
+    assert abs(correlation) < 0.2
+    assert p_value > 0.05
+
+
+def test_rsa_is_unaffected_by_a_shared_item_order_and_detects_noisy_copies():
+    rng = np.random.default_rng(7)
+    values = clustered(rng)
+    noisy = values + 0.5 * rng.standard_normal(values.shape)
+    correlation, p_value = stats.rsa(values, noisy, permutations=200)
+    assert 0.3 < correlation < 1.0 and p_value < 0.01
+
+
+def test_linear_cka_invariances():
+    rng = np.random.default_rng(8)
+    values = rng.standard_normal((40, 12))
+    rotation, _ = np.linalg.qr(rng.standard_normal((12, 12)))
+    assert stats.linear_cka(values, values) == pytest.approx(1.0)
+    assert stats.linear_cka(values, values @ rotation) == pytest.approx(1.0)
+    assert stats.linear_cka(values, 7.5 * values) == pytest.approx(1.0)
+    assert stats.linear_cka(values, values + 3.0) == pytest.approx(1.0)
+    assert stats.linear_cka(values, rng.standard_normal((40, 12))) < 0.6
+
+
+def test_linear_cka_is_not_invariant_to_anisotropic_scaling():
+    rng = np.random.default_rng(9)
+    values = rng.standard_normal((40, 6))
+    stretched = values * np.array([10.0, 1, 1, 1, 1, 0.1])
+    assert stats.linear_cka(values, stretched) < 0.9
+
+
+def test_bootstrap_mean_ci_contains_the_mean():
+    values = np.random.default_rng(10).normal(3.0, 1.0, size=50)
+    low, high = stats.bootstrap_mean_ci(values, seed=0, resamples=500)
+    assert low < values.mean() < high
+    assert high - low < 1.0
+    assert (low, high) == stats.bootstrap_mean_ci(values, seed=0, resamples=500)
+
+
+def test_bootstrap_mean_ci_degenerate_inputs():
+    assert stats.bootstrap_mean_ci(np.full(5, 2.0)) == (2.0, 2.0)
+    assert stats.bootstrap_mean_ci(np.array([1.0, np.nan, 1.0])) == (1.0, 1.0)
+    low, high = stats.bootstrap_mean_ci(np.array([]))
+    assert np.isnan(low) and np.isnan(high)

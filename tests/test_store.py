@@ -1,0 +1,144 @@
+"""HDF5 / Parquet / JSON round trips, clear errors on broken files, atomic writes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from metamers import store
+from metamers.generate import SynthesisResult
+
+
+@pytest.fixture
+def synthesis_result() -> SynthesisResult:
+    rng = np.random.default_rng(0)
+    count = 3
+    loss = rng.random((6, count)).astype(np.float32)
+    loss[4:, 1] = np.nan
+    return SynthesisResult(
+        metamers=rng.random((count, 1, 8, 8)).astype(np.float32),
+        initial_images=rng.random((count, 1, 8, 8)).astype(np.float32),
+        loss=loss, iterations_to_success=np.array([2, 4, -1]),
+        success=np.array([True, True, False]), final_spearman=rng.random((count, 2)),
+        predicted_class=np.array([[1, 1], [2, 2], [0, 3]]),
+        reference_class=np.array([[1, 1], [2, 2], [0, 0]]),
+        iterations_run=np.array([2, 4, 5]), wall_time=1.5, member_names=["cnn_a", "cnn_b"])
+
+
+def test_metamers_round_trip(tmp_path, synthesis_result):
+    path = tmp_path / "results" / "metamers.h5"
+    attrs = {"optimizer": {"name": "Adam", "kwargs": {"lr": 0.05}}, "seed": 7, "layer": "relu2"}
+    store.write_metamers(path, synthesis_result, np.arange(3), np.array([4, 5, 6]),
+                         np.array([1.0, 2.0, 3.0]), np.array([4.0, 5.0, 6.0]), attrs)
+    content = store.read_metamers(path)
+    for name in ("metamers", "initial_images", "iterations_to_success", "success",
+                 "final_spearman", "predicted_class", "reference_class", "iterations_run"):
+        np.testing.assert_array_equal(content[name], getattr(synthesis_result, name), name)
+    np.testing.assert_array_equal(content["loss"], synthesis_result.loss)  # NaNs included
+    np.testing.assert_array_equal(content["reference_index"], np.arange(3))
+    np.testing.assert_array_equal(content["reference_label"], [4, 5, 6])
+    np.testing.assert_array_equal(content["pixel_distance"], [1.0, 2.0, 3.0])
+    np.testing.assert_array_equal(content["initial_distance"], [4.0, 5.0, 6.0])
+    assert content["attrs"]["optimizer"] == attrs["optimizer"]
+    assert content["attrs"]["seed"] == 7 and content["attrs"]["layer"] == "relu2"
+    assert content["attrs"]["members"] == ["cnn_a", "cnn_b"]
+    assert content["attrs"]["wall_time_s"] == 1.5
+    assert "torch" in content["attrs"]["versions"]
+    assert list(path.parent.iterdir()) == [path]
+
+
+def test_references_round_trip(tmp_path):
+    path = tmp_path / "references.h5"
+    images = np.random.default_rng(1).random((4, 1, 5, 5)).astype(np.float32)
+    store.write_references(path, images, np.array([0, 0, 1, 1]), np.array([10, 3, 7, 9]),
+                           ["shirt", "shoe"], {"seed": 0})
+    content = store.read_references(path)
+    np.testing.assert_array_equal(content["images"], images)
+    np.testing.assert_array_equal(content["labels"], [0, 0, 1, 1])
+    np.testing.assert_array_equal(content["source_index"], [10, 3, 7, 9])
+    assert content["class_names"] == ["shirt", "shoe"]
+
+
+def test_null_round_trip(tmp_path):
+    path = tmp_path / "null.h5"
+    correlations = np.sort(np.random.default_rng(2).random(45))
+    store.write_null(path, correlations, 99.0, {"layer": "relu1"})
+    values, percentile = store.read_null(path)
+    np.testing.assert_array_equal(values, correlations)
+    assert percentile == 99.0
+
+
+def test_activations_round_trip(tmp_path):
+    rng = np.random.default_rng(3)
+    activations = {
+        "cnn_a": {"metamer": {"relu1": rng.random((3, 20)).astype(np.float32),
+                              "__logits__": rng.random((3, 10)).astype(np.float32)},
+                  "reference": {"relu1": rng.random((3, 20)).astype(np.float32)}},
+        "cnn_b": {"metamer": {"fc_relu": rng.random((3, 7)).astype(np.float32)}},
+    }
+    path = tmp_path / "activations.h5"
+    store.write_activations(path, activations, {"projection_dim": 512})
+    content = store.read_activations(path)
+    assert content.keys() == activations.keys()
+    for model, image_sets in activations.items():
+        assert content[model].keys() == image_sets.keys()
+        for image_set, layers in image_sets.items():
+            assert content[model][image_set].keys() == layers.keys()
+            for layer, values in layers.items():
+                np.testing.assert_array_equal(content[model][image_set][layer], values)
+
+
+def test_table_and_json_round_trip(tmp_path):
+    table = pd.DataFrame({"generator": ["cnn_a", "cnn_b"], "metamer": [0, 1],
+                          "value": [0.5, np.nan], "success": [True, False]})
+    store.write_table(tmp_path / "scores.parquet", table)
+    pd.testing.assert_frame_equal(store.read_table(tmp_path / "scores.parquet"), table)
+    card = {"layers": ["relu1", "logits"], "test_accuracy": 0.8, "nested": {"a": 1}}
+    store.write_json(tmp_path / "card.json", card)
+    assert store.read_json(tmp_path / "card.json") == card
+
+
+def test_missing_files_name_the_file(tmp_path):
+    missing = tmp_path / "absent.h5"
+    for reader in (store.read_metamers, store.read_references, store.read_null,
+                   store.read_activations, store.read_table, store.read_json):
+        with pytest.raises(FileNotFoundError, match=r"absent\.h5"):
+            reader(missing)
+
+
+def test_corrupt_file_gives_a_clear_error(tmp_path):
+    path = tmp_path / "corrupt.h5"
+    path.write_bytes(np.random.default_rng(4).bytes(2048))
+    with pytest.raises(OSError, match=r"corrupt\.h5.*not a readable HDF5 file"):
+        store.read_metamers(path)
+
+
+def test_missing_dataset_names_the_file_and_the_dataset(tmp_path):
+    path = tmp_path / "null.h5"
+    store.write_null(path, np.arange(3.0), 99.0, {})
+    with pytest.raises(KeyError, match=r"null\.h5.*images"):
+        store.read_references(path)
+
+
+def test_atomic_write_leaves_nothing_when_the_writer_raises(tmp_path, synthesis_result):
+    path = tmp_path / "out" / "metamers.h5"
+    bad_distance = np.array(["not", "a", "number"], dtype=object)
+    with pytest.raises(ValueError, match="not"):
+        store.write_metamers(path, synthesis_result, np.arange(3), np.arange(3), bad_distance,
+                             np.zeros(3), {})
+    assert list(path.parent.iterdir()) == []
+    with pytest.raises(RuntimeError, match="interrupted"), store.atomic_path(path) as partial:
+        partial.write_text("half")
+        raise RuntimeError("interrupted")
+    assert list(path.parent.iterdir()) == []
+
+
+def test_atomic_write_keeps_the_old_file_until_success(tmp_path):
+    path = tmp_path / "card.json"
+    store.write_json(path, {"version": 1})
+    with pytest.raises(ValueError, match="boom"), store.atomic_path(path) as partial:
+        partial.write_text('{"version": 2}')
+        raise ValueError("boom")
+    assert store.read_json(path) == {"version": 1}
+    assert [entry.name for entry in tmp_path.iterdir()] == ["card.json"]
