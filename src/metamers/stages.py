@@ -188,9 +188,12 @@ def score_condition(activations_path: Path, reference_activations_path: Path,
                     seed: int, scores_path: Path, summary_path: Path) -> None:
     """Write one condition's long-format scores and summary (with RSA and CKA)."""
     activations = store.read_activations(activations_path)
-    reference_activations = {name: sets["reference"] for name, sets in
-                             store.read_activations(reference_activations_path).items()}
     content = store.read_metamers(metamers_path)
+    # row i of every image set belongs to reference reference_index[i]
+    reference_activations = {
+        name: {layer: values[content["reference_index"]]
+               for layer, values in sets["reference"].items()}
+        for name, sets in store.read_activations(reference_activations_path).items()}
     distances = {"metamer": content["pixel_distance"],
                  "pixel_control": content["pixel_distance"],
                  "initial": content["initial_distance"]}

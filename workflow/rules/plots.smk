@@ -2,8 +2,11 @@ rule plot_transfer_matrix:
     input:
         scores="results/scores.parquet",
         references="results/reference_scores.parquet",
+        reference_images=REFERENCES,
     output:
         report("results/transfer_matrix.pdf", caption="../report/transfer_matrix.rst", category="Transfer"),
+    params:
+        members={generator: members(generator) for generator in GENERATION["generators"]},
     log:
         "logs/plots/transfer_matrix.log",
     script:
@@ -33,6 +36,7 @@ rule plot_evaluation:
     """Representation test over depth, RSA and agreement of the two tests."""
     input:
         summary="results/summary.parquet",
+        references=REFERENCES,
         reference_activations="results/activations/references.h5",
         activations=condition_files(f"results/activations/{CONDITION_PATH}.h5"),
     output:

@@ -1,0 +1,491 @@
+"""Figures of the pipeline: each function takes tables or arrays and writes one vector PDF.
+
+Conditions are dicts with the keys of ``scores.CONDITION`` (generator, layer, optimizer, init);
+tables follow the schemas of ``scores.parquet``, ``summary.parquet``, ``reference_scores.parquet``
+and ``generation_study.parquet`` (see the README). Functions that draw a computed matrix or
+table return it, so tests can check what was drawn.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.lines import Line2D
+from matplotlib.patches import Rectangle
+
+from metamers.scores import CONDITION
+from metamers.stats import rdm
+
+CEILING_ROW = "references (ceiling)"
+IMAGE_SET_STYLES = {"metamer": "-", "pixel_control": "--", "initial": ":"}
+
+
+def condition_label(condition: Mapping, keys: Sequence[str] = CONDITION) -> str:
+    """``generator · layer · optimizer · init`` (or the given subset of keys)."""
+    return " · ".join(str(condition[key]) for key in keys)
+
+
+def _conditions_in_order(table: pd.DataFrame, keys: Sequence[str] = CONDITION) -> list[dict]:
+    """Distinct conditions in order of first appearance (the configured order)."""
+    return table[list(keys)].drop_duplicates().to_dict("records")
+
+
+def _condition_colors(conditions: Sequence[Mapping]) -> dict[str, tuple]:
+    labels = [condition_label(condition) for condition in conditions]
+    return dict(zip(labels, sns.color_palette("tab10", len(labels))))
+
+
+def _save(figure: plt.Figure, path: Path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, format="pdf", bbox_inches="tight")
+    plt.close(figure)
+
+
+def deepest_layer(layers: Mapping[str, Sequence[str]], evaluator: str | None = None
+                  ) -> tuple[str, str]:
+    """(evaluator, its last configured layer); the first evaluator unless one is named."""
+    evaluator = evaluator or next(iter(layers))
+    return evaluator, list(layers[evaluator])[-1]
+
+
+# --- transfer matrix -----------------------------------------------------------------------
+
+
+def recognizability_matrices(scores: pd.DataFrame, reference_scores: pd.DataFrame,
+                             image_set: str = "metamer") -> dict[tuple[str, str], pd.DataFrame]:
+    """Mean top-1 correctness per ((generator, layer) row, evaluator column) per (optimizer, init).
+
+    Each matrix ends with the references' own recognizability (row ``CEILING_ROW``).
+    """
+    top1 = scores[(scores["metric"] == "top1_correct") & (scores["image_set"] == image_set)]
+    evaluators = list(dict.fromkeys(top1["evaluator"]))
+    rows = [condition_label(row, ("generator", "layer"))
+            for row in _conditions_in_order(top1, ("generator", "layer"))]
+    reference_top1 = reference_scores[reference_scores["metric"] == "top1_correct"]
+    ceiling = reference_top1.groupby("evaluator")["value"].mean().reindex(evaluators)
+    matrices = {}
+    for (optimizer, init), group in top1.groupby(["optimizer", "init"], sort=False):
+        cells = group.assign(row=group["generator"] + " · " + group["layer"])
+        matrix = cells.pivot_table(index="row", columns="evaluator", values="value",
+                                   aggfunc="mean").reindex(index=rows, columns=evaluators)
+        matrix.loc[CEILING_ROW] = ceiling
+        matrix.index.name, matrix.columns.name = "generator · layer", "evaluator"
+        matrices[(optimizer, init)] = matrix
+    return matrices
+
+
+def plot_transfer_matrix(scores: pd.DataFrame, reference_scores: pd.DataFrame,
+                         members: Mapping[str, Sequence[str]], class_count: int,
+                         path: Path) -> dict[tuple[str, str], pd.DataFrame]:
+    """Heatmaps of metamer recognizability, one panel per (optimizer, init); returns them.
+
+    ``members[generator]`` lists the models a generator optimised (itself, or a set's members):
+    those evaluator cells are outlined as self-evaluations. Chance (1 / ``class_count``) is
+    marked on the colour bar.
+    """
+    matrices = recognizability_matrices(scores, reference_scores)
+    chance = 1.0 / class_count
+    first = next(iter(matrices.values()))
+    width = 1.6 + 0.9 * first.shape[1]
+    height = 1.4 + 0.45 * first.shape[0]
+    figure, axes = plt.subplots(1, len(matrices), figsize=(width * len(matrices) + 2.0, height),
+                                squeeze=False, sharey=True, layout="constrained")
+    for axis, ((optimizer, init), matrix) in zip(axes[0], matrices.items()):
+        last = axis is axes[0, -1]
+        sns.heatmap(matrix, ax=axis, vmin=0, vmax=1, cmap="viridis", annot=True, fmt=".2f",
+                    linewidths=0.5, linecolor="white", cbar=last,
+                    cbar_kws={"label": "recognizability (top-1 correct)"})
+        for row_index, row in enumerate(matrix.index[:-1]):
+            generator = row.split(" · ")[0]
+            for column_index, evaluator in enumerate(matrix.columns):
+                if evaluator in members.get(generator, [generator]):
+                    axis.add_patch(Rectangle((column_index + 0.04, row_index + 0.04), 0.92,
+                                             0.92, fill=False, edgecolor="red", linewidth=2))
+        axis.axhline(len(matrix) - 1, color="black", linewidth=2)
+        axis.set_title(f"optimizer {optimizer} · init {init}", fontsize=10)
+        axis.tick_params(axis="y", rotation=0)
+        axis.tick_params(axis="x", rotation=30)
+        if axis is not axes[0, 0]:
+            axis.set_ylabel("")
+        if last:
+            colorbar = axis.collections[0].colorbar
+            colorbar.ax.axhline(chance, color="white", linewidth=2)
+            ticks = [tick for tick in (0.0, 0.25, 0.5, 0.75, 1.0) if abs(tick - chance) > 0.06]
+            colorbar.set_ticks(sorted([*ticks, chance]),
+                               labels=[f"chance {tick:.2f}" if tick == chance else f"{tick:g}"
+                                       for tick in sorted([*ticks, chance])])
+    figure.suptitle(f"Metamer recognizability (chance = {chance:.2f}); "
+                    "red box: evaluator is (a member of) the generator", fontsize=10)
+    _save(figure, path)
+    return matrices
+
+
+# --- generation ----------------------------------------------------------------------------
+
+
+def loss_quantiles(conditions: Sequence[Mapping], losses: Sequence[np.ndarray]) -> pd.DataFrame:
+    """Median and interquartile range of the loss per iteration, one block per condition.
+
+    ``losses`` are (iterations + 1, N) traces with NaN once a metamer stopped; a stopped
+    metamer keeps its last loss, so the median is over every metamer at every iteration.
+    Iterations after the last metamer stopped are dropped.
+    """
+    frames = []
+    for condition, loss in zip(conditions, losses):
+        held = pd.DataFrame(np.asarray(loss, np.float64)).ffill()
+        running = np.isfinite(np.asarray(loss, np.float64)).any(axis=1)
+        last = int(np.flatnonzero(running)[-1]) + 1 if running.any() else 1
+        held = held.iloc[:last]
+        frames.append(pd.DataFrame({
+            **{key: condition[key] for key in CONDITION},
+            "iteration": np.arange(last),
+            "median": held.median(axis=1).to_numpy(),
+            "q25": held.quantile(0.25, axis=1).to_numpy(),
+            "q75": held.quantile(0.75, axis=1).to_numpy(),
+        }))
+    return pd.concat(frames, ignore_index=True)
+
+
+def plot_convergence(conditions: Sequence[Mapping], losses: Sequence[np.ndarray],
+                     path: Path) -> pd.DataFrame:
+    """Loss against iteration (log y): one panel per (generator, layer), one line per
+    (optimizer, init), median over metamers with the interquartile band; returns the curves."""
+    curves = loss_quantiles(conditions, losses)
+    panels = _conditions_in_order(curves, ("generator", "layer"))
+    runs = [condition_label(run, ("optimizer", "init"))
+            for run in _conditions_in_order(curves, ("optimizer", "init"))]
+    colors = dict(zip(runs, sns.color_palette("tab10", len(runs))))
+    figure, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False)
+    for axis, panel in zip(axes[0], panels):
+        in_panel = curves[(curves["generator"] == panel["generator"])
+                          & (curves["layer"] == panel["layer"])]
+        for (optimizer, init), curve in in_panel.groupby(["optimizer", "init"], sort=False):
+            run = f"{optimizer} · {init}"
+            axis.plot(curve["iteration"], curve["median"], color=colors[run], label=run)
+            axis.fill_between(curve["iteration"], curve["q25"], curve["q75"],
+                              color=colors[run], alpha=0.2, linewidth=0)
+        axis.set_yscale("log")
+        axis.set_title(condition_label(panel, ("generator", "layer")))
+        axis.set_xlabel("iteration")
+        axis.grid(alpha=0.3, which="both")
+    axes[0, 0].set_ylabel("loss (median, IQR band)")
+    axes[0, -1].legend(title="optimizer · init", fontsize=8)
+    _save(figure, path)
+    return curves
+
+
+def _show_image(axis: plt.Axes, image: np.ndarray) -> None:
+    """A (C, H, W) image in [0, 1]; one channel is shown in grayscale."""
+    image = np.clip(np.asarray(image, np.float64), 0, 1)
+    if image.shape[0] == 1:
+        axis.imshow(image[0], cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    else:
+        axis.imshow(np.moveaxis(image, 0, -1), interpolation="nearest")
+    axis.set_xticks([])
+    axis.set_yticks([])
+
+
+def grid_indices(count: int, per_condition: int) -> np.ndarray:
+    """Evenly spaced metamer indices, so the grid spans the (class-balanced) references."""
+    return np.unique(np.linspace(0, count - 1, min(per_condition, count)).round().astype(int))
+
+
+def plot_metamer_grid(reference_images: np.ndarray, class_names: Sequence[str],
+                      conditions: Sequence[Mapping], metamer_sets: Sequence[Mapping],
+                      per_condition: int, path: Path) -> None:
+    """For each condition, ``per_condition`` references (top row) above their metamers.
+
+    ``metamer_sets`` are ``store.read_metamers`` contents (metamers, reference_index,
+    reference_label, pixel_distance); each metamer is captioned with its L2 pixel distance.
+    """
+    columns = min(per_condition, min(len(content["metamers"]) for content in metamer_sets))
+    figure = plt.figure(figsize=(1.3 * columns + 0.4, 2.8 * len(conditions)))
+    subfigures = np.atleast_1d(figure.subfigures(len(conditions), 1))
+    for subfigure, condition, content in zip(subfigures, conditions, metamer_sets):
+        axes = subfigure.subplots(2, columns, squeeze=False)
+        chosen = grid_indices(len(content["metamers"]), columns)
+        for column, index in enumerate(chosen):
+            reference = int(content["reference_index"][index])
+            _show_image(axes[0, column], reference_images[reference])
+            axes[0, column].set_title(class_names[int(content["reference_label"][index])],
+                                      fontsize=8)
+            _show_image(axes[1, column], content["metamers"][index])
+            axes[1, column].set_xlabel(f"d = {content['pixel_distance'][index]:.2f}",
+                                       fontsize=8)
+        for axis in axes[:, len(chosen):].ravel():
+            axis.set_visible(False)
+        axes[0, 0].set_ylabel("reference", fontsize=8)
+        axes[1, 0].set_ylabel("metamer", fontsize=8)
+        subfigure.suptitle(condition_label(condition), fontsize=10)
+    _save(figure, path)
+
+
+def generation_summary(generation: pd.DataFrame) -> pd.DataFrame:
+    """Per condition: success rate, median iterations to success (successes only) and the
+    median pixel distance of metamers to their references."""
+    rows = []
+    for key, group in generation.groupby(CONDITION, sort=False):
+        succeeded = group[group["success"]]
+        rows.append({**dict(zip(CONDITION, key)), "success_rate": group["success"].mean(),
+                     "median_iterations": succeeded["iterations_to_success"].median(),
+                     "median_pixel_distance": group["pixel_distance"].median(),
+                     "median_initial_distance": group["initial_distance"].median()})
+    return pd.DataFrame(rows)
+
+
+def plot_generation_study(generation: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """Iterations to success (successful metamers) and pixel distance to the reference, by
+    generator · layer (x) and optimizer · init (colour), with success rates; returns the
+    per-condition summary."""
+    table = generation.assign(
+        target=generation["generator"] + " · " + generation["layer"],
+        run=generation["optimizer"] + " · " + generation["init"])
+    summary = generation_summary(generation)
+    targets, runs = list(dict.fromkeys(table["target"])), list(dict.fromkeys(table["run"]))
+    palette = dict(zip(runs, sns.color_palette("tab10", len(runs))))
+    figure, (iterations_axis, distance_axis) = plt.subplots(
+        1, 2, figsize=(max(9.0, 1.5 * len(targets) * len(runs) + 3.0), 4.0))
+    succeeded = table[table["success"]]
+    common = {"x": "target", "hue": "run", "order": targets, "hue_order": runs,
+              "palette": palette}
+    sns.boxplot(data=succeeded, y="iterations_to_success", ax=iterations_axis,
+                showfliers=False, fill=False, **common)
+    sns.stripplot(data=succeeded, y="iterations_to_success", ax=iterations_axis, dodge=True,
+                  size=3, alpha=0.6, legend=False, **common)
+    iterations_axis.set_ylim(bottom=0)
+    iterations_axis.set_ylabel("iterations to success")
+    iterations_axis.set_title("Iterations to success (label: success rate)")
+    # Success rates under each box; the dodge offsets follow seaborn's default width (0.8).
+    width = 0.8 / len(runs)
+    rates = summary.assign(target=summary["generator"] + " · " + summary["layer"],
+                           run=summary["optimizer"] + " · " + summary["init"])
+    for row in rates.itertuples():
+        position = targets.index(row.target) - 0.4 + width * (runs.index(row.run) + 0.5)
+        iterations_axis.annotate(f"{row.success_rate:.0%}", (position, 0), xycoords=(
+            "data", "axes fraction"), xytext=(0, 3), textcoords="offset points",
+                                 ha="center", fontsize=8)
+    sns.barplot(data=table, y="pixel_distance", estimator="median", errorbar=("pi", 50),
+                ax=distance_axis, **common)
+    for container in distance_axis.containers:
+        distance_axis.bar_label(container, fmt="%.1f", fontsize=8, label_type="center",
+                                color="white")
+    initial = table["initial_distance"].median()
+    distance_axis.axhline(initial, color="gray", linestyle=":", linewidth=1)
+    distance_axis.annotate("start image (median)", (1, initial), xycoords=("axes fraction", "data"),
+                           xytext=(-2, 3), textcoords="offset points", ha="right",
+                           fontsize=8, color="gray")
+    distance_axis.set_ylabel("pixel distance to reference (L2)")
+    distance_axis.set_title("Median pixel distance (bar: IQR)")
+    for axis in (iterations_axis, distance_axis):
+        axis.set_xlabel("generator · layer")
+    iterations_axis.get_legend().remove()
+    distance_axis.legend(title="optimizer · init", fontsize=8, loc="upper left",
+                         bbox_to_anchor=(1.0, 1.0))
+    _save(figure, path)
+    return summary
+
+
+# --- evaluation ----------------------------------------------------------------------------
+
+
+def _representation_curves(summary: pd.DataFrame, evaluator: str, layers: Sequence[str],
+                           metric: str) -> pd.DataFrame:
+    rows = summary[(summary["evaluator"] == evaluator) & (summary["metric"] == metric)
+                   & summary["evaluator_layer"].isin(layers)]
+    order = {layer: index for index, layer in enumerate(layers)}
+    return rows.assign(depth=rows["evaluator_layer"].map(order)).sort_values("depth")
+
+
+def plot_representation_test(summary: pd.DataFrame, layers: Mapping[str, Sequence[str]],
+                             path: Path, image_sets: Sequence[str] = ("metamer", "pixel_control")
+                             ) -> None:
+    """Mean Spearman correlation (top) and fraction passing (bottom) over each evaluator's
+    layers in configured order; one colour per condition, metamers solid (band: 95% bootstrap
+    CI), pixel controls dashed."""
+    conditions = _conditions_in_order(summary)
+    colors = _condition_colors(conditions)
+    metrics = {"spearman": "mean Spearman r\n(metamer vs reference)",
+               "passes": "fraction passing\n(> 95th pct of null)"}
+    figure, axes = plt.subplots(len(metrics), len(layers), squeeze=False, sharey="row",
+                                figsize=(3.6 * len(layers) + 1.0, 5.6))
+    for column, (evaluator, evaluator_layers) in enumerate(layers.items()):
+        for row, (metric, label) in enumerate(metrics.items()):
+            axis = axes[row, column]
+            curves = _representation_curves(summary, evaluator, evaluator_layers, metric)
+            for (image_set, *key), curve in curves.groupby(["image_set", *CONDITION],
+                                                           sort=False):
+                if image_set not in image_sets:
+                    continue
+                color = colors[condition_label(dict(zip(CONDITION, key)))]
+                axis.plot(curve["depth"], curve["mean"], IMAGE_SET_STYLES[image_set],
+                          color=color, marker="o", markersize=3)
+                if image_set == "metamer":
+                    axis.fill_between(curve["depth"], curve["ci_low"], curve["ci_high"],
+                                      color=color, alpha=0.12, linewidth=0)
+            axis.set_xticks(range(len(evaluator_layers)), evaluator_layers)
+            axis.set_ylim(-0.05 if metric == "passes" else None, 1.05)
+            axis.grid(alpha=0.3)
+            if row == 0:
+                axis.set_title(f"evaluator {evaluator}")
+            else:
+                axis.set_xlabel("evaluator layer (shallow → deep)")
+            if column == 0:
+                axis.set_ylabel(label)
+    handles = [Line2D([], [], color=color, label=label) for label, color in colors.items()]
+    handles += [Line2D([], [], color="black", linestyle=IMAGE_SET_STYLES[image_set],
+                       label=image_set) for image_set in image_sets]
+    figure.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8,
+                  title="generator · layer · optimizer · init")
+    figure.tight_layout()
+    _save(figure, path)
+
+
+def pca_projection(reference_activations: np.ndarray, *others: np.ndarray
+                   ) -> list[np.ndarray]:
+    """2-D coordinates of the references and of each further (N, D) array, in the plane of
+    the references' first two principal components (numpy SVD)."""
+    references = np.asarray(reference_activations, np.float64)
+    center = references.mean(axis=0)
+    _, _, components = np.linalg.svd(references - center, full_matrices=False)
+    basis = components[:2].T
+    return [(np.asarray(values, np.float64) - center) @ basis
+            for values in (references, *others)]
+
+
+def plot_rsa(reference_activations: np.ndarray, metamer_activations: Sequence[np.ndarray],
+             conditions: Sequence[Mapping], summary: pd.DataFrame, reference_labels: np.ndarray,
+             class_names: Sequence[str], evaluator: str, layer: str, path: Path) -> None:
+    """RDMs (1 - Pearson) of references and each condition's metamers at one evaluator layer
+    (top), a 2-D PCA of references and metamers coloured by class (middle), and the RSA
+    correlations there with their permutation p-values (bottom).
+
+    Row i of each ``metamer_activations`` array is the metamer of reference i (as scored).
+    """
+    for values in metamer_activations:
+        if len(values) != len(reference_activations):
+            raise ValueError(f"{len(values)} metamers but {len(reference_activations)} "
+                             "references: rows must pair metamer i with reference i.")
+    order = np.argsort(reference_labels, kind="stable")
+    matrices = [rdm(values)[np.ix_(order, order)]
+                for values in (reference_activations, *metamer_activations)]
+    vmax = max(float(np.nanmax(matrix)) for matrix in matrices)
+    titles = ["references"] + [condition_label(condition) for condition in conditions]
+    columns = len(titles)
+    mosaic = [[f"rdm{column}" for column in range(columns)],
+              [f"pca{column}" for column in range(columns)],
+              ["rsa"] * columns]
+    figure, axes = plt.subplot_mosaic(mosaic, figsize=(2.7 * columns + 1.6, 9.0),
+                                      height_ratios=[1, 1, 0.9], layout="constrained")
+    for column, (matrix, title) in enumerate(zip(matrices, titles)):
+        axis = axes[f"rdm{column}"]
+        image = axis.imshow(matrix, cmap="viridis", vmin=0, vmax=vmax, interpolation="nearest")
+        axis.set_title(title, fontsize=8)
+        axis.set_xticks([])
+        axis.set_yticks([])
+    axes["rdm0"].set_ylabel("RDM (images sorted by class)", fontsize=8)
+    figure.colorbar(image, ax=axes[f"rdm{columns - 1}"], label="1 - Pearson r", shrink=0.9)
+
+    points = pca_projection(reference_activations, *metamer_activations)
+    palette = sns.color_palette("tab10", len(class_names))
+    colors = [palette[int(label) % len(palette)] for label in reference_labels]
+    for column, title in enumerate(titles):
+        axis = axes[f"pca{column}"]
+        if column:
+            for start, end in zip(points[0], points[column]):
+                axis.plot(*np.stack([start, end]).T, color="lightgray", linewidth=0.6,
+                          zorder=1)
+            axis.scatter(*points[column].T, c=colors, marker="x", s=20, zorder=3)
+        axis.scatter(*points[0].T, c=colors, marker="o", s=16, zorder=2,
+                     alpha=0.5 if column else 1.0)
+        axis.set_xlabel("PC 1 of references", fontsize=8)
+        axis.tick_params(labelsize=7)
+        axis.sharex(axes["pca0"])
+        axis.sharey(axes["pca0"])
+    axes["pca0"].set_ylabel("PC 2 of references", fontsize=8)
+    present = sorted({int(label) for label in reference_labels})
+    handles = [Line2D([], [], marker="o", linestyle="", color=palette[label % len(palette)],
+                      label=class_names[label]) for label in present]
+    handles += [Line2D([], [], marker="o", linestyle="", color="black", label="reference"),
+                Line2D([], [], marker="x", linestyle="", color="black", label="metamer")]
+    axes[f"pca{columns - 1}"].legend(handles=handles, loc="center left", fontsize=7,
+                                     bbox_to_anchor=(1.02, 0.5), title="class")
+
+    rsa_rows = summary[(summary["metric"] == "rsa") & (summary["evaluator"] == evaluator)
+                       & (summary["evaluator_layer"] == layer)]
+    rsa_rows = rsa_rows.assign(condition=[condition_label(row) for _, row in
+                                          rsa_rows.iterrows()])
+    image_sets = [name for name in IMAGE_SET_STYLES if name in set(rsa_rows["image_set"])]
+    bar_axis = axes["rsa"]
+    sns.barplot(data=rsa_rows, x="condition", y="mean", hue="image_set", hue_order=image_sets,
+                order=titles[1:], ax=bar_axis, palette="Set2")
+    by_set = rsa_rows.set_index(["image_set", "condition"])["p_value"]
+    for container, image_set in zip(bar_axis.containers, image_sets):
+        p_values = [by_set.get((image_set, condition), np.nan) for condition in titles[1:]]
+        bar_axis.bar_label(container, labels=[f"p={p:.3f}" for p in p_values], fontsize=7,
+                           padding=2)
+    bar_axis.axhline(0, color="black", linewidth=0.8)
+    bar_axis.set_ylim(min(0, rsa_rows["mean"].min() - 0.1), 1.15)
+    bar_axis.set_ylabel("RSA with references\n(Spearman r of RDMs)")
+    bar_axis.set_xlabel("generator · layer · optimizer · init")
+    bar_axis.legend(title="image set", fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    figure.suptitle(f"Representational similarity at {evaluator} · {layer}")
+    _save(figure, path)
+
+
+def agreement_table(summary: pd.DataFrame, layers: Mapping[str, Sequence[str]]) -> pd.DataFrame:
+    """Per condition, image set and evaluator: recognizability (mean top1_correct) and the
+    fraction passing the representation test at the evaluator's deepest configured layer."""
+    keys = [*CONDITION, "image_set", "evaluator"]
+    recognizability = summary[summary["metric"] == "top1_correct"].set_index(keys)["mean"]
+    deepest = {evaluator: deepest_layer(layers, evaluator)[1] for evaluator in layers}
+    passes = summary[(summary["metric"] == "passes")
+                     & (summary["evaluator_layer"] == summary["evaluator"].map(deepest))]
+    passes = passes.set_index(keys)["mean"]
+    table = pd.DataFrame({"recognizability": recognizability, "fraction_passing": passes})
+    return table.dropna().reset_index()
+
+
+def _pearson(first: pd.Series, second: pd.Series) -> float:
+    """Pearson r, or NaN with fewer than three points or a constant variable."""
+    if len(first) < 3 or first.nunique() < 2 or second.nunique() < 2:
+        return float("nan")
+    return float(np.corrcoef(first, second)[0, 1])
+
+
+def plot_agreement(summary: pd.DataFrame, layers: Mapping[str, Sequence[str]], path: Path,
+                   image_sets: Sequence[str] = ("metamer", "pixel_control")
+                   ) -> tuple[pd.DataFrame, float]:
+    """Recognizability against the representation test (deepest layer) per condition and
+    evaluator; returns the points and the Pearson r over the metamer points.
+
+    The title gives r over the metamer points and over every point drawn (with controls).
+    """
+    table = agreement_table(summary, layers)
+    table = table[table["image_set"].isin(image_sets)]
+    metamers = table[table["image_set"] == "metamer"]
+    correlation = _pearson(metamers["fraction_passing"], metamers["recognizability"])
+    pooled = _pearson(table["fraction_passing"], table["recognizability"])
+    figure, axis = plt.subplots(figsize=(5.8, 4.6))
+    sns.scatterplot(data=table, x="fraction_passing", y="recognizability", hue="evaluator",
+                    style="image_set", style_order=list(image_sets), s=60, alpha=0.75, ax=axis)
+    axis.plot([0, 1], [0, 1], color="lightgray", linestyle=":", zorder=0)
+    axis.set_xlim(-0.05, 1.05)
+    axis.set_ylim(-0.05, 1.05)
+    axis.set_xlabel("fraction passing the representation test\n(evaluator's deepest layer)")
+    axis.set_ylabel("recognizability (top-1 correct)")
+
+    def text(value: float) -> str:
+        return "undefined (constant)" if np.isnan(value) else f"{value:.2f}"
+
+    axis.set_title(f"Agreement of the two tests: Pearson r = {text(correlation)}\n"
+                   f"(metamers, n = {len(metamers)}); all points: r = {text(pooled)} "
+                   f"(n = {len(table)})", fontsize=9)
+    axis.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    _save(figure, path)
+    return table, correlation

@@ -1,0 +1,183 @@
+"""Each figure function writes a non-trivial PDF from small synthetic tables and arrays."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from metamers import plots
+
+CONDITIONS = [
+    {"generator": generator, "layer": layer, "optimizer": optimizer, "init": "uniform"}
+    for (generator, layer), optimizer in itertools.product(
+        [("net_a", "conv"), ("pair", "deep")], ["adam", "sgd"])
+]
+MEMBERS = {"net_a": ["net_a"], "pair": ["net_a", "net_b"]}
+LAYERS = {"net_a": ["conv", "fc"], "net_b": ["conv", "fc"]}
+IMAGES, CLASSES = 6, 3
+
+
+def assert_pdf(path) -> None:
+    assert path.exists()
+    content = path.read_bytes()
+    assert content.startswith(b"%PDF")
+    assert len(content) > 1024
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)
+
+
+@pytest.fixture
+def scores(rng) -> pd.DataFrame:
+    rows = []
+    for condition in CONDITIONS:
+        for image_set, evaluator, metamer in itertools.product(
+                ["metamer", "pixel_control"], ["net_a", "net_b"], range(IMAGES)):
+            rows.append({**condition, "image_set": image_set, "metamer": metamer,
+                         "evaluator": evaluator, "evaluator_layer": "output",
+                         "metric": "top1_correct", "value": float(rng.random() < 0.6)})
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture
+def reference_scores(rng) -> pd.DataFrame:
+    return pd.DataFrame([{"metamer": metamer, "evaluator_layer": "output",
+                          "metric": "top1_correct", "value": float(rng.random() < 0.9),
+                          "evaluator": evaluator}
+                         for evaluator in ["net_a", "net_b"] for metamer in range(IMAGES)])
+
+
+@pytest.fixture
+def summary(rng) -> pd.DataFrame:
+    rows = []
+    for condition, image_set, evaluator in itertools.product(
+            CONDITIONS, ["metamer", "pixel_control", "initial"], LAYERS):
+        base = {**condition, "image_set": image_set, "evaluator": evaluator, "count": IMAGES}
+        rows.append({**base, "evaluator_layer": "output", "metric": "top1_correct",
+                     "mean": rng.random(), "ci_low": np.nan, "ci_high": np.nan})
+        for layer in LAYERS[evaluator]:
+            for metric in ("spearman", "passes"):
+                mean = rng.random()
+                rows.append({**base, "evaluator_layer": layer, "metric": metric, "mean": mean,
+                             "ci_low": mean - 0.1, "ci_high": mean + 0.1})
+            rows.append({**base, "evaluator_layer": layer, "metric": "rsa", "mean": rng.random(),
+                         "ci_low": np.nan, "ci_high": np.nan, "p_value": 0.01})
+    return pd.DataFrame(rows)
+
+
+def test_transfer_matrix_draws_mean_top1(tmp_path, scores, reference_scores):
+    path = tmp_path / "transfer_matrix.pdf"
+    matrices = plots.plot_transfer_matrix(scores, reference_scores, MEMBERS, CLASSES, path)
+    assert_pdf(path)
+    assert set(matrices) == {("adam", "uniform"), ("sgd", "uniform")}
+    metamers = scores[scores["image_set"] == "metamer"]
+    for (optimizer, init), matrix in matrices.items():
+        for condition in CONDITIONS:
+            if (condition["optimizer"], condition["init"]) != (optimizer, init):
+                continue
+            row = f"{condition['generator']} · {condition['layer']}"
+            for evaluator in ["net_a", "net_b"]:
+                expected = metamers[
+                    (metamers["generator"] == condition["generator"])
+                    & (metamers["layer"] == condition["layer"])
+                    & (metamers["optimizer"] == optimizer)
+                    & (metamers["evaluator"] == evaluator)]["value"].mean()
+                assert matrix.loc[row, evaluator] == pytest.approx(expected)
+        ceiling = reference_scores.groupby("evaluator")["value"].mean()
+        assert matrix.loc[plots.CEILING_ROW].to_dict() == pytest.approx(ceiling.to_dict())
+
+
+def test_convergence_holds_stopped_losses(tmp_path, rng):
+    losses = []
+    for _ in CONDITIONS:
+        loss = np.exp(-np.arange(21)[:, None] * rng.uniform(0.1, 0.3, size=(1, IMAGES)))
+        loss[11:, 0] = np.nan  # metamer 0 stopped at iteration 10
+        losses.append(loss)
+    path = tmp_path / "convergence.pdf"
+    curves = plots.plot_convergence(CONDITIONS, losses, path)
+    assert_pdf(path)
+    first = curves[curves["optimizer"] == "adam"].iloc[: len(losses[0])]
+    held = np.where(np.isnan(losses[0]), losses[0][10], losses[0])
+    assert first["median"].to_numpy() == pytest.approx(np.median(held, axis=1))
+
+
+def test_metamer_grid(tmp_path, rng):
+    references = rng.random((IMAGES, 1, 8, 8))
+    metamer_sets = [{"metamers": rng.random((IMAGES, 1, 8, 8)),
+                     "reference_index": np.arange(IMAGES),
+                     "reference_label": np.arange(IMAGES) % CLASSES,
+                     "pixel_distance": rng.random(IMAGES) * 5} for _ in CONDITIONS]
+    path = tmp_path / "metamer_grid.pdf"
+    plots.plot_metamer_grid(references, ["a", "b", "c"], CONDITIONS, metamer_sets, 3, path)
+    assert_pdf(path)
+
+
+def test_metamer_grid_color(tmp_path, rng):
+    metamer_sets = [{"metamers": rng.random((2, 3, 8, 8)), "reference_index": np.array([1, 0]),
+                     "reference_label": np.array([1, 0]), "pixel_distance": np.ones(2)}]
+    path = tmp_path / "grid.pdf"
+    plots.plot_metamer_grid(rng.random((2, 3, 8, 8)), ["a", "b"], CONDITIONS[:1],
+                            metamer_sets, 4, path)
+    assert_pdf(path)
+
+
+def test_generation_study(tmp_path, rng):
+    rows = []
+    for condition in CONDITIONS:
+        for metamer in range(IMAGES):
+            success = metamer != 0
+            rows.append({**condition, "metamer": metamer, "success": success,
+                         "iterations_to_success": int(rng.integers(1, 10)) * 10 if success
+                         else -1, "pixel_distance": rng.random() * 10,
+                         "initial_distance": 12.0, "final_spearman": 0.9, "wall_time_s": 1.0})
+    generation = pd.DataFrame(rows)
+    path = tmp_path / "generation_study.pdf"
+    table = plots.plot_generation_study(generation, path)
+    assert_pdf(path)
+    assert table["success_rate"].tolist() == pytest.approx([5 / 6] * len(CONDITIONS))
+    assert table["median_pixel_distance"].tolist() == pytest.approx(
+        generation.groupby(plots.CONDITION, sort=False)["pixel_distance"].median().tolist())
+
+
+def test_representation_test(tmp_path, summary):
+    path = tmp_path / "representation_test.pdf"
+    plots.plot_representation_test(summary, LAYERS, path)
+    assert_pdf(path)
+
+
+def test_rsa(tmp_path, rng, summary):
+    references = rng.normal(size=(IMAGES, 16))
+    metamers = [references + rng.normal(scale=0.3, size=references.shape) for _ in CONDITIONS]
+    labels = np.arange(IMAGES) % CLASSES
+    path = tmp_path / "rsa.pdf"
+    plots.plot_rsa(references, metamers, CONDITIONS, summary, labels, ["a", "b", "c"],
+                   "net_a", "fc", path)
+    assert_pdf(path)
+    with pytest.raises(ValueError, match="pair"):
+        plots.plot_rsa(references, [metamers[0][:3]], CONDITIONS[:1], summary, labels,
+                       ["a", "b", "c"], "net_a", "fc", tmp_path / "bad.pdf")
+
+
+def test_pca_projection_recovers_plane():
+    references = np.array([[1.0, 0, 0], [-1, 0, 0], [0, 2, 0], [0, -2, 0]])
+    projected_references, projected_copy = plots.pca_projection(references, references)
+    assert projected_copy == pytest.approx(projected_references)
+    assert np.abs(projected_references).max(axis=0) == pytest.approx([2.0, 1.0])
+
+
+def test_agreement_uses_deepest_layer(tmp_path, summary):
+    path = tmp_path / "agreement.pdf"
+    table, correlation = plots.plot_agreement(summary, LAYERS, path)
+    assert_pdf(path)
+    metamers = table[table["image_set"] == "metamer"]
+    assert len(metamers) == len(CONDITIONS) * len(LAYERS)
+    passes = summary[(summary["metric"] == "passes") & (summary["evaluator_layer"] == "fc")
+                     & (summary["image_set"] == "metamer")]
+    assert sorted(metamers["fraction_passing"]) == pytest.approx(sorted(passes["mean"]))
+    assert correlation == pytest.approx(
+        np.corrcoef(metamers["fraction_passing"], metamers["recognizability"])[0, 1])

@@ -1,0 +1,12 @@
+import sys
+
+sys.stderr = open(snakemake.log[0], "w", buffering=1)
+
+from metamers import plots, store
+
+plots.plot_transfer_matrix(
+    store.read_table(snakemake.input.scores), store.read_table(snakemake.input.references),
+    snakemake.params.members,
+    len(store.read_references(snakemake.input.reference_images)["class_names"]),
+    snakemake.output[0],
+)
