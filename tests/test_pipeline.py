@@ -1,0 +1,133 @@
+"""End-to-end: the whole pipeline on config/test.yaml in a temporary directory."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from metamers import store
+
+REPO = Path(__file__).resolve().parents[1]
+TEST_CONFIG = REPO / "config" / "test.yaml"
+FIGURES = ["transfer_matrix", "convergence", "metamer_grid", "generation_study",
+           "representation_test", "rsa", "agreement"]
+
+
+def snakemake(workdir: Path, *arguments: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
+               "--directory", str(workdir), "--cores", "2", *arguments]
+    return subprocess.run(command, capture_output=True, text=True, check=False)
+
+
+@pytest.fixture(scope="module")
+def pipeline_run(tmp_path_factory) -> Path:
+    """Run every target of the test config once; later tests read what it made."""
+    workdir = tmp_path_factory.mktemp("pipeline")
+    completed = snakemake(workdir, "--configfile", str(TEST_CONFIG))
+    assert completed.returncode == 0, completed.stderr[-5000:]
+    return workdir
+
+
+def test_every_target_exists(pipeline_run):
+    config = yaml.safe_load(TEST_CONFIG.read_text())
+    for name in config["models"]:
+        assert (pipeline_run / f"resources/models/{name}.pt").stat().st_size > 0
+    for figure in FIGURES:
+        pdf = pipeline_run / f"results/{figure}.pdf"
+        assert pdf.read_bytes()[:4] == b"%PDF", figure
+    for table in ("scores", "summary", "reference_scores", "generation_study"):
+        assert len(pd.read_parquet(pipeline_run / f"results/{table}.parquet")) > 0
+
+
+def test_models_beat_chance(pipeline_run):
+    for card_path in (pipeline_run / "resources/models").glob("*.json"):
+        card = store.read_json(card_path)
+        assert card["test_accuracy"] > 0.6 > 3 * card["chance_accuracy"], card_path.name
+        assert "relu2" in card["layers"]
+
+
+def test_metamer_files_hold_valid_images(pipeline_run):
+    paths = sorted((pipeline_run / "results/metamers").rglob("*.h5"))
+    assert len(paths) == 4
+    for path in paths:
+        content = store.read_metamers(path)
+        metamers = content["metamers"]
+        assert metamers.dtype == np.float32 and metamers.shape == (20, 1, 28, 28)
+        assert metamers.min() >= 0.0 and metamers.max() <= 1.0
+        assert content["success"].dtype == bool
+        never = content["iterations_to_success"] == -1
+        np.testing.assert_array_equal(never, ~content["success"])
+        assert content["success"].mean() >= 0.9
+        assert np.all(content["pixel_distance"] > 0.5), "metamers must differ from references"
+        with h5py.File(path) as handle:
+            for key in ("seed", "optimizer", "init", "versions", "wall_time_s"):
+                assert key in handle.attrs
+
+
+def test_scores_are_in_range(pipeline_run):
+    scores = pd.read_parquet(pipeline_run / "results/scores.parquet")
+    expected_columns = {"generator", "layer", "optimizer", "init", "metamer", "evaluator",
+                        "evaluator_layer", "metric", "value", "image_set"}
+    assert expected_columns <= set(scores.columns)
+    by_metric = scores.groupby("metric")["value"]
+    assert by_metric.min()[["pearson", "spearman"]].min() >= -1.0 - 1e-9
+    assert by_metric.max()[["pearson", "spearman"]].max() <= 1.0 + 1e-9
+    assert set(scores.loc[scores.metric == "top1_correct", "value"].unique()) <= {0.0, 1.0}
+    assert scores.loc[scores.metric == "pixel_distance", "value"].min() >= 0
+    percentiles = scores.loc[scores.metric == "spearman_percentile", "value"].dropna()
+    assert percentiles.between(0, 100).all()
+
+
+def test_references_are_recognised(pipeline_run):
+    references = pd.read_parquet(pipeline_run / "results/reference_scores.parquet")
+    recognizability = references[references.metric == "top1_correct"].groupby(
+        "evaluator")["value"].mean()
+    assert (recognizability > 0.6).all()
+
+
+def test_metamers_beat_their_pixel_control_at_the_generating_layer(pipeline_run):
+    summary = pd.read_parquet(pipeline_run / "results/summary.parquet")
+    own = summary[(summary.generator == "cnn_a") & (summary.evaluator == "cnn_a")
+                  & (summary.evaluator_layer == "relu2") & (summary.metric == "spearman")]
+    mean = own.set_index(["optimizer", "image_set"])["mean"]
+    for optimizer in ("adam", "sgd"):
+        assert mean[(optimizer, "metamer")] > mean[(optimizer, "pixel_control")]
+
+
+def planned_outputs(dry_run_output: str) -> list[str]:
+    return re.findall(r"^\s*output: (.+)$", dry_run_output, flags=re.MULTILINE)
+
+
+def test_editing_one_learning_rate_reruns_only_that_optimizer(pipeline_run, tmp_path):
+    unchanged = snakemake(pipeline_run, "--configfile", str(TEST_CONFIG), "--dry-run")
+    assert unchanged.returncode == 0, unchanged.stderr
+    assert planned_outputs(unchanged.stdout) == []
+    config = yaml.safe_load(TEST_CONFIG.read_text())
+    config["optimizers"]["sgd"]["kwargs"]["lr"] = 3.0
+    edited_config = tmp_path / "edited.yaml"
+    edited_config.write_text(yaml.safe_dump(config))
+    edited = snakemake(pipeline_run, "--configfile", str(edited_config), "--dry-run")
+    assert edited.returncode == 0, edited.stderr
+    outputs = " ".join(planned_outputs(edited.stdout))
+    assert "results/metamers/cnn_a/relu2/sgd/uniform.h5" in outputs
+    assert "results/metamers/pair/deep/sgd/uniform.h5" in outputs
+    assert "/adam/" not in outputs
+    assert "resources/models" not in outputs and "results/nulls" not in outputs
+
+
+def test_bad_config_key_stops_with_its_name(tmp_path):
+    config = yaml.safe_load(TEST_CONFIG.read_text())
+    config["generation"]["max_iteration"] = 10
+    bad_config = tmp_path / "bad.yaml"
+    bad_config.write_text(yaml.safe_dump(config))
+    completed = snakemake(tmp_path, "--configfile", str(bad_config), "--dry-run")
+    assert completed.returncode != 0
+    assert "max_iteration" in completed.stdout + completed.stderr
