@@ -141,15 +141,37 @@ class MetamerSynthesis:
                 checker(self.reference_images)[LOGITS].argmax(1).cpu().numpy()
                 for checker in self.checkers]
 
-    def loss_per_image(self, images: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
-        """Mean over members of the normalised squared activation error, per image."""
-        losses = []
+    def member_losses(self, images: torch.Tensor, indices: torch.Tensor):
+        """Per member, the normalised squared activation error per image (a generator)."""
         for extractor, member, target, norm in zip(self.extractors, self.members,
                                                    self.reference_activations,
                                                    self.reference_norms):
             activation = flat(extractor(images)[member.layer])
-            losses.append((activation - target[indices]).pow(2).sum(1) / norm[indices])
-        return torch.stack(losses).mean(0)
+            yield (activation - target[indices]).pow(2).sum(1) / norm[indices]
+
+    def loss_per_image(self, images: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+        """Mean over members of the normalised squared activation error, per image."""
+        return torch.stack(list(self.member_losses(images, indices))).mean(0)
+
+    def backward(self, images: torch.Tensor, indices: torch.Tensor,
+                 range_penalty: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """Backpropagate the total loss into ``images``' graph, one member at a time.
+
+        Each member's graph is freed before the next member runs, so memory is bounded by the
+        largest member, not their sum. Returns the total loss and the per-image loss.
+        """
+        pixels = images.detach().requires_grad_(True)
+        per_image = torch.zeros(len(indices), device=images.device)
+        for loss in self.member_losses(pixels, indices):
+            (loss.sum() / len(self.members)).backward()
+            per_image += loss.detach() / len(self.members)
+        total = per_image.sum()
+        if range_penalty:
+            penalty = range_penalty * (pixels - pixels.clamp(0, 1)).pow(2).sum()
+            penalty.backward()
+            total = total + penalty.detach()
+        images.backward(pixels.grad)
+        return total, per_image
 
     @torch.no_grad()
     def check(self, images: torch.Tensor, indices: torch.Tensor):
@@ -191,25 +213,15 @@ class MetamerSynthesis:
         final_spearman = np.full((count, members), np.nan)
         predicted_class = np.full((count, members), -1, dtype=np.int64)
 
-        def objective() -> torch.Tensor:
-            indices = torch.nonzero(active).flatten()
-            images = _to_images(parameter[indices], settings.constraint)
-            per_image = self.loss_per_image(images, indices)
-            loss = per_image.sum()
-            if settings.range_penalty:
-                outside = (images - images.clamp(0, 1)).pow(2).flatten(1).sum(1)
-                loss = loss + settings.range_penalty * outside.sum()
-            # The trace keeps the first evaluation of each iteration, at its starting images:
-            # L-BFGS evaluates the closure again inside its step (line search).
-            if objective.per_image is None:
-                objective.per_image = per_image.detach()
-                objective.indices = indices
-            return loss
-
         def closure() -> torch.Tensor:
             optimizer.zero_grad(set_to_none=True)
-            loss = objective()
-            loss.backward()
+            indices = torch.nonzero(active).flatten()
+            images = _to_images(parameter[indices], settings.constraint)
+            loss, per_image = self.backward(images, indices, settings.range_penalty)
+            # The trace keeps the first evaluation of each iteration, at its starting images:
+            # L-BFGS evaluates the closure again inside its step (line search).
+            if closure.per_image is None:
+                closure.per_image, closure.indices = per_image, indices
             return loss
 
         for iteration in range(max_iterations + 1):
@@ -220,7 +232,7 @@ class MetamerSynthesis:
                 self._log_progress(iteration, max_iterations, loss_trace, active, started)
             if iteration == max_iterations or not bool(active.any()):
                 break
-            objective.per_image = None
+            closure.per_image = None
             if uses_closure:
                 loss = optimizer.step(closure)
             else:
@@ -230,8 +242,8 @@ class MetamerSynthesis:
                     norms = grad.flatten(1).norm(dim=1).clamp_min(1e-12)
                     grad.div_(norms.view(-1, *([1] * (grad.ndim - 1))))
                 optimizer.step()
-            loss_trace[iteration, objective.indices.cpu().numpy()] = (
-                objective.per_image.cpu().numpy())
+            loss_trace[iteration, closure.indices.cpu().numpy()] = (
+                closure.per_image.cpu().numpy())
             if scheduler is not None:
                 if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
                     scheduler.step(float(loss.detach()))

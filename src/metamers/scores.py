@@ -166,3 +166,24 @@ def _rsa_rows(activations_by_condition: dict, seed: int) -> pd.DataFrame:
                                  "mean": linear_cka(values, references[layer]),
                                  "ci_low": np.nan, "ci_high": np.nan})
     return pd.DataFrame(rows)
+
+
+def generation_summary(generation: pd.DataFrame) -> pd.DataFrame:
+    """Iterations to success by (generator, layer, optimizer, init), with pixel distances beside.
+
+    ``generation`` has one row per metamer (``stages.generation_rows``); medians of iterations
+    count successful metamers only.
+    """
+    def summarize_group(group: pd.DataFrame) -> pd.Series:
+        succeeded = group.loc[group["success"], "iterations_to_success"]
+        return pd.Series({
+            "metamers": len(group),
+            "success_rate": group["success"].mean(),
+            "median_iterations_to_success": succeeded.median() if len(succeeded) else np.nan,
+            "median_pixel_distance": group["pixel_distance"].median(),
+            "median_initial_distance": group["initial_distance"].median(),
+            "wall_time_s": group["wall_time_s"].iloc[0],
+        })
+
+    return (generation.groupby(CONDITION, sort=True)[list(generation.columns)]
+            .apply(summarize_group).reset_index().astype({"metamers": int}))

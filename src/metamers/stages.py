@@ -210,7 +210,7 @@ def score_condition(activations_path: Path, reference_activations_path: Path,
 def aggregate(score_paths: list[Path], summary_paths: list[Path], metamer_paths: list[Path],
               conditions: list[dict], reference_activations_path: Path, references_path: Path,
               scores_path: Path, summary_path: Path, reference_scores_path: Path,
-              generation_path: Path) -> None:
+              generation_path: Path, generation_summary_path: Path) -> None:
     """Concatenate per-condition tables; write the reference ceiling and the generation study."""
     store.write_table(scores_path, pd.concat([store.read_table(p) for p in score_paths],
                                              ignore_index=True))
@@ -221,9 +221,12 @@ def aggregate(score_paths: list[Path], summary_paths: list[Path], metamer_paths:
                              store.read_activations(reference_activations_path).items()}
     store.write_table(reference_scores_path,
                       scores.reference_scores(reference_activations, labels))
-    rows = [generation_rows(store.read_metamers(path), condition)
-            for path, condition in zip(metamer_paths, conditions)]
-    store.write_table(generation_path, pd.concat(rows, ignore_index=True))
+    rows = pd.concat([generation_rows(store.read_metamers(path), condition)
+                      for path, condition in zip(metamer_paths, conditions)], ignore_index=True)
+    store.write_table(generation_path, rows)
+    generation_summary = scores.generation_summary(rows)
+    store.write_table(generation_summary_path, generation_summary)
+    log.info("generation study:\n%s", generation_summary.to_string())
 
 
 def generation_rows(content: dict, condition: dict) -> pd.DataFrame:

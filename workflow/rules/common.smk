@@ -84,4 +84,5 @@ def final_targets():
         "results/agreement.pdf",
         "results/scores.parquet",
         "results/summary.parquet",
+        "results/generation_summary.parquet",
     ]

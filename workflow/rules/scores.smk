@@ -29,6 +29,7 @@ rule aggregate_scores:
         summary="results/summary.parquet",
         references="results/reference_scores.parquet",
         generation="results/generation_study.parquet",
+        generation_summary="results/generation_summary.parquet",
     params:
         conditions=CONDITIONS,
     log:

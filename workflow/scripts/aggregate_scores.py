@@ -10,4 +10,5 @@ stages.aggregate(
     snakemake.input.references, snakemake.output.scores,
     snakemake.output.summary, snakemake.output.references,
     snakemake.output.generation,
+    snakemake.output.generation_summary,
 )
