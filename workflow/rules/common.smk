@@ -6,8 +6,21 @@ from snakemake.utils import validate
 
 from metamers.config import check_config
 
+
+def canonical(value):
+    """Config slices with keys sorted at every depth: reordering keys in a config file is not
+    a change, so it must not make Snakemake rerun jobs whose params hold the slice."""
+    if isinstance(value, dict):
+        return {key: canonical(value[key]) for key in sorted(value)}
+    if isinstance(value, list):
+        return [canonical(item) for item in value]
+    return value
+
+
 validate(config, "../schemas/config.schema.yaml")
 check_config(config)
+for section in list(config):
+    config[section] = canonical(config[section])
 
 MODELS = config["models"]
 LOCAL_MODELS = [name for name, spec in MODELS.items() if spec["source"] == "local"]
