@@ -155,3 +155,22 @@ def test_bootstrap_mean_ci_degenerate_inputs():
     assert stats.bootstrap_mean_ci(np.array([1.0, np.nan, 1.0])) == (1.0, 1.0)
     low, high = stats.bootstrap_mean_ci(np.array([]))
     assert np.isnan(low) and np.isnan(high)
+
+
+def test_rsa_permutation_null_equals_scipy_loop():
+    """The vectorised permutation test equals permuting the RDM and calling scipy each time."""
+    rng = np.random.default_rng(5)
+    first = rng.normal(size=(12, 30))
+    second = first + 2.0 * rng.normal(size=(12, 30))
+    observed, p_value = stats.rsa(first, second, permutations=200, seed=9)
+    first_rdm, second_rdm = stats.rdm(first), stats.rdm(second)
+    rows, cols = np.triu_indices(12, k=1)
+    expected = scipy_stats.spearmanr(first_rdm[rows, cols], second_rdm[rows, cols]).statistic
+    orders = np.random.default_rng(9)
+    exceed = 0
+    for _ in range(200):
+        order = orders.permutation(12)
+        permuted = second_rdm[np.ix_(order, order)][rows, cols]
+        exceed += scipy_stats.spearmanr(first_rdm[rows, cols], permuted).statistic >= expected - 1e-12
+    assert observed == pytest.approx(expected, abs=1e-12)
+    assert p_value == pytest.approx((1 + exceed) / 201)

@@ -43,32 +43,68 @@ def extract(model: nn.Module, images: torch.Tensor, layers: list[str], device: t
             projection_dim: int | None = None, seed: int = 0) -> dict[str, np.ndarray]:
     """Flattened float32 activations of ``images`` at ``layers``, plus the logits under ``LOGITS``.
 
-    Layers wider than ``projection_dim`` are reduced by a fixed Gaussian random projection
-    (Johnson-Lindenstrauss; seeded by ``seed`` and the layer's width), which keeps distances and,
-    approximately, correlations.
+    Layers wider than ``projection_dim`` are reduced by :func:`project`.
+    """
+    return extract_sets(model, {"images": images}, layers, device, model_name, batch_size,
+                        projection_dim, seed)["images"]
+
+
+@torch.no_grad()
+def extract_sets(model: nn.Module, image_sets: dict[str, torch.Tensor], layers: list[str],
+                 device: torch.device, model_name: str = "model", batch_size: int = 256,
+                 projection_dim: int | None = None,
+                 seed: int = 0) -> dict[str, dict[str, np.ndarray]]:
+    """:func:`extract` for several image sets at once: ``{image_set: {layer: (N, D)}}``.
+
+    The model is traced once and each wide layer is projected once for all sets together.
     """
     extractor = feature_extractor(model, layers, model_name, with_logits=True).to(device)
     batches: dict[str, list[np.ndarray]] = {name: [] for name in [*layers, LOGITS]}
-    for start in range(0, len(images), batch_size):
-        outputs = extractor(images[start:start + batch_size].to(device))
-        for name, value in outputs.items():
-            batches[name].append(flat(value).float().cpu().numpy())
-    activations = {name: np.concatenate(values) for name, values in batches.items()}
+    sizes = []
+    for images in image_sets.values():
+        sizes.append(len(images))
+        for start in range(0, len(images), batch_size):
+            outputs = extractor(images[start:start + batch_size].to(device))
+            for name, value in outputs.items():
+                batches[name].append(flat(value).float().cpu().numpy())
+    stacked = {name: np.concatenate(values) for name, values in batches.items()}
     if projection_dim:
         for name in layers:
-            activations[name] = project(activations[name], projection_dim, seed)
-    return activations
+            stacked[name] = project(stacked[name], projection_dim, seed)
+    bounds = np.cumsum([0, *sizes])
+    return {image_set: {name: values[bounds[index]:bounds[index + 1]]
+                        for name, values in stacked.items()}
+            for index, image_set in enumerate(image_sets)}
+
+
+PROJECTION_BLOCK = 4096  # input features per generated block of the projection matrix
+
+
+def _projection_blocks(width: int, projection_dim: int, seed: int):
+    """Row blocks of the projection matrix, each generated from (seed, width, first row)."""
+    for start in range(0, width, PROJECTION_BLOCK):
+        rng = np.random.default_rng([seed, width, start])
+        rows = min(PROJECTION_BLOCK, width - start)
+        yield start, rng.standard_normal((rows, projection_dim), dtype=np.float32) / np.float32(
+            np.sqrt(projection_dim))
 
 
 def projection_matrix(width: int, projection_dim: int, seed: int) -> np.ndarray:
     """The fixed (width, projection_dim) Gaussian projection used for layers of this width."""
-    rng = np.random.default_rng([seed, width])
-    return (rng.standard_normal((width, projection_dim)) / np.sqrt(projection_dim)).astype(
-        np.float32)
+    return np.concatenate([block for _, block in _projection_blocks(width, projection_dim, seed)])
 
 
 def project(activation: np.ndarray, projection_dim: int, seed: int) -> np.ndarray:
-    """Random projection of (N, D) activations to (N, projection_dim) when D is larger."""
-    if activation.shape[1] <= projection_dim:
+    """Random projection of (N, D) activations to (N, projection_dim) when D is larger.
+
+    A fixed Gaussian projection (Johnson-Lindenstrauss; seeded by ``seed`` and the layer's
+    width) keeps distances and, approximately, correlations. It is applied block by block, so
+    memory stays bounded for wide (ImageNet) layers.
+    """
+    width = activation.shape[1]
+    if width <= projection_dim:
         return activation
-    return activation @ projection_matrix(activation.shape[1], projection_dim, seed)
+    projected = np.zeros((len(activation), projection_dim), dtype=np.float32)
+    for start, block in _projection_blocks(width, projection_dim, seed):
+        projected += activation[:, start:start + len(block)] @ block
+    return projected

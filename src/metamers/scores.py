@@ -56,12 +56,15 @@ def pixel_control(reference_images: np.ndarray, distances: np.ndarray, seed: int
 
 def evaluator_image_scores(image_activations: dict[str, np.ndarray],
                            reference_activations: dict[str, np.ndarray],
-                           reference_labels: np.ndarray, layers: list[str]) -> pd.DataFrame:
+                           reference_labels: np.ndarray, layers: list[str],
+                           nulls: dict[tuple[str, str], np.ndarray] | None = None,
+                           ) -> pd.DataFrame:
     """Scores of N images against their N references under one evaluator (long format).
 
     ``*_activations`` map layer -> (N, D) plus ``LOGITS`` -> (N, classes); the null per layer is
-    the correlations between different references of ``reference_activations``.
+    the correlations between different references (``reference_nulls``, computed if not given).
     """
+    nulls = nulls or reference_nulls(reference_activations, layers)
     frames = []
     count = len(reference_labels)
     logits = image_activations[LOGITS]
@@ -79,7 +82,7 @@ def evaluator_image_scores(image_activations: dict[str, np.ndarray],
         images, references = image_activations[layer], reference_activations[layer]
         for method, correlate in (("pearson", pearson_rows), ("spearman", spearman_rows)):
             values = correlate(images, references)
-            null = null_correlations(references, method)
+            null = nulls[(layer, method)]
             percentile = null_percentile(values, null)
             layer_metrics = {method: values, f"{method}_percentile": percentile}
             if method == "spearman":
@@ -89,6 +92,13 @@ def evaluator_image_scores(image_activations: dict[str, np.ndarray],
                 frames.append(pd.DataFrame({"metamer": np.arange(count), "evaluator_layer": layer,
                                             "metric": metric, "value": metric_values}))
     return pd.concat(frames, ignore_index=True)
+
+
+def reference_nulls(reference_activations: dict[str, np.ndarray],
+                    layers: list[str]) -> dict[tuple[str, str], np.ndarray]:
+    """Per (layer, method), the correlations between different references at that layer."""
+    return {(layer, method): null_correlations(reference_activations[layer], method)
+            for layer in layers for method in ("pearson", "spearman")}
 
 
 def condition_scores(activations: dict[str, dict[str, dict[str, np.ndarray]]],
@@ -101,9 +111,10 @@ def condition_scores(activations: dict[str, dict[str, dict[str, np.ndarray]]],
     """
     frames = []
     for evaluator, image_sets in activations.items():
+        nulls = reference_nulls(reference_activations[evaluator], evaluator_layers[evaluator])
         for image_set, image_activations in image_sets.items():
             frame = evaluator_image_scores(image_activations, reference_activations[evaluator],
-                                           reference_labels, evaluator_layers[evaluator])
+                                           reference_labels, evaluator_layers[evaluator], nulls)
             frames.append(frame.assign(evaluator=evaluator, image_set=image_set))
     for image_set, values in distances.items():
         frames.append(pd.DataFrame({"metamer": np.arange(len(values)), "evaluator": "pixels",

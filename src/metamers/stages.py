@@ -148,11 +148,10 @@ def _evaluator_activations(weights_paths: dict[str, Path], specs: dict[str, dict
     activations = {}
     for name, weights_path in weights_paths.items():
         model = load_zoo_model(weights_path, specs[name], device)
-        activations[name] = {
-            image_set: activation_lib.extract(model, torch.from_numpy(images), specs[name]["layers"],
-                                              device, name, evaluation["batch_size"],
-                                              evaluation["projection_dim"], seed)
-            for image_set, images in image_sets.items()}
+        activations[name] = activation_lib.extract_sets(
+            model, {image_set: torch.from_numpy(images) for image_set, images in image_sets.items()},
+            specs[name]["layers"], device, name, evaluation["batch_size"],
+            evaluation["projection_dim"], seed)
         log.info("activations of %s", name)
     return activations
 

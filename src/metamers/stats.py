@@ -99,25 +99,33 @@ def rsa(first_activations: np.ndarray, second_activations: np.ndarray, permutati
 
     The p-value permutes the items (rows and columns together) of the second RDM, the standard
     test for RDM relatedness (Kriegeskorte et al. 2008); it is (1 + #{r_perm >= r}) / (1 + n).
+    Permuting items only reorders the RDM's entries, so ranks are computed once and every
+    permutation's Spearman correlation is a Pearson correlation of reordered ranks.
     """
     first_rdm, second_rdm = rdm(first_activations), rdm(second_activations)
     rows, cols = np.triu_indices(len(first_rdm), k=1)
-    first_vector = first_rdm[rows, cols]
-    observed = scipy_stats.spearmanr(first_vector, second_rdm[rows, cols]).statistic
+    first_ranks = rank_rows(first_rdm[rows, cols][None])
+    second_ranks = np.zeros_like(second_rdm)
+    second_ranks[rows, cols] = rank_rows(second_rdm[rows, cols][None])[0]
+    second_ranks = second_ranks + second_ranks.T
+    observed = pearson_rows(first_ranks, second_ranks[rows, cols][None])[0]
     rng = np.random.default_rng(seed)
-    exceed = 0
-    for _ in range(permutations):
-        order = rng.permutation(len(second_rdm))
-        permuted = second_rdm[np.ix_(order, order)][rows, cols]
-        exceed += scipy_stats.spearmanr(first_vector, permuted).statistic >= observed
+    orders = np.stack([rng.permutation(len(second_rdm)) for _ in range(permutations)])
+    permuted_ranks = second_ranks[orders[:, rows], orders[:, cols]]
+    null = pearson_rows(np.broadcast_to(first_ranks, permuted_ranks.shape), permuted_ranks)
+    exceed = int(np.sum(null >= observed))
     return float(observed), float((1 + exceed) / (1 + permutations))
 
 
 def linear_cka(first_activations: np.ndarray, second_activations: np.ndarray) -> float:
-    """Linear centred kernel alignment (Kornblith et al. 2019) between two sets of rows."""
+    """Linear centred kernel alignment (Kornblith et al. 2019) between two sets of rows.
+
+    Computed from the (N, N) Gram matrices, ||X^T Y||_F^2 = <XX^T, YY^T>, so its cost grows with
+    the layer's width only linearly.
+    """
     first = np.asarray(first_activations, np.float64)
     second = np.asarray(second_activations, np.float64)
-    first = first - first.mean(axis=0)
-    second = second - second.mean(axis=0)
-    cross = np.linalg.norm(second.T @ first) ** 2
-    return float(cross / (np.linalg.norm(first.T @ first) * np.linalg.norm(second.T @ second)))
+    first_gram = (first - first.mean(axis=0)) @ (first - first.mean(axis=0)).T
+    second_gram = (second - second.mean(axis=0)) @ (second - second.mean(axis=0)).T
+    return float(np.sum(first_gram * second_gram)
+                 / np.sqrt(np.sum(first_gram**2) * np.sum(second_gram**2)))
