@@ -8,8 +8,10 @@ iterations; "iterations to success" is the first check that passes.
 Methods
 -------
 default
-    ``config/config.yaml``: ``optimizers.adam`` + ``inits.uniform`` + ``generation`` budget,
-    through :class:`metamers.generate.MetamerSynthesis` (all references in one batch).
+    ``config/config.yaml``: the first of ``generation.optimizers`` (``ngd``: SGD, Nesterov
+    momentum, normalised gradient) from the first of ``generation.inits`` (``uniform`` noise),
+    with the ``generation`` budget, through :class:`metamers.generate.MetamerSynthesis` (all
+    references in one batch).
 feather
     Feather et al. 2023 (github.com/jenellefeather/model_metamers_pytorch,
     ``analysis_scripts/make_metamers_imagenet_16_category_val_400_only_save_metamer_layers.py``
@@ -251,10 +253,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", default="config/config.yaml")
     parser.add_argument("--models-dir", default="resources/models")
-    parser.add_argument("--models", default="cnn_s0,resnet_s0",
+    parser.add_argument("--models", default="cnn_s0,cnn_robust_s0,resnet_s0",
                         help="config models to load from --models-dir where present")
     parser.add_argument("--per-class", type=int, default=2, help="references per class")
-    parser.add_argument("--check-every", type=int, default=10)
+    parser.add_argument("--check-every", type=int, default=None,
+                        help="default: the config's generation.check_every")
     parser.add_argument("--null-percentile", type=float, default=None,
                         help="default: the config's generation.null_percentile")
     parser.add_argument("--feather-cap", type=int, default=2000,
@@ -280,6 +283,9 @@ def main() -> None:
     generation = config["generation"]
     percentile = args.null_percentile or generation["null_percentile"]
     default_budget = generation["max_iterations"]
+    args.check_every = args.check_every or generation["check_every"]
+    default_optimizer = config["optimizers"][generation["optimizers"][0]]
+    default_init = config["inits"][generation["inits"][0]]
     feather_full = FEATHER_ITERATIONS_PER_ROUND * FEATHER_ROUNDS
     feather_budget = min(args.feather_cap, feather_full)
     plenoptic_budget = args.plenoptic_budget or default_budget
@@ -288,11 +294,10 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown methods {sorted(unknown)}; choose from {METHODS}")
 
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {device}, "
-          f"deterministic algorithms {torch.are_deterministic_algorithms_enabled()}")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {device}")
     print(f"criterion: Spearman > {percentile:g}th percentile of the null, class matches, "
           f"checked every {args.check_every} iterations")
-    print(f"default:   {config['optimizers']['adam']} + init uniform, budget {default_budget}")
+    print(f"default:   {default_optimizer} + init {default_init}, budget {default_budget}")
     print(f"feather:   SGD lr {FEATHER_STEP_SIZE} on the L2-normalised gradient, StepLR "
           f"{FEATHER_ITERATIONS_PER_ROUND} x gamma 0.5, init {FEATHER_NOISE_MEAN} + "
           f"N(0, {FEATHER_NOISE_SCALE:g}^2); budget capped at {feather_budget} of the recipe's "
@@ -325,8 +330,10 @@ def main() -> None:
             for method in methods:
                 if method == "default":
                     outcomes[method] = run_batched(
-                        synthesis, inits.initial_images("uniform", reference_images, args.seed),
-                        OptimizerSettings.from_config(config["optimizers"]["adam"]),
+                        synthesis, inits.initial_images(default_init["kind"], reference_images,
+                                                        args.seed,
+                                                        default_init.get("strength", 0.5)),
+                        OptimizerSettings.from_config(default_optimizer),
                         default_budget, args.check_every)
                 elif method == "feather":
                     outcomes[method] = run_batched(

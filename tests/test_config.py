@@ -89,6 +89,8 @@ def test_schema_requires_the_main_sections():
     (lambda c: c["evaluation"].update(evaluators=["cnn_a", "resnet"]), "resnet"),
     (lambda c: c["generator_sets"]["pair"]["layers"]["deep"].pop("cnn_b"), "deep"),
     (lambda c: c["models"].update({"a/b": dict(c["models"]["cnn_a"])}), "a/b"),
+    (lambda c: c["optimizers"].update(bfgs={"name": "LBFGS", "constraint": "clamp"}),
+     "optimizers.bfgs"),
 ])
 def test_check_config_names_the_dangling_reference(test_config, change, named):
     config = copy.deepcopy(test_config)

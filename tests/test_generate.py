@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
+import yaml
+from snakemake.utils import validate
 
 from metamers import criteria, inits, train
 from metamers.activations import extract
@@ -18,6 +22,7 @@ from metamers.generate import (
 from metamers.zoo import SmallCNN
 
 CPU = torch.device("cpu")
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 OPTIMIZERS = {
     "SGD": ("SGD", {"lr": 20.0}),
@@ -28,6 +33,7 @@ OPTIMIZERS = {
     "RMSprop": ("RMSprop", {"lr": 0.01}),
     "LBFGS": ("LBFGS", {"lr": 1.0, "max_iter": 5, "line_search_fn": "strong_wolfe"}),
 }
+CONSTRAINTS = {"LBFGS": "sigmoid"}  # L-BFGS refuses the clamp
 
 
 @pytest.fixture(scope="module")
@@ -73,8 +79,9 @@ def test_each_optimizer_gives_valid_images_and_lowers_the_loss(label, synthesis_
                                                                 uniform_starts):
     name, kwargs = OPTIMIZERS[label]
     synthesis = synthesis_at("relu1")
-    result = synthesis.synthesize(uniform_starts, OptimizerSettings(name, kwargs), 10,
-                                  check_every=5, stop_on_success=False)
+    settings = OptimizerSettings(name, kwargs, constraint=CONSTRAINTS.get(label, "clamp"))
+    result = synthesis.synthesize(uniform_starts, settings, 10, check_every=5,
+                                  stop_on_success=False)
     assert_valid_images(result.metamers, tuple(uniform_starts.shape))
     assert result.loss.shape == (11, len(uniform_starts))
     assert np.isfinite(result.loss).all()
@@ -83,6 +90,32 @@ def test_each_optimizer_gives_valid_images_and_lowers_the_loss(label, synthesis_
                                rtol=1e-5)
     assert (result.loss[-1] < 0.5 * result.loss[0]).all()
     np.testing.assert_array_equal(result.initial_images, uniform_starts.numpy())
+
+
+def shipped_config() -> dict:
+    config = yaml.safe_load((REPO_ROOT / "config" / "config.yaml").read_text())
+    validate(config, str(REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"))
+    return config
+
+
+@pytest.mark.parametrize("name", list(shipped_config()["optimizers"]))
+def test_every_optimizer_of_the_default_config_lowers_the_loss(name, synthesis_at,
+                                                                uniform_starts):
+    settings = OptimizerSettings.from_config(shipped_config()["optimizers"][name])
+    synthesis = synthesis_at("relu1")
+    result = synthesis.synthesize(uniform_starts, settings, 10, check_every=5,
+                                  stop_on_success=False)
+    assert_valid_images(result.metamers, tuple(uniform_starts.shape))
+    assert (result.loss[-1] < result.loss[0]).all()
+
+
+@pytest.mark.parametrize("name", list(shipped_config()["inits"]))
+def test_every_init_of_the_default_config_gives_valid_starts(name, references):
+    init = shipped_config()["inits"][name]
+    images, labels = references
+    starts = inits.initial_images(init["kind"], images, seed=0, strength=init["strength"],
+                                  reference_labels=labels)
+    assert_valid_images(starts.numpy(), tuple(images.shape))
 
 
 @pytest.mark.parametrize("kind", inits.INIT_KINDS)
@@ -143,6 +176,11 @@ def test_gradient_normalization_is_rejected_with_lbfgs(synthesis_at, uniform_sta
     settings = OptimizerSettings("LBFGS", {"lr": 1.0}, gradient_normalization=True)
     with pytest.raises(ValueError, match="gradient_normalization"):
         synthesis_at("relu1").synthesize(uniform_starts, settings, 2)
+
+
+def test_lbfgs_with_the_clamp_is_rejected(synthesis_at, uniform_starts):
+    with pytest.raises(ValueError, match="sigmoid"):
+        synthesis_at("relu1").synthesize(uniform_starts, OptimizerSettings("LBFGS", {}), 2)
 
 
 @pytest.mark.parametrize("constraint, range_penalty", [

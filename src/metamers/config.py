@@ -59,6 +59,10 @@ def check_config(config: dict) -> None:
         for name in generation[key]:
             _require(name in config[key], f"generation.{key}: {kind} {name!r} is not defined "
                                           f"under `{key}` ({sorted(config[key])}).")
+    for name, optimizer in config["optimizers"].items():
+        _require(optimizer["name"] != "LBFGS" or optimizer.get("constraint") != "clamp",
+                 f"optimizers.{name}: L-BFGS stalls with constraint 'clamp'; set constraint: "
+                 "sigmoid (or none with a range_penalty).")
     for name, init in config["inits"].items():
         _require(init["kind"] in INIT_KINDS, f"inits.{name}.kind must be one of {INIT_KINDS}.")
     for name in config.get("evaluation", {}).get("evaluators") or []:

@@ -12,13 +12,17 @@ each metamer's gradient is its own.
 Image constraint: ``clamp`` (default) projects pixels onto [0, 1] after every step, projected
 gradient descent, which leaves the optimiser's update untouched inside the box and converged
 fastest in our measurements; ``sigmoid`` optimises logits (x = sigmoid(z)), smooth but with
-vanishing gradients near 0 and 1; ``none`` leaves pixels free and relies on ``range_penalty``
-(weight of the squared distance outside [0, 1]); outputs are clamped for storage.
+vanishing gradients near 0 and 1, and the one to use with L-BFGS, whose curvature history and
+line search assume unconstrained steps (with ``clamp`` it stalls, so that pairing is refused);
+``none`` leaves pixels free and relies on ``range_penalty`` (weight of the squared distance
+outside [0, 1]); outputs are clamped for storage.
+
+Gradient normalisation divides each metamer's gradient by its L2 norm before the step (Feather
+et al.'s L2 step), so the step length is the learning rate whatever the layer's scale.
 """
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 
@@ -204,6 +208,10 @@ class MetamerSynthesis:
         if uses_closure and settings.gradient_normalization:
             raise ValueError("gradient_normalization does not apply to L-BFGS, whose line "
                              "search needs the true gradient.")
+        if uses_closure and settings.constraint == "clamp":
+            raise ValueError("L-BFGS with constraint 'clamp' stalls: clamping after its step "
+                             "breaks its curvature history and line search. Use constraint "
+                             "'sigmoid' (or 'none' with a range_penalty).")
         frozen = parameter.detach().clone()
         active = torch.ones(count, dtype=torch.bool, device=self.device)
         loss_trace = np.full((max_iterations + 1, count), np.nan, dtype=np.float32)
@@ -293,8 +301,9 @@ class MetamerSynthesis:
     @staticmethod
     def _log_progress(iteration, max_iterations, loss_trace, active, started) -> None:
         row = loss_trace[max(iteration - 1, 0)]
-        mean_loss = float(np.nanmean(row)) if np.isfinite(row).any() else math.nan
+        # The trace's row of an iteration is written after its step: none yet at iteration 0.
+        mean_loss = f"{np.nanmean(row):.4g}" if np.isfinite(row).any() else "-"
         elapsed = time.perf_counter() - started
         eta = elapsed / max(iteration, 1) * (max_iterations - iteration)
-        log.info("iteration %d/%d loss %.4g running %d elapsed %.1fs eta<=%.0fs", iteration,
+        log.info("iteration %d/%d loss %s running %d elapsed %.1fs eta<=%.0fs", iteration,
                  max_iterations, mean_loss, int(active.sum()), elapsed, eta)
