@@ -347,14 +347,14 @@ def main() -> None:
             results[(name, layer)] = outcomes
 
     print("\n== summary (ratios: method / default; s/metamer = wall time / successes)")
-    header = (f"{'model/layer':<18} {'method':<9} {'success':>7} {'med iters':>9} "
+    header = (f"{'model/layer':<22} {'method':<9} {'success':>7} {'med iters':>9} "
               f"{'iters ratio':>11} {'s/metamer':>9} {'time ratio':>10} {'latency s':>9}")
     print(header)
     print("-" * len(header))
     for (name, layer), outcomes in results.items():
         baseline = outcomes.get("default", outcomes[methods[0]])
         for method, outcome in outcomes.items():
-            print(f"{name + '/' + layer:<18} {method:<9} "
+            print(f"{name + '/' + layer:<22} {method:<9} "
                   f"{f'{outcome.success.sum()}/{len(outcome.success)}':>7} "
                   f"{outcome.median_iterations:>9.0f} "
                   f"{ratio(outcome.median_iterations, baseline.median_iterations):>11} "

@@ -8,6 +8,7 @@ table return it, so tests can check what was drawn.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from metamers.scores import CONDITION
 from metamers.stats import rdm
 
 CEILING_ROW = "references (ceiling)"
+MAX_PANEL_COLUMNS = 3  # panels per row in multi-condition figures
 IMAGE_SET_STYLES = {"metamer": "-", "pixel_control": "--", "initial": ":"}
 
 
@@ -94,13 +96,15 @@ def plot_transfer_matrix(scores: pd.DataFrame, reference_scores: pd.DataFrame,
     first = next(iter(matrices.values()))
     width = 1.6 + 0.9 * first.shape[1]
     height = 1.4 + 0.45 * first.shape[0]
-    figure, axes = plt.subplots(1, len(matrices), figsize=(width * len(matrices) + 2.0, height),
+    columns = min(len(matrices), MAX_PANEL_COLUMNS)
+    rows = math.ceil(len(matrices) / columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(width * columns + 2.0, height * rows),
                                 squeeze=False, sharey=True, layout="constrained")
-    for axis, ((optimizer, init), matrix) in zip(axes[0], matrices.items()):
-        last = axis is axes[0, -1]
+    for axis in axes.flat[len(matrices):]:
+        axis.set_visible(False)
+    for index, (axis, ((optimizer, init), matrix)) in enumerate(zip(axes.flat, matrices.items())):
         sns.heatmap(matrix, ax=axis, vmin=0, vmax=1, cmap="viridis", annot=True, fmt=".2f",
-                    linewidths=0.5, linecolor="white", cbar=last,
-                    cbar_kws={"label": "recognizability (top-1 correct)"})
+                    linewidths=0.5, linecolor="white", cbar=False)
         for row_index, row in enumerate(matrix.index[:-1]):
             generator = row.split(" · ")[0]
             for column_index, evaluator in enumerate(matrix.columns):
@@ -111,15 +115,15 @@ def plot_transfer_matrix(scores: pd.DataFrame, reference_scores: pd.DataFrame,
         axis.set_title(f"optimizer {optimizer} · init {init}", fontsize=10)
         axis.tick_params(axis="y", rotation=0)
         axis.tick_params(axis="x", rotation=30)
-        if axis is not axes[0, 0]:
+        if index % columns:
             axis.set_ylabel("")
-        if last:
-            colorbar = axis.collections[0].colorbar
-            colorbar.ax.axhline(chance, color="white", linewidth=2)
-            ticks = [tick for tick in (0.0, 0.25, 0.5, 0.75, 1.0) if abs(tick - chance) > 0.06]
-            colorbar.set_ticks(sorted([*ticks, chance]),
-                               labels=[f"chance {tick:.2f}" if tick == chance else f"{tick:g}"
-                                       for tick in sorted([*ticks, chance])])
+    colorbar = figure.colorbar(axes.flat[0].collections[0], ax=axes, shrink=0.8,
+                               label="recognizability (top-1 correct)")
+    colorbar.ax.axhline(chance, color="white", linewidth=2)
+    ticks = sorted([*(tick for tick in (0.0, 0.25, 0.5, 0.75, 1.0) if abs(tick - chance) > 0.06),
+                    chance])
+    colorbar.set_ticks(ticks, labels=[f"chance {tick:.2f}" if tick == chance else f"{tick:g}"
+                                      for tick in ticks])
     figure.suptitle(f"Metamer recognizability (chance = {chance:.2f}); "
                     "red box: evaluator is (a member of) the generator", fontsize=10)
     _save(figure, path)
@@ -161,8 +165,13 @@ def plot_convergence(conditions: Sequence[Mapping], losses: Sequence[np.ndarray]
     runs = [condition_label(run, ("optimizer", "init"))
             for run in _conditions_in_order(curves, ("optimizer", "init"))]
     colors = dict(zip(runs, sns.color_palette("tab10", len(runs))))
-    figure, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False)
-    for axis, panel in zip(axes[0], panels):
+    columns = min(len(panels), MAX_PANEL_COLUMNS)
+    rows = math.ceil(len(panels) / columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(4.2 * columns + 1.5, 3.4 * rows),
+                                squeeze=False, layout="constrained")
+    for axis in axes.flat[len(panels):]:
+        axis.set_visible(False)
+    for axis, panel in zip(axes.flat, panels):
         in_panel = curves[(curves["generator"] == panel["generator"])
                           & (curves["layer"] == panel["layer"])]
         for (optimizer, init), curve in in_panel.groupby(["optimizer", "init"], sort=False):
@@ -174,8 +183,10 @@ def plot_convergence(conditions: Sequence[Mapping], losses: Sequence[np.ndarray]
         axis.set_title(condition_label(panel, ("generator", "layer")))
         axis.set_xlabel("iteration")
         axis.grid(alpha=0.3, which="both")
-    axes[0, 0].set_ylabel("loss (median, IQR band)")
-    axes[0, -1].legend(title="optimizer · init", fontsize=8)
+    for axis in axes[:, 0]:
+        axis.set_ylabel("loss (median, IQR band)")
+    axes[0, -1].legend(title="optimizer · init", fontsize=8, loc="upper left",
+                       bbox_to_anchor=(1.0, 1.0))
     _save(figure, path)
     return curves
 
@@ -250,7 +261,8 @@ def plot_generation_study(generation: pd.DataFrame, path: Path) -> pd.DataFrame:
     targets, runs = list(dict.fromkeys(table["target"])), list(dict.fromkeys(table["run"]))
     palette = dict(zip(runs, sns.color_palette("tab10", len(runs))))
     figure, (iterations_axis, distance_axis) = plt.subplots(
-        1, 2, figsize=(max(9.0, 1.5 * len(targets) * len(runs) + 3.0), 4.0))
+        2, 1, figsize=(max(9.0, 0.3 * len(targets) * len(runs) + 3.0), 8.5),
+        layout="constrained")
     succeeded = table[table["success"]]
     common = {"x": "target", "hue": "run", "order": targets, "hue_order": runs,
               "palette": palette}
@@ -258,7 +270,7 @@ def plot_generation_study(generation: pd.DataFrame, path: Path) -> pd.DataFrame:
                 showfliers=False, fill=False, **common)
     sns.stripplot(data=succeeded, y="iterations_to_success", ax=iterations_axis, dodge=True,
                   size=3, alpha=0.6, legend=False, **common)
-    iterations_axis.set_ylim(bottom=0)
+    iterations_axis.set_ylim(0, succeeded["iterations_to_success"].max() * 1.25 + 1)
     iterations_axis.set_ylabel("iterations to success")
     iterations_axis.set_title("Iterations to success (label: success rate)")
     # Success rates under each box; the dodge offsets follow seaborn's default width (0.8).
@@ -267,9 +279,9 @@ def plot_generation_study(generation: pd.DataFrame, path: Path) -> pd.DataFrame:
                            run=summary["optimizer"] + " · " + summary["init"])
     for row in rates.itertuples():
         position = targets.index(row.target) - 0.4 + width * (runs.index(row.run) + 0.5)
-        iterations_axis.annotate(f"{row.success_rate:.0%}", (position, 0), xycoords=(
-            "data", "axes fraction"), xytext=(0, 3), textcoords="offset points",
-                                 ha="center", fontsize=8)
+        iterations_axis.annotate(f"{row.success_rate:.0%}", (position, 1), xycoords=(
+            "data", "axes fraction"), xytext=(0, -3), textcoords="offset points",
+                                 ha="center", va="top", rotation=90, fontsize=7)
     sns.barplot(data=table, y="pixel_distance", estimator="median", errorbar=("pi", 50),
                 ax=distance_axis, **common)
     for container in distance_axis.containers:
