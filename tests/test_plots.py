@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 
 import numpy as np
 import pandas as pd
@@ -25,6 +26,20 @@ def assert_pdf(path) -> None:
     content = path.read_bytes()
     assert content.startswith(b"%PDF")
     assert len(content) > 1024
+
+
+def pdf_pages(path) -> int:
+    """Page objects in a PDF written by matplotlib (uncompressed object dictionaries)."""
+    return len(re.findall(rb"/Type /Page\b", path.read_bytes()))
+
+
+RUNS = len({(condition["optimizer"], condition["init"]) for condition in CONDITIONS})
+
+
+def test_runs_group_conditions_by_optimizer_and_init():
+    grouped = plots.runs(CONDITIONS)
+    assert list(grouped) == [("adam", "uniform"), ("sgd", "uniform")]
+    assert grouped[("adam", "uniform")] == [0, 2]
 
 
 @pytest.fixture
@@ -115,6 +130,7 @@ def test_metamer_grid(tmp_path, rng):
     path = tmp_path / "metamer_grid.pdf"
     plots.plot_metamer_grid(references, ["a", "b", "c"], CONDITIONS, metamer_sets, 3, path)
     assert_pdf(path)
+    assert pdf_pages(path) == RUNS
 
 
 def test_metamer_grid_color(tmp_path, rng):
@@ -148,6 +164,7 @@ def test_representation_test(tmp_path, summary):
     path = tmp_path / "representation_test.pdf"
     plots.plot_representation_test(summary, LAYERS, path)
     assert_pdf(path)
+    assert pdf_pages(path) == RUNS
 
 
 def test_rsa(tmp_path, rng, summary):
@@ -158,6 +175,7 @@ def test_rsa(tmp_path, rng, summary):
     plots.plot_rsa(references, metamers, CONDITIONS, summary, labels, ["a", "b", "c"],
                    "net_a", "fc", path)
     assert_pdf(path)
+    assert pdf_pages(path) == RUNS
     with pytest.raises(ValueError, match="pair"):
         plots.plot_rsa(references, [metamers[0][:3]], CONDITIONS[:1], summary, labels,
                        ["a", "b", "c"], "net_a", "fc", tmp_path / "bad.pdf")

@@ -122,3 +122,27 @@ def test_reference_scores_are_the_ceiling(evaluator_activations):
     np.testing.assert_array_equal(
         table[table.metric == "top1_correct"].sort_values("metamer").value,
         (reference[LOGITS].argmax(1) == labels).astype(float))
+
+
+def test_a_metamer_transfers_only_where_it_beats_its_pixel_control(evaluator_activations):
+    images, reference, labels = evaluator_activations
+    condition = {"generator": "cnn_a", "layer": "relu2", "optimizer": "adam", "init": "uniform"}
+    # The references themselves as pixel controls: no metamer can beat a perfect control.
+    activations = {"cnn_a": {"metamer": images, "pixel_control": reference}}
+    distances = {"metamer": np.ones(8), "pixel_control": np.ones(8)}
+    table = scores.condition_scores(activations, {"cnn_a": reference}, labels, distances,
+                                    {"cnn_a": ["relu1"]}, condition)
+    metamers = table[table.image_set == "metamer"]
+    np.testing.assert_array_equal(metric(metamers, "relu1", "beats_pixel_control"), 0.0)
+    np.testing.assert_array_equal(metric(metamers, "relu1", "transfers"), 0.0)
+    # Swapped roles: the references, as metamers, beat noisy controls wherever those are
+    # imperfect, and transfer where they also pass.
+    swapped = {"cnn_a": {"metamer": reference, "pixel_control": images}}
+    table = scores.condition_scores(swapped, {"cnn_a": reference}, labels, distances,
+                                    {"cnn_a": ["relu1"]}, condition)
+    metamers = table[table.image_set == "metamer"]
+    control_spearman = metric(table[table.image_set == "pixel_control"], "relu1", "spearman")
+    expected = (1.0 > np.asarray(control_spearman)).astype(float)
+    np.testing.assert_array_equal(metric(metamers, "relu1", "beats_pixel_control"), expected)
+    np.testing.assert_array_equal(metric(metamers, "relu1", "transfers"),
+                                  expected * metric(metamers, "relu1", "passes"))

@@ -16,6 +16,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from matplotlib.backends.backend_pdf import PdfPages
 from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 
@@ -37,16 +38,36 @@ def _conditions_in_order(table: pd.DataFrame, keys: Sequence[str] = CONDITION) -
     return table[list(keys)].drop_duplicates().to_dict("records")
 
 
-def _condition_colors(conditions: Sequence[Mapping]) -> dict[str, tuple]:
-    labels = [condition_label(condition) for condition in conditions]
-    return dict(zip(labels, sns.color_palette("tab10", len(labels))))
+def _condition_colors(conditions: Sequence[Mapping],
+                      keys: Sequence[str] = CONDITION) -> dict[str, tuple]:
+    labels = [condition_label(condition, keys) for condition in conditions]
+    palette = "tab10" if len(labels) <= 10 else "husl"
+    return dict(zip(labels, sns.color_palette(palette, len(labels))))
 
 
-def _save(figure: plt.Figure, path: Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, format="pdf", bbox_inches="tight")
+def _save(figure: plt.Figure, target: Path | PdfPages) -> None:
+    """Write ``figure`` as a PDF file, or as the next page of an open ``PdfPages``."""
+    if isinstance(target, PdfPages):
+        target.savefig(figure, bbox_inches="tight")
+    else:
+        target = Path(target)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        figure.savefig(target, format="pdf", bbox_inches="tight")
     plt.close(figure)
+
+
+def _pages(path: Path) -> PdfPages:
+    """A multi-page PDF at ``path``: one page per (optimizer, init) run in per-run figures."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    return PdfPages(path)
+
+
+def runs(conditions: Sequence[Mapping]) -> dict[tuple[str, str], list[int]]:
+    """Indices of ``conditions`` grouped by (optimizer, init), in order of first appearance."""
+    grouped: dict[tuple[str, str], list[int]] = {}
+    for index, condition in enumerate(conditions):
+        grouped.setdefault((condition["optimizer"], condition["init"]), []).append(index)
+    return grouped
 
 
 def deepest_layer(layers: Mapping[str, Sequence[str]], evaluator: str | None = None
@@ -210,31 +231,46 @@ def grid_indices(count: int, per_condition: int) -> np.ndarray:
 def plot_metamer_grid(reference_images: np.ndarray, class_names: Sequence[str],
                       conditions: Sequence[Mapping], metamer_sets: Sequence[Mapping],
                       per_condition: int, path: Path) -> None:
-    """For each condition, ``per_condition`` references (top row) above their metamers.
+    """For each condition, ``per_condition`` references (top row) above their metamers; one
+    page per (optimizer, init), its (generator, layer) conditions in rows of three.
 
     ``metamer_sets`` are ``store.read_metamers`` contents (metamers, reference_index,
     reference_label, pixel_distance); each metamer is captioned with its L2 pixel distance.
     """
     columns = min(per_condition, min(len(content["metamers"]) for content in metamer_sets))
-    figure = plt.figure(figsize=(1.3 * columns + 0.4, 2.8 * len(conditions)))
-    subfigures = np.atleast_1d(figure.subfigures(len(conditions), 1))
-    for subfigure, condition, content in zip(subfigures, conditions, metamer_sets):
-        axes = subfigure.subplots(2, columns, squeeze=False)
-        chosen = grid_indices(len(content["metamers"]), columns)
-        for column, index in enumerate(chosen):
-            reference = int(content["reference_index"][index])
-            _show_image(axes[0, column], reference_images[reference])
-            axes[0, column].set_title(class_names[int(content["reference_label"][index])],
-                                      fontsize=8)
-            _show_image(axes[1, column], content["metamers"][index])
-            axes[1, column].set_xlabel(f"d = {content['pixel_distance'][index]:.2f}",
-                                       fontsize=8)
-        for axis in axes[:, len(chosen):].ravel():
-            axis.set_visible(False)
-        axes[0, 0].set_ylabel("reference", fontsize=8)
-        axes[1, 0].set_ylabel("metamer", fontsize=8)
-        subfigure.suptitle(condition_label(condition), fontsize=10)
-    _save(figure, path)
+    with _pages(path) as pages:
+        for (optimizer, init), indices in runs(conditions).items():
+            panel_columns = min(len(indices), MAX_PANEL_COLUMNS)
+            panel_rows = math.ceil(len(indices) / panel_columns)
+            figure = plt.figure(figsize=((1.3 * columns + 0.4) * panel_columns,
+                                         2.8 * panel_rows + 0.4))
+            subfigures = np.atleast_2d(figure.subfigures(panel_rows, panel_columns))
+            for subfigure in subfigures.flat[len(indices):]:
+                subfigure.set_visible(False)
+            for subfigure, index in zip(subfigures.flat, indices):
+                _metamer_panel(subfigure, reference_images, class_names, metamer_sets[index],
+                               columns, condition_label(conditions[index],
+                                                        ("generator", "layer")))
+            figure.suptitle(f"optimizer {optimizer} · init {init}", fontsize=11, y=1.03)
+            _save(figure, pages)
+
+
+def _metamer_panel(subfigure, reference_images: np.ndarray, class_names: Sequence[str],
+                   content: Mapping, columns: int, title: str) -> None:
+    axes = subfigure.subplots(2, columns, squeeze=False)
+    chosen = grid_indices(len(content["metamers"]), columns)
+    for column, index in enumerate(chosen):
+        reference = int(content["reference_index"][index])
+        _show_image(axes[0, column], reference_images[reference])
+        axes[0, column].set_title(class_names[int(content["reference_label"][index])],
+                                  fontsize=8)
+        _show_image(axes[1, column], content["metamers"][index])
+        axes[1, column].set_xlabel(f"d = {content['pixel_distance'][index]:.2f}", fontsize=8)
+    for axis in axes[:, len(chosen):].ravel():
+        axis.set_visible(False)
+    axes[0, 0].set_ylabel("reference", fontsize=8)
+    axes[1, 0].set_ylabel("metamer", fontsize=8)
+    subfigure.suptitle(title, fontsize=10)
 
 
 def generation_summary(generation: pd.DataFrame) -> pd.DataFrame:
@@ -318,23 +354,34 @@ def plot_representation_test(summary: pd.DataFrame, layers: Mapping[str, Sequenc
                              path: Path, image_sets: Sequence[str] = ("metamer", "pixel_control")
                              ) -> None:
     """Mean Spearman correlation (top) and fraction passing (bottom) over each evaluator's
-    layers in configured order; one colour per condition, metamers solid (band: 95% bootstrap
-    CI), pixel controls dashed."""
+    layers in configured order; one page per (optimizer, init), one colour per generating
+    (generator, layer), metamers solid (band: 95% bootstrap CI), pixel controls dashed."""
     conditions = _conditions_in_order(summary)
-    colors = _condition_colors(conditions)
+    with _pages(path) as pages:
+        for optimizer, init in runs(conditions):
+            run = summary[(summary["optimizer"] == optimizer) & (summary["init"] == init)]
+            figure = _representation_page(run, layers, image_sets)
+            figure.suptitle(f"Representation test · optimizer {optimizer} · init {init}")
+            _save(figure, pages)
+
+
+def _representation_page(summary: pd.DataFrame, layers: Mapping[str, Sequence[str]],
+                         image_sets: Sequence[str]) -> plt.Figure:
+    targets = _conditions_in_order(summary, ("generator", "layer"))
+    colors = _condition_colors(targets, ("generator", "layer"))
     metrics = {"spearman": "mean Spearman r\n(metamer vs reference)",
                "passes": "fraction passing\n(> 95th pct of null)"}
     figure, axes = plt.subplots(len(metrics), len(layers), squeeze=False, sharey="row",
-                                figsize=(3.6 * len(layers) + 1.0, 5.6))
+                                figsize=(3.6 * len(layers) + 1.0, 5.6), layout="constrained")
     for column, (evaluator, evaluator_layers) in enumerate(layers.items()):
         for row, (metric, label) in enumerate(metrics.items()):
             axis = axes[row, column]
             curves = _representation_curves(summary, evaluator, evaluator_layers, metric)
-            for (image_set, *key), curve in curves.groupby(["image_set", *CONDITION],
-                                                           sort=False):
+            for (image_set, generator, layer), curve in curves.groupby(
+                    ["image_set", "generator", "layer"], sort=False):
                 if image_set not in image_sets:
                     continue
-                color = colors[condition_label(dict(zip(CONDITION, key)))]
+                color = colors[f"{generator} · {layer}"]
                 axis.plot(curve["depth"], curve["mean"], IMAGE_SET_STYLES[image_set],
                           color=color, marker="o", markersize=3)
                 if image_set == "metamer":
@@ -352,10 +399,9 @@ def plot_representation_test(summary: pd.DataFrame, layers: Mapping[str, Sequenc
     handles = [Line2D([], [], color=color, label=label) for label, color in colors.items()]
     handles += [Line2D([], [], color="black", linestyle=IMAGE_SET_STYLES[image_set],
                        label=image_set) for image_set in image_sets]
-    figure.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8,
-                  title="generator · layer · optimizer · init")
-    figure.tight_layout()
-    _save(figure, path)
+    figure.legend(handles=handles, loc="outside right center", fontsize=8,
+                  title="generator · layer")
+    return figure
 
 
 def pca_projection(reference_activations: np.ndarray, *others: np.ndarray
@@ -375,7 +421,8 @@ def plot_rsa(reference_activations: np.ndarray, metamer_activations: Sequence[np
              class_names: Sequence[str], evaluator: str, layer: str, path: Path) -> None:
     """RDMs (1 - Pearson) of references and each condition's metamers at one evaluator layer
     (top), a 2-D PCA of references and metamers coloured by class (middle), and the RSA
-    correlations there with their permutation p-values (bottom).
+    correlations there with their permutation p-values (bottom); one page per (optimizer,
+    init).
 
     Row i of each ``metamer_activations`` array is the metamer of reference i (as scored).
     """
@@ -383,11 +430,28 @@ def plot_rsa(reference_activations: np.ndarray, metamer_activations: Sequence[np
         if len(values) != len(reference_activations):
             raise ValueError(f"{len(values)} metamers but {len(reference_activations)} "
                              "references: rows must pair metamer i with reference i.")
+    with _pages(path) as pages:
+        for (optimizer, init), indices in runs(conditions).items():
+            run = summary[(summary["optimizer"] == optimizer) & (summary["init"] == init)]
+            figure = _rsa_page(reference_activations,
+                               [metamer_activations[index] for index in indices],
+                               [conditions[index] for index in indices], run,
+                               reference_labels, class_names, evaluator, layer)
+            figure.suptitle(f"Representational similarity at {evaluator} · {layer} · "
+                            f"optimizer {optimizer} · init {init}")
+            _save(figure, pages)
+
+
+def _rsa_page(reference_activations: np.ndarray, metamer_activations: Sequence[np.ndarray],
+              conditions: Sequence[Mapping], summary: pd.DataFrame,
+              reference_labels: np.ndarray, class_names: Sequence[str], evaluator: str,
+              layer: str) -> plt.Figure:
     order = np.argsort(reference_labels, kind="stable")
     matrices = [rdm(values)[np.ix_(order, order)]
                 for values in (reference_activations, *metamer_activations)]
     vmax = max(float(np.nanmax(matrix)) for matrix in matrices)
-    titles = ["references"] + [condition_label(condition) for condition in conditions]
+    titles = ["references"] + [condition_label(condition, ("generator", "layer"))
+                               for condition in conditions]
     columns = len(titles)
     mosaic = [[f"rdm{column}" for column in range(columns)],
               [f"pca{column}" for column in range(columns)],
@@ -430,8 +494,8 @@ def plot_rsa(reference_activations: np.ndarray, metamer_activations: Sequence[np
 
     rsa_rows = summary[(summary["metric"] == "rsa") & (summary["evaluator"] == evaluator)
                        & (summary["evaluator_layer"] == layer)]
-    rsa_rows = rsa_rows.assign(condition=[condition_label(row) for _, row in
-                                          rsa_rows.iterrows()])
+    rsa_rows = rsa_rows.assign(condition=[condition_label(row, ("generator", "layer"))
+                                          for _, row in rsa_rows.iterrows()])
     image_sets = [name for name in IMAGE_SET_STYLES if name in set(rsa_rows["image_set"])]
     bar_axis = axes["rsa"]
     sns.barplot(data=rsa_rows, x="condition", y="mean", hue="image_set", hue_order=image_sets,
@@ -444,10 +508,9 @@ def plot_rsa(reference_activations: np.ndarray, metamer_activations: Sequence[np
     bar_axis.axhline(0, color="black", linewidth=0.8)
     bar_axis.set_ylim(min(0, rsa_rows["mean"].min() - 0.1), 1.15)
     bar_axis.set_ylabel("RSA with references\n(Spearman r of RDMs)")
-    bar_axis.set_xlabel("generator · layer · optimizer · init")
+    bar_axis.set_xlabel("generator · layer")
     bar_axis.legend(title="image set", fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
-    figure.suptitle(f"Representational similarity at {evaluator} · {layer}")
-    _save(figure, path)
+    return figure
 
 
 def agreement_table(summary: pd.DataFrame, layers: Mapping[str, Sequence[str]]) -> pd.DataFrame:

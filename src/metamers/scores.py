@@ -120,11 +120,30 @@ def condition_scores(activations: dict[str, dict[str, dict[str, np.ndarray]]],
         frames.append(pd.DataFrame({"metamer": np.arange(len(values)), "evaluator": "pixels",
                                     "evaluator_layer": "pixels", "metric": "pixel_distance",
                                     "value": values, "image_set": image_set}))
+    if "pixel_control" in distances:
+        frames.append(_pixel_control_comparison(pd.concat(frames)))
     table = pd.concat(frames, ignore_index=True)
     for key in reversed(CONDITION):
         table.insert(0, key, condition[key])
     return table[[*CONDITION, "image_set", "metamer", "evaluator", "evaluator_layer", "metric",
                   "value"]]
+
+
+def _pixel_control_comparison(table: pd.DataFrame) -> pd.DataFrame:
+    """Per metamer and evaluator layer: ``beats_pixel_control`` (its Spearman correlation with
+    the reference exceeds that of its pixel control) and ``transfers`` (it also passes)."""
+    keys = ["evaluator", "evaluator_layer", "metamer"]
+    spearman = table[table["metric"] == "spearman"]
+    metamer = spearman[spearman["image_set"] == "metamer"].set_index(keys)["value"]
+    control = spearman[spearman["image_set"] == "pixel_control"].set_index(keys)["value"]
+    passes = table[(table["metric"] == "passes") & (table["image_set"] == "metamer")]
+    passes = passes.set_index(keys)["value"]
+    beats = (metamer > control.reindex(metamer.index)).astype(float)
+    transfers = beats * passes.reindex(metamer.index)
+    return pd.concat([values.rename("value").reset_index().assign(metric=metric,
+                                                                  image_set="metamer")
+                      for metric, values in (("beats_pixel_control", beats),
+                                             ("transfers", transfers))], ignore_index=True)
 
 
 def reference_scores(reference_activations: dict[str, dict[str, np.ndarray]],
