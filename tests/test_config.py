@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 from snakemake.exceptions import WorkflowError
-from snakemake.utils import validate
+from snakemake.utils import update_config, validate
 
 from metamers.config import ConfigError, check_config
 
@@ -97,3 +97,12 @@ def test_check_config_names_the_dangling_reference(test_config, change, named):
     change(config)
     with pytest.raises(ConfigError, match=named):
         check_config(config)
+
+
+def test_generation_study_overlay_extends_the_default():
+    config = load("config.yaml")
+    update_config(config, load("generation_study.yaml"))  # what `--configfile a b` does
+    validate(config, SCHEMA)
+    check_config(config)
+    assert config["generation"]["generators"] == load("config.yaml")["generation"]["generators"]
+    assert set(config["generation"]["inits"]) == set(config["inits"])

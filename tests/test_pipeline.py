@@ -146,3 +146,12 @@ def test_rerunning_a_generation_job_is_bit_identical(pipeline_run):
     after = store.read_metamers(pipeline_run / target)
     for name in ("metamers", "initial_images", "loss", "iterations_to_success"):
         np.testing.assert_array_equal(before[name], after[name], err_msg=name)
+
+
+def test_the_generation_study_needs_no_evaluation(tmp_path):
+    planned = snakemake(tmp_path, "results/generation_summary.parquet", "--configfile",
+                        str(TEST_CONFIG), "--dry-run")
+    assert planned.returncode == 0, planned.stderr
+    outputs = " ".join(planned_outputs(planned.stdout))
+    assert "results/metamers/cnn_a/relu2/sgd/uniform.h5" in outputs
+    assert "results/activations" not in outputs and "results/scores" not in outputs

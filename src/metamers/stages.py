@@ -206,11 +206,10 @@ def score_condition(activations_path: Path, reference_activations_path: Path,
     store.write_table(summary_path, summary)
 
 
-def aggregate(score_paths: list[Path], summary_paths: list[Path], metamer_paths: list[Path],
-              conditions: list[dict], reference_activations_path: Path, references_path: Path,
-              scores_path: Path, summary_path: Path, reference_scores_path: Path,
-              generation_path: Path, generation_summary_path: Path) -> None:
-    """Concatenate per-condition tables; write the reference ceiling and the generation study."""
+def aggregate(score_paths: list[Path], summary_paths: list[Path],
+              reference_activations_path: Path, references_path: Path, scores_path: Path,
+              summary_path: Path, reference_scores_path: Path) -> None:
+    """Concatenate per-condition score tables; write the references' scores (the ceiling)."""
     store.write_table(scores_path, pd.concat([store.read_table(p) for p in score_paths],
                                              ignore_index=True))
     store.write_table(summary_path, pd.concat([store.read_table(p) for p in summary_paths],
@@ -220,6 +219,11 @@ def aggregate(score_paths: list[Path], summary_paths: list[Path], metamer_paths:
                              store.read_activations(reference_activations_path).items()}
     store.write_table(reference_scores_path,
                       scores.reference_scores(reference_activations, labels))
+
+
+def aggregate_generation(metamer_paths: list[Path], conditions: list[dict],
+                         generation_path: Path, generation_summary_path: Path) -> None:
+    """The generation study: one row per metamer, and its summary per condition."""
     rows = pd.concat([generation_rows(store.read_metamers(path), condition)
                       for path, condition in zip(metamer_paths, conditions)], ignore_index=True)
     store.write_table(generation_path, rows)

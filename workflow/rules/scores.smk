@@ -17,22 +17,32 @@ rule score_condition:
 
 
 rule aggregate_scores:
-    """One table of every condition's scores, one of summaries, one of generation results."""
+    """One table of every condition's scores, one of summaries, one of the references' scores."""
     input:
         scores=condition_files(f"results/scores/{CONDITION_PATH}.parquet"),
         summaries=condition_files(f"results/summaries/{CONDITION_PATH}.parquet"),
-        metamers=condition_files(f"results/metamers/{CONDITION_PATH}.h5"),
         reference_activations="results/activations/references.h5",
         references=REFERENCES,
     output:
         scores="results/scores.parquet",
         summary="results/summary.parquet",
         references="results/reference_scores.parquet",
+    log:
+        "logs/aggregate_scores.log",
+    script:
+        "../scripts/aggregate_scores.py"
+
+
+rule aggregate_generation:
+    """The generation study from the metamer files alone (no evaluation needed)."""
+    input:
+        metamers=condition_files(f"results/metamers/{CONDITION_PATH}.h5"),
+    output:
         generation="results/generation_study.parquet",
         generation_summary="results/generation_summary.parquet",
     params:
         conditions=CONDITIONS,
     log:
-        "logs/aggregate_scores.log",
+        "logs/aggregate_generation.log",
     script:
-        "../scripts/aggregate_scores.py"
+        "../scripts/aggregate_generation.py"

@@ -5,10 +5,7 @@ sys.stderr = open(snakemake.log[0], "w", buffering=1)
 from metamers import stages
 
 stages.aggregate(
-    snakemake.input.scores, snakemake.input.summaries, snakemake.input.metamers,
-    snakemake.params.conditions, snakemake.input.reference_activations,
-    snakemake.input.references, snakemake.output.scores,
-    snakemake.output.summary, snakemake.output.references,
-    snakemake.output.generation,
-    snakemake.output.generation_summary,
+    snakemake.input.scores, snakemake.input.summaries, snakemake.input.reference_activations,
+    snakemake.input.references, snakemake.output.scores, snakemake.output.summary,
+    snakemake.output.references,
 )
