@@ -155,6 +155,7 @@ def test_generation_study(tmp_path, rng):
     path = tmp_path / "generation_study.pdf"
     table = plots.plot_generation_study(generation, path)
     assert_pdf(path)
+    assert pdf_pages(path) == 2  # iterations, pixel distances
     assert table["success_rate"].tolist() == pytest.approx([5 / 6] * len(CONDITIONS))
     assert table["median_pixel_distance"].tolist() == pytest.approx(
         generation.groupby(plots.CONDITION, sort=False)["pixel_distance"].median().tolist())

@@ -287,56 +287,73 @@ def generation_summary(generation: pd.DataFrame) -> pd.DataFrame:
 
 
 def plot_generation_study(generation: pd.DataFrame, path: Path) -> pd.DataFrame:
-    """Iterations to success (successful metamers) and pixel distance to the reference, by
-    generator · layer (x) and optimizer · init (colour), with success rates; returns the
-    per-condition summary."""
+    """Two pages, one panel per generator · layer, one box or bar per optimizer · init:
+    iterations to success of the successful metamers with the success rate above each box
+    (page 1), and the median pixel distance of metamers to their references with that of their
+    starting images (page 2). Returns the per-condition summary."""
     table = generation.assign(
         target=generation["generator"] + " · " + generation["layer"],
         run=generation["optimizer"] + " · " + generation["init"])
     summary = generation_summary(generation)
-    targets, runs = list(dict.fromkeys(table["target"])), list(dict.fromkeys(table["run"]))
-    palette = dict(zip(runs, sns.color_palette("tab10", len(runs))))
-    figure, (iterations_axis, distance_axis) = plt.subplots(
-        2, 1, figsize=(max(9.0, 0.3 * len(targets) * len(runs) + 3.0), 8.5),
-        layout="constrained")
-    succeeded = table[table["success"]]
-    common = {"x": "target", "hue": "run", "order": targets, "hue_order": runs,
-              "palette": palette}
-    sns.boxplot(data=succeeded, y="iterations_to_success", ax=iterations_axis,
-                showfliers=False, fill=False, **common)
-    sns.stripplot(data=succeeded, y="iterations_to_success", ax=iterations_axis, dodge=True,
-                  size=3, alpha=0.6, legend=False, **common)
-    iterations_axis.set_ylim(0, succeeded["iterations_to_success"].max() * 1.25 + 1)
-    iterations_axis.set_ylabel("iterations to success")
-    iterations_axis.set_title("Iterations to success (label: success rate)")
-    # Success rates under each box; the dodge offsets follow seaborn's default width (0.8).
-    width = 0.8 / len(runs)
     rates = summary.assign(target=summary["generator"] + " · " + summary["layer"],
                            run=summary["optimizer"] + " · " + summary["init"])
-    for row in rates.itertuples():
-        position = targets.index(row.target) - 0.4 + width * (runs.index(row.run) + 0.5)
-        iterations_axis.annotate(f"{row.success_rate:.0%}", (position, 1), xycoords=(
-            "data", "axes fraction"), xytext=(0, -3), textcoords="offset points",
-                                 ha="center", va="top", rotation=90, fontsize=7)
-    sns.barplot(data=table, y="pixel_distance", estimator="median", errorbar=("pi", 50),
-                ax=distance_axis, **common)
-    for container in distance_axis.containers:
-        distance_axis.bar_label(container, fmt="%.1f", fontsize=8, label_type="center",
-                                color="white")
-    initial = table["initial_distance"].median()
-    distance_axis.axhline(initial, color="gray", linestyle=":", linewidth=1)
-    distance_axis.annotate("start image (median)", (1, initial), xycoords=("axes fraction", "data"),
-                           xytext=(-2, 3), textcoords="offset points", ha="right",
-                           fontsize=8, color="gray")
-    distance_axis.set_ylabel("pixel distance to reference (L2)")
-    distance_axis.set_title("Median pixel distance (bar: IQR)")
-    for axis in (iterations_axis, distance_axis):
-        axis.set_xlabel("generator · layer")
-    iterations_axis.get_legend().remove()
-    distance_axis.legend(title="optimizer · init", fontsize=8, loc="upper left",
-                         bbox_to_anchor=(1.0, 1.0))
-    _save(figure, path)
+    targets, runs_ = list(dict.fromkeys(table["target"])), list(dict.fromkeys(table["run"]))
+    palette = dict(zip(runs_, sns.color_palette("tab10" if len(runs_) <= 10 else "husl",
+                                                len(runs_))))
+    common = {"x": "run", "order": runs_, "hue": "run", "hue_order": runs_,
+              "palette": palette, "legend": False}
+    succeeded = table[table["success"]]
+    with _pages(path) as pages:
+        figure, axes = _target_panels(targets, len(runs_))
+        for axis, target in zip(axes.flat, targets):
+            in_target = succeeded[succeeded["target"] == target]
+            sns.boxplot(data=in_target, y="iterations_to_success", ax=axis, showfliers=False,
+                        fill=False, **common)
+            sns.stripplot(data=in_target, y="iterations_to_success", ax=axis, size=2.5,
+                          alpha=0.6, **common)
+            for row in rates[rates["target"] == target].itertuples():
+                axis.annotate(f"{row.success_rate:.0%}", (runs_.index(row.run), 1),
+                              xycoords=("data", "axes fraction"), xytext=(0, -3),
+                              textcoords="offset points", ha="center", va="top",
+                              rotation=90, fontsize=7)
+            axis.set_ylim(0, in_target["iterations_to_success"].max() * 1.3 + 1
+                          if len(in_target) else 1.0)
+            _finish_target_panel(axis, target, "iterations to success")
+        figure.suptitle("Iterations to success (successful metamers; label: success rate)")
+        _save(figure, pages)
+
+        figure, axes = _target_panels(targets, len(runs_))
+        for axis, target in zip(axes.flat, targets):
+            in_target = table[table["target"] == target]
+            sns.barplot(data=in_target, y="pixel_distance", estimator="median",
+                        errorbar=("pi", 50), ax=axis, **common)
+            starts = in_target.groupby("run")["initial_distance"].median()
+            axis.scatter([runs_.index(run) for run in starts.index], starts.to_numpy(),
+                         marker="_", s=120, color="black", zorder=3, label="start (median)")
+            _finish_target_panel(axis, target, "pixel distance to reference (L2)")
+        axes.flat[0].legend(fontsize=7, loc="upper left")
+        figure.suptitle("Median pixel distance of metamers (bar: IQR) and of their starts (—)")
+        _save(figure, pages)
     return summary
+
+
+def _target_panels(targets: Sequence[str], runs_count: int) -> tuple[plt.Figure, np.ndarray]:
+    columns = min(len(targets), MAX_PANEL_COLUMNS)
+    rows = math.ceil(len(targets) / columns)
+    figure, axes = plt.subplots(rows, columns, squeeze=False, layout="constrained",
+                                figsize=(columns * max(3.5, 0.3 * runs_count + 1.0),
+                                         rows * 3.6))
+    for axis in axes.flat[len(targets):]:
+        axis.set_visible(False)
+    return figure, axes
+
+
+def _finish_target_panel(axis: plt.Axes, target: str, label: str) -> None:
+    axis.set_title(target, fontsize=9)
+    axis.set_xlabel("optimizer · init", fontsize=8)
+    axis.set_ylabel(label, fontsize=8)
+    axis.tick_params(axis="x", rotation=90, labelsize=7)
+    axis.grid(alpha=0.3, axis="y")
 
 
 # --- evaluation ----------------------------------------------------------------------------
