@@ -155,3 +155,15 @@ def test_the_generation_study_needs_no_evaluation(tmp_path):
     outputs = " ".join(planned_outputs(planned.stdout))
     assert "results/metamers/cnn_a/relu2/sgd/uniform.h5" in outputs
     assert "results/activations" not in outputs and "results/scores" not in outputs
+
+
+def test_the_slurm_profile_plans_the_whole_workflow(tmp_path):
+    """The cluster profile parses and plans every rule (submission itself needs a cluster);
+    no --cores, as on a cluster."""
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
+               "--directory", str(tmp_path), "--profile", str(REPO / "profiles" / "slurm"),
+               "--configfile", str(TEST_CONFIG), "--dry-run"]
+    planned = subprocess.run(command, capture_output=True, text=True, check=False)
+    assert planned.returncode == 0, planned.stderr + planned.stdout
+    for rule in ("train_model", "generate_metamers", "score_condition", "plot_transfer_matrix"):
+        assert f"rule {rule}:" in planned.stdout

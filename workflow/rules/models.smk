@@ -12,7 +12,7 @@ rule train_model:
         device=config["device"],
     log:
         "logs/train_model/{model}.log",
-    threads: workflow.cores
+    threads: 4  # scaled down to --cores when run locally; CPUs per task on a cluster
     resources:
         runtime=60,
         mem_mb=4000,
