@@ -1,11 +1,12 @@
-"""The embedded Fashion-MNIST loader and its errors."""
+"""The embedded Fashion-MNIST loader, image folders, and their errors."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
-from metamers.data import load_dataset, unpack_fashion_mnist
+from metamers.data import load_dataset, load_images, load_labels, unpack_fashion_mnist
 
 
 def test_fashion_mnist_test_split(test_set):
@@ -42,3 +43,24 @@ def test_missing_image_folder_raises(tmp_path):
     with pytest.raises(FileNotFoundError, match="test"):
         load_dataset({"name": "image_folder", "root": str(tmp_path), "image_size": 16},
                      train=False)
+
+
+def test_image_folder_labels_and_chosen_images_match_the_full_load(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for class_name in ("cat", "dog"):
+        folder = tmp_path / "test" / class_name
+        folder.mkdir(parents=True)
+        for index in range(3):
+            pixels = rng.integers(0, 256, size=(12 + index, 10, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(folder / f"{index}.png")
+    spec = {"name": "image_folder", "root": str(tmp_path), "image_size": 8}
+    full = load_dataset(spec, train=False)
+    labels, class_names = load_labels(spec, train=False)
+    assert class_names == ["cat", "dog"] == full.class_names
+    np.testing.assert_array_equal(labels.numpy(), full.labels.numpy())
+    chosen = np.array([4, 1])
+    images = load_images(spec, False, chosen)
+    assert images.shape == (2, 3, 8, 8)
+    np.testing.assert_array_equal(images.numpy(), full.images[chosen].numpy())

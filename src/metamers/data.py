@@ -92,13 +92,14 @@ def load_dataset(spec: dict, train: bool) -> LabelledImages:
         return LabelledImages(_to_float_images(dataset.data), torch.tensor(dataset.targets),
                               list(dataset.classes))
     if name == "image_folder":
-        return _load_image_folder(root / ("train" if train else "test"), int(spec["image_size"]))
+        return _load_image_folder(_split_folder(spec, train), int(spec["image_size"]))
     raise ValueError(
         f"Unknown data set {name!r}: choose fashion_mnist, mnist, cifar10 or image_folder."
     )
 
 
-def _load_image_folder(folder: Path, image_size: int) -> LabelledImages:
+def _image_folder(folder: Path, image_size: int) -> torchvision.datasets.ImageFolder:
+    """A torchvision ``ImageFolder`` of ``folder``; images decode only when indexed."""
     if not folder.is_dir():
         raise FileNotFoundError(f"Image folder {folder} does not exist: it must hold one "
                                 "sub-folder of images per class.")
@@ -106,6 +107,31 @@ def _load_image_folder(folder: Path, image_size: int) -> LabelledImages:
         v2.ToImage(), v2.Resize(image_size), v2.CenterCrop(image_size),
         v2.ToDtype(torch.float32, scale=True),
     ])
-    dataset = torchvision.datasets.ImageFolder(folder, transform=transform)
+    return torchvision.datasets.ImageFolder(folder, transform=transform)
+
+
+def _load_image_folder(folder: Path, image_size: int) -> LabelledImages:
+    dataset = _image_folder(folder, image_size)
     images = torch.stack([image for image, _ in dataset])
     return LabelledImages(images, torch.tensor(dataset.targets), list(dataset.classes))
+
+
+def _split_folder(spec: dict, train: bool) -> Path:
+    return Path(spec["root"]) / ("train" if train else "test")
+
+
+def load_labels(spec: dict, train: bool) -> tuple[torch.Tensor, list[str]]:
+    """Labels and class names of a split; an image folder's images are not decoded."""
+    if spec["name"] == "image_folder":
+        dataset = _image_folder(_split_folder(spec, train), int(spec["image_size"]))
+        return torch.tensor(dataset.targets), list(dataset.classes)
+    data = load_dataset(spec, train)
+    return data.labels, data.class_names
+
+
+def load_images(spec: dict, train: bool, indices: np.ndarray) -> torch.Tensor:
+    """Images (len(indices), C, H, W) of a split; an image folder decodes only these."""
+    if spec["name"] == "image_folder":
+        dataset = _image_folder(_split_folder(spec, train), int(spec["image_size"]))
+        return torch.stack([dataset[int(index)][0] for index in indices])
+    return load_dataset(spec, train).images[torch.as_tensor(indices)]
