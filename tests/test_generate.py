@@ -282,6 +282,22 @@ def test_stopped_metamers_are_frozen_at_their_successful_image(synthesis_at, sma
         assert np.isnan(result.loss[stop + 1:, column]).all()
 
 
+@pytest.mark.parametrize("layer", ["relu1", "relu2", "fc_relu"])
+def test_the_default_optimizer_and_init_reach_the_criterion(layer, synthesis_at,
+                                                            small_references):
+    """The shipped default (first optimizer and init of config/config.yaml) and its budget."""
+    config = shipped_config()
+    generation = config["generation"]
+    init = config["inits"][generation["inits"][0]]
+    starts = inits.initial_images(init["kind"], small_references[0], seed=0,
+                                  strength=init["strength"])
+    settings = OptimizerSettings.from_config(config["optimizers"][generation["optimizers"][0]])
+    result = synthesis_at(layer).synthesize(starts, settings, generation["max_iterations"],
+                                            generation["check_every"])
+    assert result.success.all()
+    assert (result.iterations_to_success > 0).all()  # noise does not pass at the start
+
+
 def test_iterations_to_success_is_the_first_passing_check(synthesis_at, uniform_starts):
     """Rerun each prefix of the optimisation and apply the criterion to its images."""
     check_every, budget = 5, 40
