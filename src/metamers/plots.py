@@ -20,7 +20,7 @@ from matplotlib.backends.backend_pdf import PdfPages
 from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 
-from metamers.scores import CONDITION
+from metamers.scores import CONDITION, generation_summary
 from metamers.stats import rdm
 
 CEILING_ROW = "references (ceiling)"
@@ -271,19 +271,6 @@ def _metamer_panel(subfigure, reference_images: np.ndarray, class_names: Sequenc
     axes[0, 0].set_ylabel("reference", fontsize=8)
     axes[1, 0].set_ylabel("metamer", fontsize=8)
     subfigure.suptitle(title, fontsize=10)
-
-
-def generation_summary(generation: pd.DataFrame) -> pd.DataFrame:
-    """Per condition: success rate, median iterations to success (successes only) and the
-    median pixel distance of metamers to their references."""
-    rows = []
-    for key, group in generation.groupby(CONDITION, sort=False):
-        succeeded = group[group["success"]]
-        rows.append({**dict(zip(CONDITION, key)), "success_rate": group["success"].mean(),
-                     "median_iterations": succeeded["iterations_to_success"].median(),
-                     "median_pixel_distance": group["pixel_distance"].median(),
-                     "median_initial_distance": group["initial_distance"].median()})
-    return pd.DataFrame(rows)
 
 
 def plot_generation_study(generation: pd.DataFrame, path: Path) -> pd.DataFrame:
