@@ -144,45 +144,44 @@ def run_batched(synthesis: TimedSynthesis, starts: torch.Tensor, settings: Optim
 def run_plenoptic(synthesis: MetamerSynthesis, budget: int, check_every: int,
                   seed: int) -> Outcome:
     """plenoptic's Metamer, defaults throughout, one reference at a time, checked in chunks."""
+    model = LayerOutput(synthesis.extractors[0], synthesis.members[0].layer).eval()
+    started = time.perf_counter()
+    per_image = [plenoptic_metamer(synthesis, model, index, budget, check_every, seed)
+                 for index in range(len(synthesis.reference_images))]
+    iterations_to_success, seconds_to_success = (np.array(values) for values in zip(*per_image))
+    return Outcome(iterations_to_success.astype(np.int64), seconds_to_success.astype(float),
+                   time.perf_counter() - started, budget)
+
+
+def plenoptic_metamer(synthesis: MetamerSynthesis, model: nn.Module, index: int, budget: int,
+                      check_every: int, seed: int) -> tuple[int, float]:
+    """One reference's plenoptic metamer: (iterations, seconds) to success, or (-1, NaN)."""
     import plenoptic as po
 
-    model = LayerOutput(synthesis.extractors[0], synthesis.members[0].layer).eval()
-    count = len(synthesis.reference_images)
-    iterations_to_success = np.full(count, -1, dtype=np.int64)
-    seconds_to_success = np.full(count, np.nan)
     started = time.perf_counter()
-    for index in range(count):
-        image_started = time.perf_counter()
-        torch.manual_seed(seed + index)  # plenoptic's default start is torch.rand_like
-        metamer = po.Metamer(synthesis.reference_images[index:index + 1], model)
-        metamer.setup()
-        iterations = 0
-        while True:
-            images = metamer.metamer.detach().clamp(0, 1)
-            _, _, passed = synthesis.check(images, torch.tensor([index]))
-            if passed[0]:
-                iterations_to_success[index] = iterations
-                seconds_to_success[index] = time.perf_counter() - image_started
-                break
-            if iterations >= budget:
-                break
-            # tqdm's bars go to stderr; plenoptic warns when the loss has converged.
-            with contextlib.redirect_stderr(io.StringIO()), \
-                    warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                metamer.synthesize(min(check_every, budget - iterations),
-                                   stop_criterion=PLENOPTIC_STOP_CRITERION,
-                                   stop_iters_to_check=PLENOPTIC_STOP_ITERS_TO_CHECK)
-            iterations = len(metamer.losses) - 1
-            if any("converged" in str(warning.message) for warning in caught):
-                images = metamer.metamer.detach().clamp(0, 1)
-                _, _, passed = synthesis.check(images, torch.tensor([index]))
-                if passed[0]:
-                    iterations_to_success[index] = iterations
-                    seconds_to_success[index] = time.perf_counter() - image_started
-                break
-    return Outcome(iterations_to_success, seconds_to_success, time.perf_counter() - started,
-                   budget)
+    torch.manual_seed(seed + index)  # plenoptic's default start is torch.rand_like
+    metamer = po.Metamer(synthesis.reference_images[index:index + 1], model)
+    metamer.setup()
+
+    def passes() -> bool:
+        images = metamer.metamer.detach().clamp(0, 1)
+        return bool(synthesis.check(images, torch.tensor([index]))[2][0])
+
+    iterations, converged = 0, False
+    while True:
+        if passes():
+            return iterations, time.perf_counter() - started
+        if iterations >= budget or converged:  # plenoptic stops once its loss has converged
+            return -1, float("nan")
+        # tqdm's bars go to stderr; plenoptic warns when the loss has converged.
+        with contextlib.redirect_stderr(io.StringIO()), \
+                warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            metamer.synthesize(min(check_every, budget - iterations),
+                               stop_criterion=PLENOPTIC_STOP_CRITERION,
+                               stop_iters_to_check=PLENOPTIC_STOP_ITERS_TO_CHECK)
+        iterations = len(metamer.losses) - 1
+        converged = any("converged" in str(warning.message) for warning in caught)
 
 
 def plenoptic_version() -> str:
