@@ -39,15 +39,26 @@ def test_set(data_spec):
 
 
 @pytest.fixture(scope="session")
-def trained_model(data_spec):
-    """SmallCNN (width 8) trained for one epoch on 3000 training images: a few seconds."""
+def train_small_cnn(data_spec):
+    """Train a SmallCNN (width 8) for one epoch on the first ``images`` shuffled training
+    images with ``seed`` (weights and order): a few seconds. Returns it frozen, in eval mode."""
     train_set = load_dataset(data_spec, train=True)
-    torch.manual_seed(0)
-    model = SmallCNN(in_channels=1, num_classes=10, image_size=28, mean=[0.286], std=[0.353],
-                     width=8)
-    training = {"lr": 0.002, "batch_size": 64, "epochs": 1, "max_train_images": TRAIN_IMAGES}
-    train.train(model, train_set, training, seed=0, device=torch.device("cpu"))
-    return model.eval().requires_grad_(False)
+
+    def trained(seed: int, images: int) -> SmallCNN:
+        torch.manual_seed(seed)
+        model = SmallCNN(in_channels=1, num_classes=10, image_size=28, mean=[0.286],
+                         std=[0.353], width=8)
+        training = {"lr": 0.002, "batch_size": 64, "epochs": 1, "max_train_images": images}
+        return train.train(model, train_set, training, seed=seed,
+                           device=torch.device("cpu")).requires_grad_(False)
+
+    return trained
+
+
+@pytest.fixture(scope="session")
+def trained_model(train_small_cnn):
+    """The shared test model: seed 0, 3000 training images."""
+    return train_small_cnn(seed=0, images=TRAIN_IMAGES)
 
 
 @pytest.fixture(scope="session")

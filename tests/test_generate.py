@@ -10,16 +10,14 @@ import torch
 import yaml
 from snakemake.utils import validate
 
-from metamers import criteria, inits, train
+from metamers import criteria, inits
 from metamers.activations import extract
-from metamers.data import load_dataset
 from metamers.generate import (
     Member,
     MetamerSynthesis,
     OptimizerSettings,
     build_optimizer,
 )
-from metamers.zoo import SmallCNN
 
 CPU = torch.device("cpu")
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -215,13 +213,8 @@ def test_optimizer_settings_from_config():
 
 
 @pytest.fixture(scope="module")
-def second_model(data_spec):
-    train_set = load_dataset(data_spec, train=True)
-    torch.manual_seed(1)
-    model = SmallCNN(in_channels=1, num_classes=10, image_size=28, mean=[0.286], std=[0.353],
-                     width=8)
-    training = {"lr": 0.002, "batch_size": 64, "epochs": 1, "max_train_images": 2000}
-    return train.train(model, train_set, training, seed=1, device=CPU).requires_grad_(False)
+def second_model(train_small_cnn):
+    return train_small_cnn(seed=1, images=2000)
 
 
 def test_joint_metamer_satisfies_every_member(trained_model, second_model, small_references):
