@@ -112,16 +112,20 @@ def condition_scores(activations: dict[str, dict[str, dict[str, np.ndarray]]],
     frames = []
     for evaluator, image_sets in activations.items():
         nulls = reference_nulls(reference_activations[evaluator], evaluator_layers[evaluator])
-        for image_set, image_activations in image_sets.items():
-            frame = evaluator_image_scores(image_activations, reference_activations[evaluator],
-                                           reference_labels, evaluator_layers[evaluator], nulls)
-            frames.append(frame.assign(evaluator=evaluator, image_set=image_set))
+        scored = {image_set: evaluator_image_scores(image_activations,
+                                                    reference_activations[evaluator],
+                                                    reference_labels, evaluator_layers[evaluator],
+                                                    nulls)
+                  for image_set, image_activations in image_sets.items()}
+        if "metamer" in scored and "pixel_control" in scored:
+            scored["metamer"] = pd.concat([scored["metamer"], _pixel_control_comparison(
+                scored["metamer"], scored["pixel_control"])], ignore_index=True)
+        frames.extend(frame.assign(evaluator=evaluator, image_set=image_set)
+                      for image_set, frame in scored.items())
     for image_set, values in distances.items():
         frames.append(pd.DataFrame({"metamer": np.arange(len(values)), "evaluator": "pixels",
                                     "evaluator_layer": "pixels", "metric": "pixel_distance",
                                     "value": values, "image_set": image_set}))
-    if "pixel_control" in distances:
-        frames.append(_pixel_control_comparison(pd.concat(frames)))
     table = pd.concat(frames, ignore_index=True)
     for key in reversed(CONDITION):
         table.insert(0, key, condition[key])
@@ -129,21 +133,21 @@ def condition_scores(activations: dict[str, dict[str, dict[str, np.ndarray]]],
                   "value"]]
 
 
-def _pixel_control_comparison(table: pd.DataFrame) -> pd.DataFrame:
-    """Per metamer and evaluator layer: ``beats_pixel_control`` (its Spearman correlation with
-    the reference exceeds that of its pixel control) and ``transfers`` (it also passes)."""
-    keys = ["evaluator", "evaluator_layer", "metamer"]
-    spearman = table[table["metric"] == "spearman"]
-    metamer = spearman[spearman["image_set"] == "metamer"].set_index(keys)["value"]
-    control = spearman[spearman["image_set"] == "pixel_control"].set_index(keys)["value"]
-    passes = table[(table["metric"] == "passes") & (table["image_set"] == "metamer")]
-    passes = passes.set_index(keys)["value"]
-    beats = (metamer > control.reindex(metamer.index)).astype(float)
-    transfers = beats * passes.reindex(metamer.index)
-    return pd.concat([values.rename("value").reset_index().assign(metric=metric,
-                                                                  image_set="metamer")
-                      for metric, values in (("beats_pixel_control", beats),
-                                             ("transfers", transfers))], ignore_index=True)
+def _pixel_control_comparison(metamer: pd.DataFrame, control: pd.DataFrame) -> pd.DataFrame:
+    """One evaluator's metamer and pixel-control scores -> per metamer and evaluator layer:
+    ``beats_pixel_control`` (its Spearman correlation with the reference exceeds that of its
+    pixel control) and ``transfers`` (it also passes)."""
+    keys = ["evaluator_layer", "metamer"]
+
+    def metric(table: pd.DataFrame, name: str) -> pd.Series:
+        return table[table["metric"] == name].set_index(keys)["value"]
+
+    spearman = metric(metamer, "spearman")
+    beats = (spearman > metric(control, "spearman").reindex(spearman.index)).astype(float)
+    transfers = beats * metric(metamer, "passes").reindex(spearman.index)
+    return pd.concat([values.rename("value").reset_index().assign(metric=name)
+                      for name, values in (("beats_pixel_control", beats),
+                                           ("transfers", transfers))], ignore_index=True)
 
 
 def reference_scores(reference_activations: dict[str, dict[str, np.ndarray]],
