@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from metamers.data import load_dataset, load_images, load_labels, unpack_fashion_mnist
+from metamers.data import load_dataset, load_sample, unpack_fashion_mnist
 
 
 def test_fashion_mnist_test_split(test_set):
@@ -57,10 +57,16 @@ def test_image_folder_labels_and_chosen_images_match_the_full_load(tmp_path):
             Image.fromarray(pixels).save(folder / f"{index}.png")
     spec = {"name": "image_folder", "root": str(tmp_path), "image_size": 8}
     full = load_dataset(spec, train=False)
-    labels, class_names = load_labels(spec, train=False)
-    assert class_names == ["cat", "dog"] == full.class_names
-    np.testing.assert_array_equal(labels.numpy(), full.labels.numpy())
-    chosen = np.array([4, 1])
-    images = load_images(spec, False, chosen)
-    assert images.shape == (2, 3, 8, 8)
-    np.testing.assert_array_equal(images.numpy(), full.images[chosen].numpy())
+    seen = []
+
+    def choose(labels):
+        seen.append(labels)
+        return np.array([4, 1])
+
+    sample, indices, split_size = load_sample(spec, False, choose)
+    np.testing.assert_array_equal(seen[0].numpy(), full.labels.numpy())
+    assert split_size == 6 and sample.class_names == ["cat", "dog"] == full.class_names
+    np.testing.assert_array_equal(indices, [4, 1])
+    assert sample.images.shape == (2, 3, 8, 8)
+    np.testing.assert_array_equal(sample.images.numpy(), full.images[indices].numpy())
+    np.testing.assert_array_equal(sample.labels.numpy(), full.labels[indices].numpy())

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -120,18 +121,22 @@ def _split_folder(spec: dict, train: bool) -> Path:
     return Path(spec["root"]) / ("train" if train else "test")
 
 
-def load_labels(spec: dict, train: bool) -> tuple[torch.Tensor, list[str]]:
-    """Labels and class names of a split; an image folder's images are not decoded."""
+def load_sample(spec: dict, train: bool, choose: Callable[[torch.Tensor], np.ndarray]
+                ) -> tuple[LabelledImages, np.ndarray, int]:
+    """The images of a split that ``choose(labels)`` indexes, those indices and the split size.
+
+    The split is read once; an image folder decodes only the chosen images.
+    """
     if spec["name"] == "image_folder":
         dataset = _image_folder(_split_folder(spec, train), int(spec["image_size"]))
-        return torch.tensor(dataset.targets), list(dataset.classes)
-    data = load_dataset(spec, train)
-    return data.labels, data.class_names
-
-
-def load_images(spec: dict, train: bool, indices: np.ndarray) -> torch.Tensor:
-    """Images (len(indices), C, H, W) of a split; an image folder decodes only these."""
-    if spec["name"] == "image_folder":
-        dataset = _image_folder(_split_folder(spec, train), int(spec["image_size"]))
-        return torch.stack([dataset[int(index)][0] for index in indices])
-    return load_dataset(spec, train).images[torch.as_tensor(indices)]
+        labels = torch.tensor(dataset.targets)
+        indices = choose(labels)
+        images = torch.stack([dataset[int(index)][0] for index in indices])
+        class_names = list(dataset.classes)
+    else:
+        data = load_dataset(spec, train)
+        labels, class_names = data.labels, data.class_names
+        indices = choose(labels)
+        images = data.images[torch.as_tensor(indices)]
+    chosen = torch.as_tensor(indices)
+    return LabelledImages(images, labels[chosen], class_names), indices, len(labels)

@@ -14,7 +14,7 @@ import torch
 
 from metamers import activations as activation_lib
 from metamers import criteria, inits, references, scores, store, train, zoo
-from metamers.data import load_dataset, load_images, load_labels
+from metamers.data import load_dataset, load_sample
 from metamers.generate import Member, MetamerSynthesis, OptimizerSettings
 from metamers.runtime import configure, get_logger, pick_device
 
@@ -82,13 +82,12 @@ def load_zoo_model(weights_path: Path, spec: dict, device: torch.device) -> torc
 
 def sample_references(data_spec: dict, reference_spec: dict, path: Path) -> None:
     """Write the class-balanced reference sample of the test split (only its images load)."""
-    labels, class_names = load_labels(data_spec, train=False)
-    indices = references.sample_balanced(labels, reference_spec["per_class"],
-                                         reference_spec["seed"])
-    store.write_references(path, load_images(data_spec, False, indices).numpy(),
-                           labels[indices].numpy(), indices, class_names,
-                           {"data": data_spec, "references": reference_spec})
-    log.info("%d references from %d test images", len(indices), len(labels))
+    sample, indices, test_images = load_sample(
+        data_spec, False, lambda labels: references.sample_balanced(
+            labels, reference_spec["per_class"], reference_spec["seed"]))
+    store.write_references(path, sample.images.numpy(), sample.labels.numpy(), indices,
+                           sample.class_names, {"data": data_spec, "references": reference_spec})
+    log.info("%d references from %d test images", len(indices), test_images)
 
 
 def null_distribution(weights_path: Path, spec: dict, layer: str, references_path: Path,
