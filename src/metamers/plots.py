@@ -40,9 +40,13 @@ def _conditions_in_order(table: pd.DataFrame, keys: Sequence[str] = CONDITION) -
 
 def _condition_colors(conditions: Sequence[Mapping],
                       keys: Sequence[str] = CONDITION) -> dict[str, tuple]:
-    labels = [condition_label(condition, keys) for condition in conditions]
-    palette = "tab10" if len(labels) <= 10 else "husl"
-    return dict(zip(labels, sns.color_palette(palette, len(labels))))
+    return _colors([condition_label(condition, keys) for condition in conditions])
+
+
+def _colors(labels: Sequence[str]) -> dict[str, tuple]:
+    """A distinct colour per label: tab10 up to ten labels, evenly spaced hues beyond."""
+    return dict(zip(labels, sns.color_palette("tab10" if len(labels) <= 10 else "husl",
+                                              len(labels))))
 
 
 def _save(figure: plt.Figure, target: Path | PdfPages) -> None:
@@ -284,14 +288,13 @@ def plot_generation_study(generation: pd.DataFrame, path: Path) -> pd.DataFrame:
     summary = generation_summary(generation)
     rates = summary.assign(target=summary["generator"] + " · " + summary["layer"],
                            run=summary["optimizer"] + " · " + summary["init"])
-    targets, runs_ = list(dict.fromkeys(table["target"])), list(dict.fromkeys(table["run"]))
-    palette = dict(zip(runs_, sns.color_palette("tab10" if len(runs_) <= 10 else "husl",
-                                                len(runs_))))
-    common = {"x": "run", "order": runs_, "hue": "run", "hue_order": runs_,
-              "palette": palette, "legend": False}
+    targets = list(dict.fromkeys(table["target"]))
+    run_labels = list(dict.fromkeys(table["run"]))
+    common = {"x": "run", "order": run_labels, "hue": "run", "hue_order": run_labels,
+              "palette": _colors(run_labels), "legend": False}
     succeeded = table[table["success"]]
     with _pages(path) as pages:
-        figure, axes = _target_panels(targets, len(runs_))
+        figure, axes = _target_panels(targets, len(run_labels))
         for axis, target in zip(axes.flat, targets):
             in_target = succeeded[succeeded["target"] == target]
             sns.boxplot(data=in_target, y="iterations_to_success", ax=axis, showfliers=False,
@@ -299,7 +302,7 @@ def plot_generation_study(generation: pd.DataFrame, path: Path) -> pd.DataFrame:
             sns.stripplot(data=in_target, y="iterations_to_success", ax=axis, size=2.5,
                           alpha=0.6, **common)
             for row in rates[rates["target"] == target].itertuples():
-                axis.annotate(f"{row.success_rate:.0%}", (runs_.index(row.run), 1),
+                axis.annotate(f"{row.success_rate:.0%}", (run_labels.index(row.run), 1),
                               xycoords=("data", "axes fraction"), xytext=(0, -3),
                               textcoords="offset points", ha="center", va="top",
                               rotation=90, fontsize=7)
@@ -309,13 +312,13 @@ def plot_generation_study(generation: pd.DataFrame, path: Path) -> pd.DataFrame:
         figure.suptitle("Iterations to success (successful metamers; label: success rate)")
         _save(figure, pages)
 
-        figure, axes = _target_panels(targets, len(runs_))
+        figure, axes = _target_panels(targets, len(run_labels))
         for axis, target in zip(axes.flat, targets):
             in_target = table[table["target"] == target]
             sns.barplot(data=in_target, y="pixel_distance", estimator="median",
                         errorbar=("pi", 50), ax=axis, **common)
             starts = in_target.groupby("run")["initial_distance"].median()
-            axis.scatter([runs_.index(run) for run in starts.index], starts.to_numpy(),
+            axis.scatter([run_labels.index(run) for run in starts.index], starts.to_numpy(),
                          marker="_", s=120, color="black", zorder=3, label="start (median)")
             _finish_target_panel(axis, target, "pixel distance to reference (L2)")
         axes.flat[0].legend(fontsize=7, loc="upper left")
@@ -360,11 +363,11 @@ def plot_representation_test(summary: pd.DataFrame, layers: Mapping[str, Sequenc
     """Mean Spearman correlation (top) and fraction passing (bottom) over each evaluator's
     layers in configured order; one page per (optimizer, init), one colour per generating
     (generator, layer), metamers solid (band: 95% bootstrap CI), pixel controls dashed."""
-    conditions = _conditions_in_order(summary)
     with _pages(path) as pages:
-        for optimizer, init in runs(conditions):
-            run = summary[(summary["optimizer"] == optimizer) & (summary["init"] == init)]
-            figure = _representation_page(run, layers, image_sets)
+        for run in _conditions_in_order(summary, ("optimizer", "init")):
+            optimizer, init = run["optimizer"], run["init"]
+            in_run = summary[(summary["optimizer"] == optimizer) & (summary["init"] == init)]
+            figure = _representation_page(in_run, layers, image_sets)
             figure.suptitle(f"Representation test · optimizer {optimizer} · init {init}")
             _save(figure, pages)
 
