@@ -34,3 +34,12 @@ rule fetch_model:
         "logs/fetch_model/{model}.log",
     script:
         "../scripts/fetch_model.py"
+
+
+rule list_layers:
+    """Print every model's layer names (bare architectures: no weights or training needed)."""
+    localrule: True
+    run:
+        from metamers.layers import format_layers, model_layers
+
+        print(format_layers(model_layers(config)))

@@ -1,0 +1,97 @@
+"""The layer names of a config's models, for choosing ``layers`` and ``generation.generators``.
+
+Each model's architecture is built bare, without weights, so the names are known before any
+checkpoint is at hand; they are the names the pipeline resolves (:func:`metamers.zoo.layer_names`).
+A local model with a card (``resources/models/{model}.json``) is listed from the card; without
+one, its architecture is built for the shape of the data set's test images.
+
+    python -m metamers.layers [--configfile config/imagenet.yaml] [MODEL ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import yaml
+from torch import nn
+
+from metamers import store, zoo
+from metamers.data import load_sample
+
+MODELS_DIR = Path("resources/models")
+
+
+def bare_architecture(spec: dict, data_spec: dict) -> nn.Module:
+    """A model's architecture without weights, wrapped as the pipeline wraps it."""
+    if spec["source"] == "torchvision":
+        return zoo.build_torchvision(spec)
+    if spec["source"] == "robustbench":
+        # As zoo.build_external wraps it; the identity normalisation does not change names.
+        return zoo.NormalizedModel(zoo.build_robustbench(spec), [0.0] * 3, [1.0] * 3)
+    if spec["source"] == "package":
+        return zoo.build_package(spec)
+    if spec["source"] == "local":
+        # One test image gives the shape; normalisation statistics do not change names.
+        test_image, _, _ = load_sample(data_spec, train=False, choose=lambda labels: np.arange(1))
+        channels = test_image.images.shape[1]
+        data_info = {"channels": channels, "image_size": test_image.images.shape[-1],
+                     "class_names": test_image.class_names,
+                     "mean": [0.0] * channels, "std": [1.0] * channels}
+        return zoo.build_local(spec, data_info)
+    raise ValueError(f"Unknown model source {spec['source']!r}: local, torchvision, robustbench "
+                     "or package.")
+
+
+def model_layers(config: dict, models: list[str] | None = None,
+                 models_dir: Path = MODELS_DIR) -> dict[str, list[str]]:
+    """{model: layer names} for ``models`` of ``config`` (default: every model, in config order).
+
+    Local models are read from their card in ``models_dir`` where there is one.
+    """
+    specs = config["models"]
+    models = list(specs) if models is None else list(models)
+    unknown = [name for name in models if name not in specs]
+    if unknown:
+        raise ValueError(f"No model(s) {unknown} in the config; its models are: "
+                         f"{', '.join(specs)}.")
+    listing = {}
+    for name in models:
+        card_path = Path(models_dir) / f"{name}.json"
+        if specs[name]["source"] == "local" and card_path.exists():
+            listing[name] = list(store.read_json(card_path)["layers"])
+        else:
+            listing[name] = zoo.layer_names(bare_architecture(specs[name], config["data"]))
+    return listing
+
+
+def format_layers(listing: dict[str, list[str]]) -> str:
+    """``model: n layers`` and then its names, one per line, for every model."""
+    lines = []
+    for name, layers in listing.items():
+        lines.append(f"{name}: {len(layers)} layers")
+        lines.extend(f"  {layer}" for layer in layers)
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="metamers-layers",
+        description="Print the layer names of a config's models (bare architectures, no "
+                    "weights needed).")
+    parser.add_argument("--configfile", type=Path, default=Path("config/config.yaml"),
+                        help="the config (default: %(default)s)")
+    parser.add_argument("models", nargs="*", metavar="MODEL",
+                        help="models of the config (default: all)")
+    arguments = parser.parse_args(argv)
+    config = yaml.safe_load(arguments.configfile.read_text())
+    try:
+        listing = model_layers(config, arguments.models or None)
+    except ValueError as error:
+        parser.error(str(error))
+    print(format_layers(listing))
+
+
+if __name__ == "__main__":
+    main()
