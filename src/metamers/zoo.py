@@ -100,6 +100,74 @@ class SmallResNet(nn.Module):
         return self.logits(self.pool(hidden))
 
 
+class SmallVGG(nn.Module):
+    """Two VGG blocks (two 3x3 convs, then a pool) and a hidden fully connected layer; nodes
+    block1, block2, fc_relu, logits."""
+
+    def __init__(self, in_channels: int, num_classes: int, image_size: int,
+                 mean: list[float], std: list[float], width: int = 16):
+        super().__init__()
+        self.normalize = Normalize(mean, std)
+        self.block1 = self._block(in_channels, width)
+        self.block2 = self._block(width, 2 * width)
+        self.flatten = nn.Flatten()
+        self.fc = nn.Linear(2 * width * (image_size // 4) ** 2, 128)
+        self.fc_relu = nn.ReLU()
+        self.logits = nn.Linear(128, num_classes)
+
+    @staticmethod
+    def _block(in_width: int, out_width: int) -> nn.Sequential:
+        return nn.Sequential(nn.Conv2d(in_width, out_width, 3, padding=1), nn.ReLU(),
+                             nn.Conv2d(out_width, out_width, 3, padding=1), nn.ReLU(),
+                             nn.MaxPool2d(2))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        hidden = self.block2(self.block1(self.normalize(images)))
+        return self.logits(self.fc_relu(self.fc(self.flatten(hidden))))
+
+
+class MLP(nn.Module):
+    """Fully connected: no spatial prior at all; nodes hidden1, hidden2, logits."""
+
+    def __init__(self, in_channels: int, num_classes: int, image_size: int,
+                 mean: list[float], std: list[float], width: int = 256):
+        super().__init__()
+        self.normalize = Normalize(mean, std)
+        self.flatten = nn.Flatten()
+        self.fc1 = nn.Linear(in_channels * image_size ** 2, width)
+        self.hidden1 = nn.ReLU()
+        self.fc2 = nn.Linear(width, width // 2)
+        self.hidden2 = nn.ReLU()
+        self.logits = nn.Linear(width // 2, num_classes)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        hidden = self.hidden1(self.fc1(self.flatten(self.normalize(images))))
+        return self.logits(self.hidden2(self.fc2(hidden)))
+
+
+class SmallViT(torchvision.models.VisionTransformer):
+    """A small torchvision ``VisionTransformer`` (any channel count; patches of ``patch_size``
+    pixels, by default a 4 x 4 grid of them); nodes encoder.layers.encoder_layer_<i>, encoder.ln,
+    heads."""
+
+    def __init__(self, in_channels: int, num_classes: int, image_size: int,
+                 mean: list[float], std: list[float], patch_size: int | None = None,
+                 num_layers: int = 4, num_heads: int = 4, hidden_dim: int = 64,
+                 mlp_dim: int = 128):
+        patch_size = patch_size or image_size // 4
+        if image_size % patch_size:
+            raise ValueError(f"small_vit: image size {image_size} is not a multiple of the "
+                             f"patch size {patch_size}; set kwargs: {{patch_size: ...}}.")
+        super().__init__(image_size=image_size, patch_size=patch_size, num_layers=num_layers,
+                         num_heads=num_heads, hidden_dim=hidden_dim, mlp_dim=mlp_dim,
+                         num_classes=num_classes)
+        self.conv_proj = nn.Conv2d(in_channels, hidden_dim, patch_size, stride=patch_size)
+        self.normalize = Normalize(mean, std)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return super().forward(self.normalize(images))
+
+
 class NormalizedModel(nn.Module):
     """An external model behind a :class:`Normalize`: nodes are named ``net.<node>``."""
 
@@ -112,7 +180,8 @@ class NormalizedModel(nn.Module):
         return self.net(self.normalize(images))
 
 
-LOCAL_ARCHITECTURES = {"small_cnn": SmallCNN, "small_resnet": SmallResNet}
+LOCAL_ARCHITECTURES = {"small_cnn": SmallCNN, "small_resnet": SmallResNet, "small_vgg": SmallVGG,
+                       "mlp": MLP, "small_vit": SmallViT}
 
 
 def build_local(spec: dict, data_info: dict) -> nn.Module:
