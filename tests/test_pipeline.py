@@ -17,8 +17,9 @@ from metamers import store
 
 REPO = Path(__file__).resolve().parents[1]
 TEST_CONFIG = REPO / "config" / "test.yaml"
-FIGURES = ["transfer_matrix", "convergence", "metamer_grid", "generation_study",
-           "representation_test", "rsa", "agreement"]
+FIGURES = ["transfer_matrix", "transfer_architecture", "transfer_seeds", "convergence",
+           "metamer_grid", "generation_study", "representation_test", "rsa", "agreement"]
+TABLES = ["scores", "summary", "reference_scores", "generation_study", "transfer_summary", "zoo"]
 
 
 def snakemake(workdir: Path, *arguments: str) -> subprocess.CompletedProcess:
@@ -43,20 +44,41 @@ def test_every_target_exists(pipeline_run):
     for figure in FIGURES:
         pdf = pipeline_run / f"results/{figure}.pdf"
         assert pdf.read_bytes()[:4] == b"%PDF", figure
-    for table in ("scores", "summary", "reference_scores", "generation_study"):
+    for table in TABLES:
         assert len(pd.read_parquet(pipeline_run / f"results/{table}.parquet")) > 0
+    assert (pipeline_run / "results/findings.md").read_text().startswith("# Findings")
 
 
 def test_models_beat_chance(pipeline_run):
-    for card_path in (pipeline_run / "resources/models").glob("*.json"):
-        card = store.read_json(card_path)
-        assert card["test_accuracy"] > 0.6 > 3 * card["chance_accuracy"], card_path.name
-        assert "relu2" in card["layers"]
+    config = yaml.safe_load(TEST_CONFIG.read_text())
+    for name, spec in config["models"].items():
+        card = store.read_json(pipeline_run / f"resources/models/{name}.json")
+        assert card["test_accuracy"] > 0.6 > 3 * card["chance_accuracy"], name
+        assert set(spec["layers"]) <= set(card["layers"])
+    robust = store.read_json(pipeline_run / "resources/models/cnn_robust_a.json")
+    assert 0.1 < robust["robust_accuracy"] < robust["test_accuracy"]
+    assert robust["attack"] == {"norm": "linf", "epsilon": 0.1, "steps": 5, "images": 200}
+
+
+def test_transfer_answers_group_every_relation_of_the_zoo(pipeline_run):
+    summary = pd.read_parquet(pipeline_run / "results/transfer_summary.parquet")
+    relations = set(summary.loc[summary["generator"] == "cnn_a", "relation"])
+    assert relations == {"same model", "other seed", "other training", "other architecture"}
+    assert set(summary["generator_style"]) == {"standard", "adversarial linf"}
+    assert ((summary["ci_low"] <= summary["mean"]) & (summary["mean"] <= summary["ci_high"])).all()
+    zoo = pd.read_parquet(pipeline_run / "results/zoo.parquet").set_index("model")
+    assert zoo.loc["mlp_a", "family"] == "mlp" and zoo.loc["cnn_b", "seed"] == 1
+    findings = (pipeline_run / "results/findings.md").read_text()
+    mean = summary[(summary["generator"] == "cnn_robust_a")
+                   & (summary["relation"] == "other architecture")
+                   & (summary["metric"] == "recognized") & (summary["image_set"] == "metamer")
+                   & (summary["optimizer"] == "adam")]["mean"].item()
+    assert f"{100 * mean:.1f}% [95% CI" in findings
 
 
 def test_metamer_files_hold_valid_images(pipeline_run):
     paths = sorted((pipeline_run / "results/metamers").rglob("*.h5"))
-    assert len(paths) == 4
+    assert len(paths) == 6
     for path in paths:
         content = store.read_metamers(path)
         metamers = content["metamers"]

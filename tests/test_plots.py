@@ -28,7 +28,7 @@ def assert_pdf(path) -> None:
     assert len(content) > 1024
 
 
-def pdf_pages(path) -> int:
+def page_count(path) -> int:
     """Page objects in a PDF written by matplotlib (uncompressed object dictionaries)."""
     return len(re.findall(rb"/Type /Page\b", path.read_bytes()))
 
@@ -130,7 +130,7 @@ def test_metamer_grid(tmp_path, rng):
     path = tmp_path / "metamer_grid.pdf"
     plots.plot_metamer_grid(references, ["a", "b", "c"], CONDITIONS, metamer_sets, 3, path)
     assert_pdf(path)
-    assert pdf_pages(path) == RUNS
+    assert page_count(path) == RUNS
 
 
 def test_metamer_grid_color(tmp_path, rng):
@@ -155,7 +155,7 @@ def test_generation_study(tmp_path, rng):
     path = tmp_path / "generation_study.pdf"
     table = plots.plot_generation_study(generation, path)
     assert_pdf(path)
-    assert pdf_pages(path) == 2  # iterations, pixel distances
+    assert page_count(path) == 2  # iterations, pixel distances
     assert table["success_rate"].tolist() == pytest.approx([5 / 6] * len(CONDITIONS))
     assert table["median_pixel_distance"].tolist() == pytest.approx(
         generation.groupby(plots.CONDITION, sort=False)["pixel_distance"].median().tolist())
@@ -165,7 +165,7 @@ def test_representation_test(tmp_path, summary):
     path = tmp_path / "representation_test.pdf"
     plots.plot_representation_test(summary, LAYERS, path)
     assert_pdf(path)
-    assert pdf_pages(path) == RUNS
+    assert page_count(path) == RUNS
 
 
 def test_rsa(tmp_path, rng, summary):
@@ -176,7 +176,7 @@ def test_rsa(tmp_path, rng, summary):
     plots.plot_rsa(references, metamers, CONDITIONS, summary, labels, ["a", "b", "c"],
                    "net_a", "fc", path)
     assert_pdf(path)
-    assert pdf_pages(path) == RUNS
+    assert page_count(path) == RUNS
     with pytest.raises(ValueError, match="pair"):
         plots.plot_rsa(references, [metamers[0][:3]], CONDITIONS[:1], summary, labels,
                        ["a", "b", "c"], "net_a", "fc", tmp_path / "bad.pdf")

@@ -49,7 +49,7 @@ def _colors(labels: Sequence[str]) -> dict[str, tuple]:
                                               len(labels))))
 
 
-def _save(figure: plt.Figure, target: Path | PdfPages) -> None:
+def save_figure(figure: plt.Figure, target: Path | PdfPages) -> None:
     """Write ``figure`` as a PDF file, or as the next page of an open ``PdfPages``."""
     if isinstance(target, PdfPages):
         target.savefig(figure, bbox_inches="tight")
@@ -60,7 +60,7 @@ def _save(figure: plt.Figure, target: Path | PdfPages) -> None:
     plt.close(figure)
 
 
-def _pages(path: Path) -> PdfPages:
+def pdf_pages(path: Path) -> PdfPages:
     """A multi-page PDF at ``path``: one page per (optimizer, init) run in per-run figures."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     return PdfPages(path)
@@ -151,7 +151,7 @@ def plot_transfer_matrix(scores: pd.DataFrame, reference_scores: pd.DataFrame,
                                       for tick in ticks])
     figure.suptitle(f"Metamer recognizability (chance = {chance:.2f}); "
                     "red box: evaluator is (a member of) the generator", fontsize=10)
-    _save(figure, path)
+    save_figure(figure, path)
     return matrices
 
 
@@ -212,7 +212,7 @@ def plot_convergence(conditions: Sequence[Mapping], losses: Sequence[np.ndarray]
         axis.set_ylabel("loss (median, IQR band)")
     axes[0, -1].legend(title="optimizer · init", fontsize=8, loc="upper left",
                        bbox_to_anchor=(1.0, 1.0))
-    _save(figure, path)
+    save_figure(figure, path)
     return curves
 
 
@@ -242,7 +242,7 @@ def plot_metamer_grid(reference_images: np.ndarray, class_names: Sequence[str],
     reference_label, pixel_distance); each metamer is captioned with its L2 pixel distance.
     """
     columns = min(per_condition, min(len(content["metamers"]) for content in metamer_sets))
-    with _pages(path) as pages:
+    with pdf_pages(path) as pages:
         for (optimizer, init), indices in runs(conditions).items():
             panel_columns = min(len(indices), MAX_PANEL_COLUMNS)
             panel_rows = math.ceil(len(indices) / panel_columns)
@@ -256,7 +256,7 @@ def plot_metamer_grid(reference_images: np.ndarray, class_names: Sequence[str],
                                columns, condition_label(conditions[index],
                                                         ("generator", "layer")))
             figure.suptitle(f"optimizer {optimizer} · init {init}", fontsize=11, y=1.03)
-            _save(figure, pages)
+            save_figure(figure, pages)
 
 
 def _metamer_panel(subfigure, reference_images: np.ndarray, class_names: Sequence[str],
@@ -293,7 +293,7 @@ def plot_generation_study(generation: pd.DataFrame, path: Path) -> pd.DataFrame:
     common = {"x": "run", "order": run_labels, "hue": "run", "hue_order": run_labels,
               "palette": _colors(run_labels), "legend": False}
     succeeded = table[table["success"]]
-    with _pages(path) as pages:
+    with pdf_pages(path) as pages:
         figure, axes = _target_panels(targets, len(run_labels))
         for axis, target in zip(axes.flat, targets):
             in_target = succeeded[succeeded["target"] == target]
@@ -310,7 +310,7 @@ def plot_generation_study(generation: pd.DataFrame, path: Path) -> pd.DataFrame:
                           if len(in_target) else 1.0)
             _finish_target_panel(axis, target, "iterations to success")
         figure.suptitle("Iterations to success (successful metamers; label: success rate)")
-        _save(figure, pages)
+        save_figure(figure, pages)
 
         figure, axes = _target_panels(targets, len(run_labels))
         for axis, target in zip(axes.flat, targets):
@@ -323,7 +323,7 @@ def plot_generation_study(generation: pd.DataFrame, path: Path) -> pd.DataFrame:
             _finish_target_panel(axis, target, "pixel distance to reference (L2)")
         axes.flat[0].legend(fontsize=7, loc="upper left")
         figure.suptitle("Median pixel distance of metamers (bar: IQR) and of their starts (—)")
-        _save(figure, pages)
+        save_figure(figure, pages)
     return summary
 
 
@@ -363,13 +363,13 @@ def plot_representation_test(summary: pd.DataFrame, layers: Mapping[str, Sequenc
     """Mean Spearman correlation (top) and fraction passing (bottom) over each evaluator's
     layers in configured order; one page per (optimizer, init), one colour per generating
     (generator, layer), metamers solid (band: 95% bootstrap CI), pixel controls dashed."""
-    with _pages(path) as pages:
+    with pdf_pages(path) as pages:
         for run in _conditions_in_order(summary, ("optimizer", "init")):
             optimizer, init = run["optimizer"], run["init"]
             in_run = summary[(summary["optimizer"] == optimizer) & (summary["init"] == init)]
             figure = _representation_page(in_run, layers, image_sets)
             figure.suptitle(f"Representation test · optimizer {optimizer} · init {init}")
-            _save(figure, pages)
+            save_figure(figure, pages)
 
 
 def _representation_page(summary: pd.DataFrame, layers: Mapping[str, Sequence[str]],
@@ -437,7 +437,7 @@ def plot_rsa(reference_activations: np.ndarray, metamer_activations: Sequence[np
         if len(values) != len(reference_activations):
             raise ValueError(f"{len(values)} metamers but {len(reference_activations)} "
                              "references: rows must pair metamer i with reference i.")
-    with _pages(path) as pages:
+    with pdf_pages(path) as pages:
         for (optimizer, init), indices in runs(conditions).items():
             run = summary[(summary["optimizer"] == optimizer) & (summary["init"] == init)]
             figure = _rsa_page(reference_activations,
@@ -446,7 +446,7 @@ def plot_rsa(reference_activations: np.ndarray, metamer_activations: Sequence[np
                                reference_labels, class_names, evaluator, layer)
             figure.suptitle(f"Representational similarity at {evaluator} · {layer} · "
                             f"optimizer {optimizer} · init {init}")
-            _save(figure, pages)
+            save_figure(figure, pages)
 
 
 def _rsa_page(reference_activations: np.ndarray, metamer_activations: Sequence[np.ndarray],
@@ -569,5 +569,5 @@ def plot_agreement(summary: pd.DataFrame, layers: Mapping[str, Sequence[str]], p
                    f"(metamers, n = {len(metamers)}); all points: r = {text(pooled)} "
                    f"(n = {len(table)})", fontsize=9)
     axis.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
-    _save(figure, path)
+    save_figure(figure, path)
     return table, correlation

@@ -13,8 +13,8 @@ import pandas as pd
 import torch
 
 from metamers import activations as activation_lib
-from metamers import criteria, inits, references, scores, store, train, zoo
-from metamers.data import load_dataset, load_sample
+from metamers import criteria, findings, inits, references, scores, store, train, transfer, zoo
+from metamers.data import LabelledImages, load_dataset, load_sample
 from metamers.generate import Member, MetamerSynthesis, OptimizerSettings
 from metamers.runtime import configure, get_logger, pick_device
 
@@ -44,12 +44,23 @@ def train_local_model(spec: dict, training: dict, data_spec: dict, weights_path:
     train.train(model, train_set, training, spec.get("seed", 0), torch_device)
     test_accuracy = train.accuracy(model, test_set, torch_device)
     log.info("test accuracy %.4f", test_accuracy)
+    robustness = {}
+    if training.get("style") == "adversarial":
+        attack = {"norm": training["norm"], "epsilon": training["epsilon"],
+                  "steps": training["robust_eval_steps"],
+                  "images": min(len(test_set), training["robust_eval_images"])}
+        evaluated = LabelledImages(test_set.images[:attack["images"]],
+                                   test_set.labels[:attack["images"]], test_set.class_names)
+        robustness = {"robust_accuracy": train.robust_accuracy(
+            model, evaluated, attack["epsilon"], attack["norm"], attack["steps"], torch_device,
+            spec.get("seed", 0)), "attack": attack}
+        log.info("robust accuracy %.4f under %s", robustness["robust_accuracy"], attack)
     card = {"source": "local", "architecture": spec["architecture"], "seed": spec.get("seed", 0),
             "training_style": training.get("style", "standard"), "training": training,
             "data": data_info, "input_shape": list(train_set.images.shape[1:]),
             "class_names": train_set.class_names, "mean": data_info["mean"],
             "std": data_info["std"], "test_accuracy": test_accuracy,
-            "chance_accuracy": 1.0 / len(train_set.class_names),
+            "chance_accuracy": 1.0 / len(train_set.class_names), **robustness,
             "layers": zoo.layer_names(model.cpu())}
     with store.atomic_path(weights_path) as partial:
         torch.save(model.cpu().state_dict(), partial)
@@ -244,3 +255,35 @@ def generation_rows(content: dict, condition: dict) -> pd.DataFrame:
         "final_spearman": content["final_spearman"].min(1),
         "wall_time_s": content["attrs"]["wall_time_s"],
     })
+
+
+def zoo_table(card_paths: dict[str, Path], facts: pd.DataFrame) -> pd.DataFrame:
+    """One row per model: its facts, test accuracy and (robust models) robust accuracy."""
+    rows = []
+    for name, card_path in card_paths.items():
+        card = store.read_json(card_path)
+        attack = card.get("attack")
+        rows.append({"model": name, "test_accuracy": card.get("test_accuracy"),
+                     "robust_accuracy": card.get("robust_accuracy"),
+                     "attack": (f"PGD {attack['norm']} eps {attack['epsilon']:g}, "
+                                f"{attack['steps']} steps, {attack['images']} images")
+                     if attack else None})
+    return facts.join(pd.DataFrame(rows).set_index("model"))
+
+
+def transfer_answers(scores_path: Path, card_paths: dict[str, Path], models: dict,
+                     training: dict, members: dict[str, list[str]],
+                     generators: dict[str, list[str]], evaluator_layers: dict[str, list[str]],
+                     seed: int, summary_path: Path, zoo_path: Path, findings_path: Path) -> None:
+    """Write transfer by evaluator relation, the zoo table and ``findings.md``."""
+    facts = transfer.model_facts(models, training)
+    units = transfer.relation_units(store.read_table(scores_path), facts, members,
+                                    evaluator_layers)
+    store.write_table(summary_path, transfer.transfer_summary(units, facts, members, generators,
+                                                              seed))
+    zoo_models = zoo_table(card_paths, facts)
+    store.write_table(zoo_path, zoo_models.reset_index())
+    findings.write_findings(findings_path, transfer.depth_contrasts(units, facts, members,
+                                                                    generators, seed),
+                            zoo_models)
+    log.info("zoo:\n%s", zoo_models.to_string())

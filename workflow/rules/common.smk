@@ -89,6 +89,11 @@ def null_files(wildcards):
 def final_targets():
     return [
         "results/transfer_matrix.pdf",
+        "results/transfer_architecture.pdf",
+        "results/transfer_seeds.pdf",
+        "results/findings.md",
+        "results/transfer_summary.parquet",
+        "results/zoo.parquet",
         "results/convergence.pdf",
         "results/metamer_grid.pdf",
         "results/generation_study.pdf",

@@ -50,3 +50,17 @@ rule plot_evaluation:
         "logs/plots/evaluation.log",
     script:
         "../scripts/plot_evaluation.py"
+
+
+rule plot_transfer_relations:
+    """Transfer by evaluator relation: by generator training style, and across seeds."""
+    input:
+        summary="results/transfer_summary.parquet",
+        reference_images=REFERENCES,
+    output:
+        architecture=report("results/transfer_architecture.pdf", caption="../report/transfer_architecture.rst", category="Transfer"),
+        seeds=report("results/transfer_seeds.pdf", caption="../report/transfer_seeds.rst", category="Transfer"),
+    log:
+        "logs/plots/transfer_relations.log",
+    script:
+        "../scripts/plot_transfer_relations.py"

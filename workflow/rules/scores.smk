@@ -46,3 +46,26 @@ rule aggregate_generation:
         "logs/aggregate_generation.log",
     script:
         "../scripts/aggregate_generation.py"
+
+
+rule transfer_answers:
+    """Transfer grouped by evaluator relation (same model, other seed, other training, other
+    architecture), the zoo table, and findings.md written from those numbers."""
+    input:
+        scores="results/scores.parquet",
+        cards=[f"resources/models/{name}.json" for name in MODELS],
+    output:
+        summary="results/transfer_summary.parquet",
+        zoo="results/zoo.parquet",
+        findings=report("results/findings.md", caption="../report/findings.rst", category="Transfer"),
+    params:
+        models=MODELS,
+        training=config.get("training", {}),
+        members={generator: members(generator) for generator in GENERATION["generators"]},
+        generators=GENERATION["generators"],
+        layers={name: MODELS[name]["layers"] for name in evaluators()},
+        seed=config["seed"],
+    log:
+        "logs/transfer_answers.log",
+    script:
+        "../scripts/transfer_answers.py"
