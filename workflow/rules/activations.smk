@@ -5,13 +5,13 @@ rule reference_activations:
         references=REFERENCES,
     output:
         "results/activations/references.h5",
+    log:
+        "logs/reference_activations.log",
     params:
         specs=model_specs(evaluators()),
         evaluation=config["evaluation"],
         seed=config["seed"],
         device=config["device"],
-    log:
-        "logs/reference_activations.log",
     script:
         "../scripts/reference_activations.py"
 
@@ -24,12 +24,12 @@ rule metamer_activations:
         references=REFERENCES,
     output:
         f"results/activations/{CONDITION_PATH}.h5",
+    log:
+        f"logs/metamer_activations/{CONDITION_PATH}.log",
     params:
         specs=model_specs(evaluators()),
         evaluation=config["evaluation"],
         seed=config["seed"],
         device=config["device"],
-    log:
-        f"logs/metamer_activations/{CONDITION_PATH}.log",
     script:
         "../scripts/metamer_activations.py"

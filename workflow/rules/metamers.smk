@@ -5,14 +5,14 @@ rule null_distribution:
         references=REFERENCES,
     output:
         "results/nulls/{model}/{layer}.h5",
+    log:
+        "logs/null_distribution/{model}/{layer}.log",
     params:
         spec=lambda wildcards: MODELS[wildcards.model],
         percentile=GENERATION["null_percentile"],
         max_pairs=GENERATION["null_max_pairs"],
         seed=config["seed"],
         device=config["device"],
-    log:
-        "logs/null_distribution/{model}/{layer}.log",
     script:
         "../scripts/null_distribution.py"
 
@@ -25,6 +25,13 @@ rule generate_metamers:
         references=REFERENCES,
     output:
         f"results/metamers/{CONDITION_PATH}.h5",
+    log:
+        f"logs/generate_metamers/{CONDITION_PATH}.log",
+    threads: 1
+    resources:
+        runtime=120,
+        mem_mb=4000,
+        gpu=1,
     params:
         specs=lambda wildcards: model_specs(members(wildcards.generator)),
         layers=lambda wildcards: member_layers(wildcards.generator, wildcards.layer),
@@ -33,12 +40,5 @@ rule generate_metamers:
         budget={k: GENERATION[k] for k in ("max_iterations", "check_every", "stop_on_success")},
         seed=config["seed"],
         device=config["device"],
-    log:
-        f"logs/generate_metamers/{CONDITION_PATH}.log",
-    threads: 1
-    resources:
-        runtime=120,
-        mem_mb=4000,
-        gpu=1,
     script:
         "../scripts/generate_metamers.py"

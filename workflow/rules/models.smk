@@ -3,19 +3,19 @@ rule train_model:
     output:
         weights="resources/models/{model}.pt",
         card="resources/models/{model}.json",
+    log:
+        "logs/train_model/{model}.log",
     wildcard_constraints:
         model=alternation(LOCAL_MODELS),
+    threads: 4  # scaled down to --cores when run locally; CPUs per task on a cluster
+    resources:
+        runtime=60,
+        mem_mb=4000,
     params:
         spec=lambda wildcards: MODELS[wildcards.model],
         training=lambda wildcards: config["training"][MODELS[wildcards.model]["training"]],
         data=config["data"],
         device=config["device"],
-    log:
-        "logs/train_model/{model}.log",
-    threads: 4  # scaled down to --cores when run locally; CPUs per task on a cluster
-    resources:
-        runtime=60,
-        mem_mb=4000,
     script:
         "../scripts/train_model.py"
 
@@ -25,21 +25,21 @@ rule fetch_model:
     output:
         weights="resources/models/{model}.pt",
         card="resources/models/{model}.json",
+    log:
+        "logs/fetch_model/{model}.log",
     wildcard_constraints:
         model=alternation(EXTERNAL_MODELS),
     params:
         spec=lambda wildcards: MODELS[wildcards.model],
         model_dir="resources/robustbench",
-    log:
-        "logs/fetch_model/{model}.log",
     script:
         "../scripts/fetch_model.py"
 
 
 rule list_layers:
     """Print every model's layer names (bare architectures: no weights or training needed)."""
+    log:
+        "logs/list_layers.log",
     localrule: True
-    run:
-        from metamers.layers import format_layers, model_layers
-
-        print(format_layers(model_layers(config)))
+    script:
+        "../scripts/list_layers.py"

@@ -4,11 +4,15 @@ rule plot_transfer_matrix:
         references="results/reference_scores.parquet",
         reference_images=REFERENCES,
     output:
-        report("results/transfer_matrix.pdf", caption="../report/transfer_matrix.rst", category="Transfer"),
-    params:
-        members={generator: members(generator) for generator in GENERATION["generators"]},
+        report(
+            "results/transfer_matrix.pdf",
+            caption="../report/transfer_matrix.rst",
+            category="Transfer",
+        ),
     log:
         "logs/plots/transfer_matrix.log",
+    params:
+        members={generator: members(generator) for generator in GENERATION["generators"]},
     script:
         "../scripts/plot_transfer_matrix.py"
 
@@ -20,14 +24,22 @@ rule plot_generation:
         references=REFERENCES,
         generation="results/generation_study.parquet",
     output:
-        convergence=report("results/convergence.pdf", caption="../report/convergence.rst", category="Generation"),
-        grid=report("results/metamer_grid.pdf", caption="../report/metamer_grid.rst", category="Generation"),
-        study=report("results/generation_study.pdf", caption="../report/generation_study.rst", category="Generation"),
+        convergence=report(
+            "results/convergence.pdf", caption="../report/convergence.rst", category="Generation"
+        ),
+        grid=report(
+            "results/metamer_grid.pdf", caption="../report/metamer_grid.rst", category="Generation"
+        ),
+        study=report(
+            "results/generation_study.pdf",
+            caption="../report/generation_study.rst",
+            category="Generation",
+        ),
+    log:
+        "logs/plots/generation.log",
     params:
         conditions=CONDITIONS,
         per_condition=config["plots"]["grid_per_condition"],
-    log:
-        "logs/plots/generation.log",
     script:
         "../scripts/plot_generation.py"
 
@@ -40,14 +52,20 @@ rule plot_evaluation:
         reference_activations="results/activations/references.h5",
         activations=condition_files(f"results/activations/{CONDITION_PATH}.h5"),
     output:
-        representation=report("results/representation_test.pdf", caption="../report/representation_test.rst", category="Evaluation"),
+        representation=report(
+            "results/representation_test.pdf",
+            caption="../report/representation_test.rst",
+            category="Evaluation",
+        ),
         rsa=report("results/rsa.pdf", caption="../report/rsa.rst", category="Evaluation"),
-        agreement=report("results/agreement.pdf", caption="../report/agreement.rst", category="Evaluation"),
+        agreement=report(
+            "results/agreement.pdf", caption="../report/agreement.rst", category="Evaluation"
+        ),
+    log:
+        "logs/plots/evaluation.log",
     params:
         conditions=CONDITIONS,
         layers={name: MODELS[name]["layers"] for name in evaluators()},
-    log:
-        "logs/plots/evaluation.log",
     script:
         "../scripts/plot_evaluation.py"
 
@@ -58,8 +76,16 @@ rule plot_transfer_relations:
         summary="results/transfer_summary.parquet",
         reference_images=REFERENCES,
     output:
-        architecture=report("results/transfer_architecture.pdf", caption="../report/transfer_architecture.rst", category="Transfer"),
-        seeds=report("results/transfer_seeds.pdf", caption="../report/transfer_seeds.rst", category="Transfer"),
+        architecture=report(
+            "results/transfer_architecture.pdf",
+            caption="../report/transfer_architecture.rst",
+            category="Transfer",
+        ),
+        seeds=report(
+            "results/transfer_seeds.pdf",
+            caption="../report/transfer_seeds.rst",
+            category="Transfer",
+        ),
     log:
         "logs/plots/transfer_relations.log",
     script:

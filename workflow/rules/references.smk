@@ -2,10 +2,10 @@ rule sample_references:
     """Class-balanced, seeded sample of test images."""
     output:
         REFERENCES,
+    log:
+        "logs/sample_references.log",
     params:
         data=config["data"],
         references=config["references"],
-    log:
-        "logs/sample_references.log",
     script:
         "../scripts/sample_references.py"

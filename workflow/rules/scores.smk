@@ -7,11 +7,11 @@ rule score_condition:
     output:
         scores=f"results/scores/{CONDITION_PATH}.parquet",
         summary=f"results/summaries/{CONDITION_PATH}.parquet",
+    log:
+        f"logs/score_condition/{CONDITION_PATH}.log",
     params:
         layers={name: MODELS[name]["layers"] for name in evaluators()},
         seed=config["seed"],
-    log:
-        f"logs/score_condition/{CONDITION_PATH}.log",
     script:
         "../scripts/score_condition.py"
 
@@ -40,10 +40,10 @@ rule aggregate_generation:
     output:
         generation="results/generation_study.parquet",
         generation_summary="results/generation_summary.parquet",
-    params:
-        conditions=CONDITIONS,
     log:
         "logs/aggregate_generation.log",
+    params:
+        conditions=CONDITIONS,
     script:
         "../scripts/aggregate_generation.py"
 
@@ -57,7 +57,11 @@ rule transfer_answers:
     output:
         summary="results/transfer_summary.parquet",
         zoo="results/zoo.parquet",
-        findings=report("results/findings.md", caption="../report/findings.rst", category="Transfer"),
+        findings=report(
+            "results/findings.md", caption="../report/findings.rst", category="Transfer"
+        ),
+    log:
+        "logs/transfer_answers.log",
     params:
         models=MODELS,
         training=config.get("training", {}),
@@ -65,7 +69,5 @@ rule transfer_answers:
         generators=GENERATION["generators"],
         layers={name: MODELS[name]["layers"] for name in evaluators()},
         seed=config["seed"],
-    log:
-        "logs/transfer_answers.log",
     script:
         "../scripts/transfer_answers.py"
