@@ -24,3 +24,4 @@ include: "workflow/rules/plots.smk"
 rule all:
     input:
         final_targets(),
+        per_item_targets(),

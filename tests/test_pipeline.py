@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -149,6 +151,49 @@ def test_editing_one_learning_rate_reruns_only_that_optimizer(pipeline_run, tmp_
     assert "resources/models" not in outputs and "results/nulls" not in outputs
 
 
+def test_the_report_holds_every_figure_with_its_caption(pipeline_run):
+    completed = snakemake(pipeline_run, "--configfile", str(TEST_CONFIG), "--report",
+                          "results/report.html")
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    report = (pipeline_run / "results/report.html").read_text(errors="replace")
+    for figure in FIGURES:
+        assert f"{figure}.pdf" in report, figure
+    assert "findings.md" in report
+    assert "Transfer by how the evaluator relates to the generator" in report
+
+
+def _planned_after_edit(pipeline_run: Path, tmp_path: Path, edit) -> list[str]:
+    config = yaml.safe_load(TEST_CONFIG.read_text())
+    edit(config)
+    edited_config = tmp_path / "edited.yaml"
+    edited_config.write_text(yaml.safe_dump(config))
+    planned = snakemake(pipeline_run, "--configfile", str(edited_config), "--dry-run")
+    assert planned.returncode == 0, planned.stderr
+    return planned_outputs(planned.stdout)
+
+
+def test_adding_an_evaluator_regenerates_no_metamer(pipeline_run, tmp_path):
+    def add_evaluator(config):
+        config["models"]["mlp_b"] = {**config["models"]["mlp_a"], "seed": 1}
+
+    outputs = " ".join(_planned_after_edit(pipeline_run, tmp_path, add_evaluator))
+    assert "resources/models/mlp_b.pt" in outputs
+    assert "results/activations/cnn_a/relu2/adam/uniform.h5" in outputs
+    assert "results/scores.parquet" in outputs and "results/transfer_matrix.pdf" in outputs
+    assert "results/findings.md" in outputs
+    assert "results/metamers" not in outputs and "results/nulls" not in outputs
+    assert "resources/models/cnn_a" not in outputs
+
+
+def test_editing_a_plot_option_reruns_only_plots(pipeline_run, tmp_path):
+    def more_images(config):
+        config["plots"] = {"grid_per_condition": 2}
+
+    outputs = _planned_after_edit(pipeline_run, tmp_path, more_images)
+    assert outputs and all(output.startswith("results/") and output.endswith(".pdf")
+                           for output in " ".join(outputs).replace(",", " ").split()), outputs
+
+
 def test_bad_config_key_stops_with_its_name(tmp_path):
     config = yaml.safe_load(TEST_CONFIG.read_text())
     config["generation"]["max_iteration"] = 10
@@ -189,3 +234,59 @@ def test_the_slurm_profile_plans_the_whole_workflow(tmp_path):
     assert planned.returncode == 0, planned.stderr + planned.stdout
     for rule in ("train_model", "generate_metamers", "score_condition", "plot_transfer_matrix"):
         assert f"rule {rule}:" in planned.stdout
+
+
+def _cluster_is_up() -> bool:
+    return shutil.which("sinfo") is not None and subprocess.run(
+        ["sinfo", "-h"], capture_output=True, check=False).returncode == 0
+
+
+@pytest.fixture(scope="module")
+def slurm_cluster():
+    """A reachable SLURM cluster: the one configured here, or a local single-node one started
+    with scripts/start_local_slurm.sh (needs root on Debian, as in CI)."""
+    if not _cluster_is_up():
+        if os.geteuid() != 0 or shutil.which("apt-get") is None:
+            pytest.skip("no SLURM cluster, and starting the local one needs root on Debian: "
+                        "run `sudo bash scripts/start_local_slurm.sh`")
+        started = subprocess.run(["bash", str(REPO / "scripts" / "start_local_slurm.sh")],
+                                 capture_output=True, text=True, check=False)
+        assert started.returncode == 0, started.stdout + started.stderr
+    assert _cluster_is_up()
+
+
+def _dataset_hashes(root: Path) -> dict[str, str]:
+    """SHA-256 of every HDF5 dataset's bytes under ``root`` (not the files' metadata)."""
+    import hashlib
+
+    hashes = {}
+    for path in sorted(root.rglob("*.h5")):
+        with h5py.File(path, "r") as handle:
+            handle.visititems(lambda name, item: hashes.__setitem__(
+                f"{path.relative_to(root)}:{name}",
+                hashlib.sha256(np.ascontiguousarray(item[()]).tobytes()).hexdigest())
+                if isinstance(item, h5py.Dataset) else None)
+    return hashes
+
+
+def test_the_slurm_profile_runs_every_job_through_sbatch(pipeline_run, slurm_cluster,
+                                                         tmp_path):
+    """The test config through profiles/slurm on a real (local) cluster: every job is
+    submitted with sbatch, and the outputs equal the local run's."""
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
+               "--directory", str(tmp_path), "--profile", str(REPO / "profiles" / "slurm"),
+               "--configfile", str(TEST_CONFIG), "--set-threads", "train_model=2",
+               "--slurm-init-seconds-before-status-checks", "5"]
+    completed = subprocess.run(command, capture_output=True, text=True, check=False)
+    log = completed.stdout + completed.stderr
+    assert completed.returncode == 0, log[-5000:]
+    job_ids = re.findall(r"SLURM jobid (\d+)", log)
+    local_jobs = len(re.findall(r"^localrule ", log, flags=re.MULTILINE))
+    submitted = len(re.findall(r"^rule ", log, flags=re.MULTILINE))
+    assert submitted > 20 and len(set(job_ids)) == submitted, (submitted, job_ids)
+    assert local_jobs >= 1  # rule all
+    for folder in ("results/metamers", "results/nulls", "resources/references"):
+        assert _dataset_hashes(tmp_path / folder) == _dataset_hashes(pipeline_run / folder)
+    for table in ("scores", "transfer_summary"):
+        pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / f"results/{table}.parquet"),
+                                      pd.read_parquet(pipeline_run / f"results/{table}.parquet"))

@@ -7,6 +7,10 @@ rule reference_activations:
         "results/activations/references.h5",
     log:
         "logs/reference_activations.log",
+    resources:
+        runtime=60,
+        mem_mb=4000,
+        gpu=1,
     params:
         specs=model_specs(evaluators()),
         evaluation=config["evaluation"],
@@ -26,6 +30,10 @@ rule metamer_activations:
         f"results/activations/{CONDITION_PATH}.h5",
     log:
         f"logs/metamer_activations/{CONDITION_PATH}.log",
+    resources:
+        runtime=60,
+        mem_mb=4000,
+        gpu=1,
     params:
         specs=model_specs(evaluators()),
         evaluation=config["evaluation"],

@@ -86,6 +86,33 @@ def null_files(wildcards):
     return [f"results/nulls/{model}/{layer}.h5" for model, layer in layers.items()]
 
 
+def per_item_targets():
+    """Every model, null, metamer, activation and score file: listed in `rule all` so that a
+    failed rerun of one cannot leave its downstream files looking up to date (Snakemake
+    issue 1978)."""
+    nulls = {
+        f"results/nulls/{model}/{layer}.h5"
+        for condition in CONDITIONS
+        for model, layer in member_layers(condition["generator"], condition["layer"]).items()
+    }
+    per_condition = [
+        condition_files(f"results/{kind}/{CONDITION_PATH}.{ext}")
+        for kind, ext in (
+            ("metamers", "h5"),
+            ("activations", "h5"),
+            ("scores", "parquet"),
+            ("summaries", "parquet"),
+        )
+    ]
+    return [
+        *model_files(MODELS),
+        REFERENCES,
+        "results/activations/references.h5",
+        *sorted(nulls),
+        *itertools.chain.from_iterable(per_condition),
+    ]
+
+
 def final_targets():
     return [
         "results/transfer_matrix.pdf",
