@@ -324,3 +324,84 @@ def test_same_seed_gives_bit_identical_metamers(synthesis_at, small_references):
     np.testing.assert_array_equal(first.loss, second.loss)
     np.testing.assert_array_equal(first.iterations_to_success, second.iterations_to_success)
     assert not np.array_equal(first.metamers, other.metamers)
+
+
+class NaNForBrightCorner(torch.nn.Module):
+    """A model whose layer is NaN for images with a bright top-left pixel, finite otherwise."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        poison = torch.where(images[:, :1, :1, :1] > 0.95, float("nan"), 1.0)
+        return self.model(images * poison)
+
+
+def test_non_finite_loss_stops_only_that_metamer(trained_model, small_references):
+    references = small_references[0]
+    starts = inits.initial_images("uniform", references, seed=0) * 0.5
+    starts[1, :, 0, 0] = 1.0  # NaN from the first iteration on
+    model = NaNForBrightCorner(trained_model).eval()
+    synthesis = MetamerSynthesis([Member("nan", model, "model.relu2", 1.01)], references, CPU)
+    settings = OptimizerSettings("Adam", {"lr": 0.01})
+    result = synthesis.synthesize(starts, settings, 20, check_every=5, stop_on_success=False)
+    assert list(result.stop_reason) == ["budget", "non-finite loss", "budget", "budget"]
+    assert result.iterations_run[1] == 0
+    np.testing.assert_array_equal(result.metamers[1], starts[1].numpy())
+    assert np.isfinite(result.metamers).all()
+    others = [0, 2, 3]
+    assert np.isfinite(result.loss[:20, others]).all()
+    assert (result.loss[19, others] < result.loss[0, others]).all()
+
+
+@pytest.mark.parametrize("label", ["SGD_nesterov", "Adam", "LBFGS"])
+def test_resuming_from_a_checkpoint_is_bit_identical(label, synthesis_at, uniform_starts,
+                                                     tmp_path, monkeypatch):
+    from metamers import generate
+
+    name, kwargs = OPTIMIZERS[label]
+    constraint = CONSTRAINTS.get(label, "clamp")
+    scheduler = {"scheduler": "StepLR", "scheduler_kwargs": {"step_size": 7, "gamma": 0.5}}
+    settings = OptimizerSettings(name, kwargs, constraint=constraint,
+                                 **(scheduler if name != "LBFGS" else {}))
+    synthesis = synthesis_at("relu2")
+    uninterrupted = synthesis.synthesize(uniform_starts, settings, 30, check_every=5,
+                                         stop_on_success=False)
+    checkpoint = generate.Checkpoint(tmp_path / "state.pt", every=10, fingerprint="job")
+    saved_iterations = []
+    original_save = generate._save_checkpoint
+
+    def save_then_die(checkpoint, iteration, *args):
+        original_save(checkpoint, iteration, *args)
+        saved_iterations.append(iteration)
+        if iteration == 20:
+            raise KeyboardInterrupt("killed")
+
+    monkeypatch.setattr(generate, "_save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        synthesis.synthesize(uniform_starts, settings, 30, check_every=5,
+                             stop_on_success=False, checkpoint=checkpoint)
+    assert saved_iterations == [10, 20] and checkpoint.path.exists()
+    resumed = synthesis.synthesize(uniform_starts, settings, 30, check_every=5,
+                                   stop_on_success=False, checkpoint=checkpoint)
+    assert not checkpoint.path.exists()  # removed once the job is done
+    for field_name in ("metamers", "loss", "iterations_to_success", "iterations_run",
+                       "final_spearman", "predicted_class"):
+        np.testing.assert_array_equal(getattr(resumed, field_name),
+                                      getattr(uninterrupted, field_name), err_msg=field_name)
+
+
+def test_a_checkpoint_of_another_job_is_not_resumed(synthesis_at, uniform_starts, tmp_path):
+    from metamers import generate
+
+    settings = OptimizerSettings("Adam", {"lr": 0.05})
+    synthesis = synthesis_at("relu2")
+    expected = synthesis.synthesize(uniform_starts, settings, 12, check_every=4,
+                                    stop_on_success=False)
+    foreign = generate.Checkpoint(tmp_path / "state.pt", every=4, fingerprint="other job")
+    torch.save({"fingerprint": "other job", "iteration": 8}, foreign.path)
+    mine = generate.Checkpoint(foreign.path, every=100, fingerprint="this job")
+    result = synthesis.synthesize(uniform_starts, settings, 12, check_every=4,
+                                  stop_on_success=False, checkpoint=mine)
+    np.testing.assert_array_equal(result.metamers, expected.metamers)

@@ -23,7 +23,8 @@ def synthesis_result() -> SynthesisResult:
         success=np.array([True, True, False]), final_spearman=rng.random((count, 2)),
         predicted_class=np.array([[1, 1], [2, 2], [0, 3]]),
         reference_class=np.array([[1, 1], [2, 2], [0, 0]]),
-        iterations_run=np.array([2, 4, 5]), wall_time=1.5, member_names=["cnn_a", "cnn_b"])
+        iterations_run=np.array([2, 4, 5]), wall_time=1.5, member_names=["cnn_a", "cnn_b"],
+        stop_reason=np.array(["success", "success", "non-finite loss"]))
 
 
 def test_metamers_round_trip(tmp_path, synthesis_result):
@@ -33,7 +34,8 @@ def test_metamers_round_trip(tmp_path, synthesis_result):
                          np.array([1.0, 2.0, 3.0]), np.array([4.0, 5.0, 6.0]), attrs)
     content = store.read_metamers(path)
     for name in ("metamers", "initial_images", "iterations_to_success", "success",
-                 "final_spearman", "predicted_class", "reference_class", "iterations_run"):
+                 "final_spearman", "predicted_class", "reference_class", "iterations_run",
+                 "stop_reason"):
         np.testing.assert_array_equal(content[name], getattr(synthesis_result, name), name)
     np.testing.assert_array_equal(content["loss"], synthesis_result.loss)  # NaNs included
     np.testing.assert_array_equal(content["reference_index"], np.arange(3))
@@ -142,3 +144,28 @@ def test_atomic_write_keeps_the_old_file_until_success(tmp_path):
         raise ValueError("boom")
     assert store.read_json(path) == {"version": 1}
     assert [entry.name for entry in tmp_path.iterdir()] == ["card.json"]
+
+
+def test_files_of_another_schema_version_are_refused_by_name(tmp_path):
+    import h5py
+
+    path = tmp_path / "old_null.h5"
+    store.write_null(path, np.arange(3.0), 99.0, {})
+    with h5py.File(path, "r+") as handle:
+        del handle.attrs["schema_version"]
+    with pytest.raises(ValueError, match=r"old_null\.h5 has schema version None.*rebuild"):
+        store.read_null(path)
+    with h5py.File(path, "r+") as handle:
+        handle.attrs["schema_version"] = store.SCHEMA_VERSION + 1
+    with pytest.raises(ValueError, match="schema version"):
+        store.read_null(path)
+
+
+def test_truncated_file_gives_a_clear_error(tmp_path, synthesis_result):
+    path = tmp_path / "metamers.h5"
+    store.write_metamers(path, synthesis_result, np.arange(3), np.arange(3), np.zeros(3),
+                         np.zeros(3), {})
+    content = path.read_bytes()
+    path.write_bytes(content[: len(content) // 2])
+    with pytest.raises(OSError, match=r"metamers\.h5.*not a readable HDF5 file.*rebuild"):
+        store.read_metamers(path)

@@ -19,12 +19,19 @@ outside [0, 1]); outputs are clamped for storage.
 
 Gradient normalisation divides each metamer's gradient by its L2 norm before the step (Feather
 et al.'s L2 step), so the step length is the learning rate whatever the layer's scale.
+
+A metamer whose loss turns NaN or infinite is stopped at its last finite image (stop reason
+``non-finite loss``) and the others go on. With a :class:`Checkpoint`, the whole state (images,
+optimiser and scheduler state, iteration, bookkeeping, RNG) is saved every ``every`` iterations;
+a synthesis started again with the same checkpoint resumes from it and ends bit-identical to an
+uninterrupted one (on the CPU).
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -33,10 +40,12 @@ from torch import nn
 from metamers.activations import LOGITS, feature_extractor, flat
 from metamers.criteria import check_criterion
 from metamers.runtime import get_logger
+from metamers.store import atomic_path
 
 log = get_logger("metamers.generate")
 
 CLOSURE_OPTIMIZERS = ("LBFGS",)
+STOP_REASONS = ("success", "budget", "non-finite loss")
 
 
 @dataclass
@@ -87,6 +96,76 @@ class SynthesisResult:
     iterations_run: np.ndarray        # (N,) steps taken before stopping
     wall_time: float                  # seconds for the whole batch
     member_names: list[str]
+    stop_reason: np.ndarray           # (N,) one of STOP_REASONS
+
+
+@dataclass
+class Checkpoint:
+    """Where and how often a synthesis saves its state; ``fingerprint`` identifies the job
+    (a checkpoint with another fingerprint is ignored, never resumed)."""
+
+    path: Path
+    every: int
+    fingerprint: str
+
+
+@dataclass
+class _State:
+    """Everything a synthesis carries from one iteration to the next."""
+
+    parameter: torch.Tensor
+    frozen: torch.Tensor
+    active: torch.Tensor
+    loss_trace: np.ndarray
+    iterations_to_success: np.ndarray
+    iterations_run: np.ndarray
+    final_spearman: np.ndarray
+    predicted_class: np.ndarray
+    non_finite: np.ndarray
+
+    ARRAYS = ("loss_trace", "iterations_to_success", "iterations_run", "final_spearman",
+              "predicted_class", "non_finite")
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        return {"parameter": self.parameter.detach().cpu(), "frozen": self.frozen.cpu(),
+                "active": self.active.cpu(),
+                **{name: torch.from_numpy(getattr(self, name)) for name in self.ARRAYS}}
+
+    def load(self, saved: dict) -> None:
+        with torch.no_grad():
+            self.parameter.copy_(saved["parameter"])
+        self.frozen.copy_(saved["frozen"])
+        self.active.copy_(saved["active"])
+        for name in self.ARRAYS:
+            getattr(self, name)[...] = saved[name].numpy()
+
+
+def _save_checkpoint(checkpoint: Checkpoint, iteration: int, state: _State, optimizer,
+                     scheduler, elapsed: float) -> None:
+    payload = {"fingerprint": checkpoint.fingerprint, "iteration": iteration,
+               "elapsed": elapsed, "rng": torch.get_rng_state(),
+               "optimizer": optimizer.state_dict(),
+               "scheduler": scheduler.state_dict() if scheduler is not None else None,
+               **state.tensors()}
+    with atomic_path(checkpoint.path) as partial:
+        torch.save(payload, partial)
+
+
+def _load_checkpoint(checkpoint: Checkpoint) -> dict | None:
+    """The saved state of this job, or None (no file, another job's, or unreadable)."""
+    if not Path(checkpoint.path).exists():
+        return None
+    try:
+        saved = torch.load(checkpoint.path, map_location="cpu", weights_only=True)
+    except Exception as error:  # a damaged checkpoint only costs the work it held
+        log.warning("checkpoint %s is unreadable (%s): starting from iteration 0",
+                    checkpoint.path, error)
+        return None
+    if saved.get("fingerprint") != checkpoint.fingerprint:
+        log.warning("checkpoint %s belongs to another configuration: starting from iteration 0",
+                    checkpoint.path)
+        return None
+    return saved
 
 
 def build_optimizer(settings: OptimizerSettings, parameter: torch.Tensor):
@@ -169,7 +248,7 @@ class MetamerSynthesis:
         for loss in self.member_losses(pixels, indices):
             (loss.sum() / len(self.members)).backward()
             per_image += loss.detach() / len(self.members)
-        total = per_image.sum()
+        total = per_image[torch.isfinite(per_image)].sum()
         if range_penalty:
             penalty = range_penalty * (pixels - pixels.clamp(0, 1)).pow(2).sum()
             penalty.backward()
@@ -196,8 +275,8 @@ class MetamerSynthesis:
         return (np.stack(spearman, 1), np.stack(predicted, 1), np.all(np.stack(passed, 1), 1))
 
     def synthesize(self, initial_images: torch.Tensor, settings: OptimizerSettings,
-                   max_iterations: int, check_every: int = 10,
-                   stop_on_success: bool = True) -> SynthesisResult:
+                   max_iterations: int, check_every: int = 10, stop_on_success: bool = True,
+                   checkpoint: Checkpoint | None = None) -> SynthesisResult:
         """Optimise all metamers at once; see the module docstring for loss and stopping."""
         started = time.perf_counter()
         count = len(initial_images)
@@ -212,33 +291,54 @@ class MetamerSynthesis:
             raise ValueError("L-BFGS with constraint 'clamp' stalls: clamping after its step "
                              "breaks its curvature history and line search. Use constraint "
                              "'sigmoid' (or 'none' with a range_penalty).")
-        frozen = parameter.detach().clone()
-        active = torch.ones(count, dtype=torch.bool, device=self.device)
-        loss_trace = np.full((max_iterations + 1, count), np.nan, dtype=np.float32)
-        iterations_to_success = np.full(count, -1, dtype=np.int64)
-        iterations_run = np.full(count, max_iterations, dtype=np.int64)
         members = len(self.members)
-        final_spearman = np.full((count, members), np.nan)
-        predicted_class = np.full((count, members), -1, dtype=np.int64)
+        state = _State(
+            parameter=parameter, frozen=parameter.detach().clone(),
+            active=torch.ones(count, dtype=torch.bool, device=self.device),
+            loss_trace=np.full((max_iterations + 1, count), np.nan, dtype=np.float32),
+            iterations_to_success=np.full(count, -1, dtype=np.int64),
+            iterations_run=np.full(count, max_iterations, dtype=np.int64),
+            final_spearman=np.full((count, members), np.nan),
+            predicted_class=np.full((count, members), -1, dtype=np.int64),
+            non_finite=np.zeros(count, dtype=bool))
+        first_iteration, resumed_elapsed = 0, 0.0
+        saved = _load_checkpoint(checkpoint) if checkpoint else None
+        if saved is not None:
+            state.load(saved)
+            optimizer.load_state_dict(saved["optimizer"])
+            if scheduler is not None:
+                scheduler.load_state_dict(saved["scheduler"])
+            torch.set_rng_state(saved["rng"])
+            first_iteration, resumed_elapsed = saved["iteration"], saved["elapsed"]
+            log.info("resuming from checkpoint %s at iteration %d", checkpoint.path,
+                     first_iteration)
 
         def closure() -> torch.Tensor:
             optimizer.zero_grad(set_to_none=True)
-            indices = torch.nonzero(active).flatten()
+            indices = torch.nonzero(state.active).flatten()
             images = _to_images(parameter[indices], settings.constraint)
             loss, per_image = self.backward(images, indices, settings.range_penalty)
+            bad_rows = indices[~torch.isfinite(per_image)]
+            if len(bad_rows):  # their gradients are not finite either: they take no step
+                parameter.grad[bad_rows] = 0
             # The trace keeps the first evaluation of each iteration, at its starting images:
             # L-BFGS evaluates the closure again inside its step (line search).
             if closure.per_image is None:
                 closure.per_image, closure.indices = per_image, indices
+                closure.bad_rows = bad_rows
+                closure.bad_images = parameter[bad_rows].detach().clone()
             return loss
 
-        for iteration in range(max_iterations + 1):
+        for iteration in range(first_iteration, max_iterations + 1):
+            if (checkpoint and iteration > first_iteration and iteration % checkpoint.every == 0
+                    and bool(state.active.any())):
+                _save_checkpoint(checkpoint, iteration, state, optimizer, scheduler,
+                                 resumed_elapsed + time.perf_counter() - started)
             if iteration % check_every == 0 or iteration == max_iterations:
-                self._check_and_stop(parameter, settings, active, iteration,
-                                     iterations_to_success, iterations_run, final_spearman,
-                                     predicted_class, stop_on_success, frozen)
-                self._log_progress(iteration, max_iterations, loss_trace, active, started)
-            if iteration == max_iterations or not bool(active.any()):
+                self._check_and_stop(state, settings, iteration, stop_on_success)
+                self._log_progress(iteration, max_iterations, state.loss_trace, state.active,
+                                   started)
+            if iteration == max_iterations or not bool(state.active.any()):
                 break
             closure.per_image = None
             if uses_closure:
@@ -250,7 +350,7 @@ class MetamerSynthesis:
                     norms = grad.flatten(1).norm(dim=1).clamp_min(1e-12)
                     grad.div_(norms.view(-1, *([1] * (grad.ndim - 1))))
                 optimizer.step()
-            loss_trace[iteration, closure.indices.cpu().numpy()] = (
+            state.loss_trace[iteration, closure.indices.cpu().numpy()] = (
                 closure.per_image.cpu().numpy())
             if scheduler is not None:
                 if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
@@ -260,43 +360,66 @@ class MetamerSynthesis:
             with torch.no_grad():
                 if settings.constraint == "clamp":
                     parameter.clamp_(0, 1)
-                parameter[~active] = frozen[~active]
+                self._stop_non_finite(state, closure.bad_rows, closure.bad_images, iteration)
+                parameter[~state.active] = state.frozen[~state.active]
         with torch.no_grad():
             final_images = _to_images(parameter, settings.constraint).clamp(0, 1)
             final_losses = self.loss_per_image(final_images, torch.arange(count,
                                                                           device=self.device))
-        last_rows = np.clip(iterations_run, 0, max_iterations)
-        loss_trace[last_rows, np.arange(count)] = final_losses.cpu().numpy()
+        last_rows = np.clip(state.iterations_run, 0, max_iterations)
+        final_losses = final_losses.cpu().numpy()
+        finite_end = ~state.non_finite
+        state.loss_trace[last_rows[finite_end], np.arange(count)[finite_end]] = (
+            final_losses[finite_end])
+        success = state.iterations_to_success >= 0
+        if checkpoint and Path(checkpoint.path).exists():
+            Path(checkpoint.path).unlink()
         return SynthesisResult(
             metamers=final_images.cpu().numpy().astype(np.float32),
             initial_images=initial_images.cpu().numpy().astype(np.float32),
-            loss=loss_trace, iterations_to_success=iterations_to_success,
-            success=iterations_to_success >= 0, final_spearman=final_spearman,
-            predicted_class=predicted_class,
+            loss=state.loss_trace, iterations_to_success=state.iterations_to_success,
+            success=success, final_spearman=state.final_spearman,
+            predicted_class=state.predicted_class,
             reference_class=np.stack(self.reference_predictions, 1),
-            iterations_run=iterations_run, wall_time=time.perf_counter() - started,
-            member_names=[m.name for m in self.members])
+            iterations_run=state.iterations_run,
+            wall_time=resumed_elapsed + time.perf_counter() - started,
+            member_names=[m.name for m in self.members],
+            stop_reason=np.where(state.non_finite, "non-finite loss",
+                                 np.where(success, "success", "budget")))
 
-    def _check_and_stop(self, parameter, settings, active, iteration, iterations_to_success,
-                        iterations_run, final_spearman, predicted_class, stop_on_success,
-                        frozen) -> None:
-        indices = torch.nonzero(active).flatten()
+    @staticmethod
+    def _stop_non_finite(state: _State, rows: torch.Tensor, images: torch.Tensor,
+                         iteration: int) -> None:
+        """Stop metamers whose loss was not finite, at their image before this step."""
+        if not len(rows):
+            return
+        state.active[rows] = False
+        state.frozen[rows] = images
+        row_array = rows.cpu().numpy()
+        state.non_finite[row_array] = True
+        state.iterations_run[row_array] = iteration
+        log.warning("metamer(s) %s: non-finite loss at iteration %d; stopped there, the "
+                    "others go on", row_array.tolist(), iteration)
+
+    def _check_and_stop(self, state: _State, settings: OptimizerSettings, iteration: int,
+                        stop_on_success: bool) -> None:
+        indices = torch.nonzero(state.active).flatten()
         if len(indices) == 0:
             return
         with torch.no_grad():
-            images = _to_images(parameter[indices], settings.constraint).clamp(0, 1)
+            images = _to_images(state.parameter[indices], settings.constraint).clamp(0, 1)
         spearman, predicted, passed = self.check(images, indices)
         index_array = indices.cpu().numpy()
-        final_spearman[index_array] = spearman
-        predicted_class[index_array] = predicted
-        newly = index_array[passed & (iterations_to_success[index_array] < 0)]
-        iterations_to_success[newly] = iteration
+        state.final_spearman[index_array] = spearman
+        state.predicted_class[index_array] = predicted
+        newly = index_array[passed & (state.iterations_to_success[index_array] < 0)]
+        state.iterations_to_success[newly] = iteration
         if stop_on_success and len(newly):
-            iterations_run[newly] = iteration
+            state.iterations_run[newly] = iteration
             stopped = torch.as_tensor(newly, device=self.device)
-            active[stopped] = False
+            state.active[stopped] = False
             with torch.no_grad():
-                frozen[stopped] = parameter[stopped].detach()
+                state.frozen[stopped] = state.parameter[stopped].detach()
 
     @staticmethod
     def _log_progress(iteration, max_iterations, loss_trace, active, started) -> None:

@@ -6,6 +6,8 @@ also run from a notebook or a test.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +17,7 @@ import torch
 from metamers import activations as activation_lib
 from metamers import criteria, findings, inits, references, scores, store, train, transfer, zoo
 from metamers.data import LabelledImages, load_dataset, load_sample
-from metamers.generate import Member, MetamerSynthesis, OptimizerSettings
+from metamers.generate import Checkpoint, Member, MetamerSynthesis, OptimizerSettings
 from metamers.runtime import configure, get_logger, pick_device
 
 log = get_logger("metamers.stages")
@@ -117,12 +119,30 @@ def null_distribution(weights_path: Path, spec: dict, layer: str, references_pat
              null.threshold)
 
 
+def checkpoint_path(path: Path) -> Path:
+    """The side file where a generation job keeps its state while it runs."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.checkpoint.pt")
+
+
+def _job_fingerprint(inputs: list[Path], settings: dict) -> str:
+    """SHA-256 of the job's input files and settings: a checkpoint resumes only its own job."""
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
+    for input_path in inputs:
+        digest.update(Path(input_path).read_bytes())
+    return digest.hexdigest()
+
+
 def generate_metamers(weights_paths: dict[str, Path], specs: dict[str, dict],
                       layers: dict[str, str], null_paths: dict[str, Path],
                       references_path: Path, optimizer: dict, init: dict, budget: dict,
                       seed: int, path: Path, device: str = "auto",
                       threads: int | None = None) -> None:
-    """Synthesise and write one condition's metamers (every reference, one batch)."""
+    """Synthesise and write one condition's metamers (every reference, one batch).
+
+    With ``budget["checkpoint_every"]`` > 0 the state is saved to :func:`checkpoint_path`
+    that often; a killed job started again resumes there and ends with identical outputs.
+    """
     configure(threads, seed)
     torch_device = _device(device)
     reference_set = store.read_references(references_path)
@@ -137,9 +157,17 @@ def generate_metamers(weights_paths: dict[str, Path], specs: dict[str, dict],
     starts = inits.initial_images(init["kind"], reference_images, seed, init.get("strength", 0.5),
                                   reference_labels)
     synthesis = MetamerSynthesis(members, reference_images, torch_device)
+    checkpoint = None
+    if budget.get("checkpoint_every"):
+        inputs = [*weights_paths.values(), *null_paths.values(), references_path]
+        checkpoint = Checkpoint(checkpoint_path(path), budget["checkpoint_every"],
+                                _job_fingerprint(inputs, {
+                                    "layers": layers, "optimizer": optimizer, "init": init,
+                                    "budget": budget, "seed": seed, "device": str(torch_device),
+                                    "threads": torch.get_num_threads()}))
     result = synthesis.synthesize(starts, OptimizerSettings.from_config(optimizer),
                                   budget["max_iterations"], budget["check_every"],
-                                  budget.get("stop_on_success", True))
+                                  budget.get("stop_on_success", True), checkpoint)
     distance = scores.pixel_distance(result.metamers, reference_set["images"])
     initial_distance = scores.pixel_distance(result.initial_images, reference_set["images"])
     log.info("success %d/%d, median iterations to success %s, wall time %.1fs",

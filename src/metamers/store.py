@@ -1,8 +1,9 @@
 """Input and output: HDF5 (images, activations, nulls), Parquet (scores), JSON (model cards).
 
 Writers go through a temporary file in the target's folder and rename it at the end, so an
-interrupted job never leaves a half-written file that looks complete. Readers check what they
-open and say which file is broken and how to rebuild it.
+interrupted job never leaves a half-written file that looks complete. Every HDF5 file carries
+``schema_version``; readers check it and the datasets they need, and say which file is broken
+and how to rebuild it.
 """
 
 from __future__ import annotations
@@ -11,13 +12,16 @@ import json
 import os
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import h5py
 import numpy as np
 import pandas as pd
 
-from metamers.generate import SynthesisResult
 from metamers.runtime import library_versions
+
+if TYPE_CHECKING:  # generate imports this module (atomic writes of its checkpoints)
+    from metamers.generate import SynthesisResult
 
 
 @contextmanager
@@ -34,6 +38,9 @@ def atomic_path(path: Path):
             partial.unlink()
 
 
+SCHEMA_VERSION = 2  # of every HDF5 file; 2 added the metamers' stop_reason
+
+
 @contextmanager
 def open_h5(path: Path, required: tuple[str, ...] = ()):
     """Open an HDF5 file for reading, with a clear error if it is missing, corrupt or partial."""
@@ -46,6 +53,11 @@ def open_h5(path: Path, required: tuple[str, ...] = ()):
         raise OSError(f"{path} is not a readable HDF5 file ({error}); delete it and rebuild it "
                       f"with `snakemake {path}`.") from error
     with handle:
+        version = handle.attrs.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise ValueError(f"{path} has schema version {version} (none: written before "
+                             f"versions were recorded), this code reads {SCHEMA_VERSION}: "
+                             f"delete it and rebuild it with `snakemake {path}`.")
         missing = [name for name in required if name not in handle]
         if missing:
             raise KeyError(f"{path} lacks {missing}: it was written by another version or "
@@ -54,6 +66,7 @@ def open_h5(path: Path, required: tuple[str, ...] = ()):
 
 
 def _write_attrs(handle: h5py.File, attrs: dict) -> None:
+    handle.attrs["schema_version"] = SCHEMA_VERSION
     for key, value in attrs.items():
         handle.attrs[key] = json.dumps(value) if isinstance(value, (dict, list)) else value
 
@@ -106,18 +119,21 @@ def write_metamers(path: Path, result: SynthesisResult, reference_index: np.ndar
         handle.create_dataset("reference_class", data=result.reference_class)
         handle.create_dataset("pixel_distance", data=pixel_distance.astype(np.float64))
         handle.create_dataset("initial_distance", data=initial_distance.astype(np.float64))
+        handle.create_dataset("stop_reason", data=result.stop_reason.astype("S"))
         _write_attrs(handle, {**attrs, "members": result.member_names,
                               "wall_time_s": result.wall_time, "versions": library_versions()})
 
 
 METAMER_DATASETS = ("metamers", "initial_images", "reference_index", "loss",
-                    "iterations_to_success", "success", "pixel_distance", "initial_distance")
+                    "iterations_to_success", "success", "pixel_distance", "initial_distance",
+                    "stop_reason")
 
 
 def read_metamers(path: Path) -> dict:
     """Every dataset of a metamer file as arrays, plus its decoded attrs under ``attrs``."""
     with open_h5(path, METAMER_DATASETS) as handle:
         content = {name: handle[name][()] for name in handle}
+        content["stop_reason"] = content["stop_reason"].astype(str)
         content["attrs"] = {key: _decode(value) for key, value in handle.attrs.items()}
     return content
 

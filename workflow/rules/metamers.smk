@@ -37,7 +37,10 @@ rule generate_metamers:
         layers=lambda wildcards: member_layers(wildcards.generator, wildcards.layer),
         optimizer=lambda wildcards: config["optimizers"][wildcards.optimizer],
         init=lambda wildcards: config["inits"][wildcards.init],
-        budget={k: GENERATION[k] for k in ("max_iterations", "check_every", "stop_on_success")},
+        budget={
+            k: GENERATION[k]
+            for k in ("max_iterations", "check_every", "stop_on_success", "checkpoint_every")
+        },
         seed=config["seed"],
         device=config["device"],
     script:
