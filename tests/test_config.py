@@ -63,6 +63,11 @@ def test_validation_fills_defaults_and_keeps_given_values(test_config):
     (lambda c: c["optimizers"]["adam"].update(constraint="tanh"), "tanh"),
     (lambda c: c["references"].update(per_class=1), "per_class"),
     (lambda c: c["models"]["cnn_a"].update(source="hub"), "hub"),
+    (lambda c: c["generation"].update(max_iterations=0), "0"),
+    (lambda c: c["generation"].update(check_every="ten"), "ten"),
+    (lambda c: c["training"]["quick"].update(epochs=0), "0"),
+    (lambda c: c["training"]["quick"].update(norm="l1"), "l1"),
+    (lambda c: c["evaluation"].update(batch_size=2.5), "2.5"),
 ])
 def test_schema_rejects_wrong_keys_and_values_by_name(change, named):
     config = load("test.yaml")
@@ -91,6 +96,14 @@ def test_schema_requires_the_main_sections():
     (lambda c: c["models"].update({"a/b": dict(c["models"]["cnn_a"])}), "a/b"),
     (lambda c: c["optimizers"].update(bfgs={"name": "LBFGS", "constraint": "clamp"}),
      "optimizers.bfgs"),
+    (lambda c: c["optimizers"]["adam"].update(name="Adamm"), "Adamm"),
+    (lambda c: c["optimizers"]["adam"].update(scheduler="StepLr"), "StepLr"),
+    (lambda c: c["optimizers"].update({"../escape": dict(c["optimizers"]["adam"])}),
+     "escape"),
+    (lambda c: c["inits"].update({".hidden": {"kind": "uniform"}}), "hidden"),
+    (lambda c: c["generation"]["generators"].update(cnn_a=["../../etc"]), "etc"),
+    (lambda c: c["data"].update(root="/etc/data"), "data.root"),
+    (lambda c: c["data"].update(root="resources/../../outside"), "data.root"),
 ])
 def test_check_config_names_the_dangling_reference(test_config, change, named):
     config = copy.deepcopy(test_config)

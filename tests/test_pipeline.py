@@ -255,18 +255,24 @@ def slurm_cluster():
     assert _cluster_is_up()
 
 
-def _dataset_hashes(root: Path) -> dict[str, str]:
-    """SHA-256 of every HDF5 dataset's bytes under ``root`` (not the files' metadata)."""
-    import hashlib
+def _dataset_hashes(root: Path) -> dict[str, dict[str, str]]:
+    """Hashes of every HDF5 dataset under ``root``, by file (not the files' metadata)."""
+    return {str(path.relative_to(root)): store.dataset_hashes(path)
+            for path in sorted(root.rglob("*.h5"))}
 
-    hashes = {}
-    for path in sorted(root.rglob("*.h5")):
-        with h5py.File(path, "r") as handle:
-            handle.visititems(lambda name, item: hashes.__setitem__(
-                f"{path.relative_to(root)}:{name}",
-                hashlib.sha256(np.ascontiguousarray(item[()]).tobytes()).hexdigest())
-                if isinstance(item, h5py.Dataset) else None)
-    return hashes
+
+def test_a_second_run_is_bit_identical(pipeline_run, tmp_path):
+    """Same config and seed, separate directory: every HDF5 dataset and Parquet table equal."""
+    completed = snakemake(tmp_path, "--configfile", str(TEST_CONFIG))
+    assert completed.returncode == 0, completed.stderr[-5000:]
+    for folder in ("resources", "results"):
+        assert _dataset_hashes(tmp_path / folder) == _dataset_hashes(pipeline_run / folder)
+    tables = sorted(path.relative_to(pipeline_run)
+                    for path in (pipeline_run / "results").rglob("*.parquet"))
+    assert len(tables) > 10
+    for table in tables:
+        pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / table),
+                                      pd.read_parquet(pipeline_run / table))
 
 
 def test_the_slurm_profile_runs_every_job_through_sbatch(pipeline_run, slurm_cluster,

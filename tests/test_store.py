@@ -169,3 +169,12 @@ def test_truncated_file_gives_a_clear_error(tmp_path, synthesis_result):
     path.write_bytes(content[: len(content) // 2])
     with pytest.raises(OSError, match=r"metamers\.h5.*not a readable HDF5 file.*rebuild"):
         store.read_metamers(path)
+
+
+def test_dataset_hashes_see_values_not_metadata(tmp_path):
+    first, second = tmp_path / "first.h5", tmp_path / "second.h5"
+    store.write_null(first, np.arange(3.0), 99.0, {"written": "first"})
+    store.write_null(second, np.arange(3.0), 99.0, {"written": "second"})
+    assert store.dataset_hashes(first) == store.dataset_hashes(second)
+    store.write_null(second, np.arange(3.0) + 1e-12, 99.0, {})
+    assert store.dataset_hashes(first) != store.dataset_hashes(second)

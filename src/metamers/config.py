@@ -6,7 +6,15 @@ defaults; :func:`check_config` then checks that every name refers to something t
 
 from __future__ import annotations
 
+import re
+from pathlib import PurePosixPath
+
+import torch
+
 from metamers.inits import INIT_KINDS
+
+# Names become folder and file names of outputs: no separators, no leading dot, no "..".
+SAFE_NAME = re.compile(r"^(?!\.)(?!.*\.\.)[A-Za-z0-9_.\-]+$")
 
 
 class ConfigError(ValueError):
@@ -18,9 +26,34 @@ def _require(condition: bool, message: str) -> None:
         raise ConfigError(message)
 
 
+def _require_safe_names(names, where: str) -> None:
+    for name in names:
+        _require(bool(SAFE_NAME.match(name)),
+                 f"{where}: {name!r} is used in output paths; use letters, digits, '_', '-' "
+                 "and '.' (no '/', no '..', not starting with '.').")
+
+
+def _writes_inside_resources(data: dict) -> None:
+    """The pipeline writes into ``data.root`` (Fashion-MNIST unpacked there, or a download):
+    then it must stay inside resources/."""
+    writes = data["name"] == "fashion_mnist" or data.get("download", False)
+    root = PurePosixPath(data.get("root", "resources/data"))
+    inside = not root.is_absolute() and root.parts[:1] == ("resources",) and ".." not in root.parts
+    _require(not writes or inside,
+             f"data.root={str(root)!r}: the pipeline writes its data files there, so it must be "
+             "a folder inside resources/ (e.g. resources/data).")
+
+
 def check_config(config: dict) -> None:
     """Raise :class:`ConfigError` naming the first dangling reference in ``config``."""
     models, sets = config["models"], config.get("generator_sets", {})
+    _writes_inside_resources(config["data"])
+    _require_safe_names(models, "models")
+    _require_safe_names(sets, "generator_sets")
+    _require_safe_names(config["optimizers"], "optimizers")
+    _require_safe_names(config["inits"], "inits")
+    for generator, layers in config["generation"]["generators"].items():
+        _require_safe_names(layers, f"generation.generators.{generator}")
     training = config.get("training", {})
     for name, spec in models.items():
         where = f"models.{name}"
@@ -60,6 +93,13 @@ def check_config(config: dict) -> None:
             _require(name in config[key], f"generation.{key}: {kind} {name!r} is not defined "
                                           f"under `{key}` ({sorted(config[key])}).")
     for name, optimizer in config["optimizers"].items():
+        _require(hasattr(torch.optim, optimizer["name"]),
+                 f"optimizers.{name}.name={optimizer['name']!r} is not a torch.optim optimizer "
+                 "(e.g. SGD, Adam, AdamW, RMSprop, LBFGS).")
+        scheduler = optimizer.get("scheduler")
+        _require(not scheduler or hasattr(torch.optim.lr_scheduler, scheduler),
+                 f"optimizers.{name}.scheduler={scheduler!r} is not a torch.optim.lr_scheduler "
+                 "class (e.g. StepLR, CosineAnnealingLR, ReduceLROnPlateau).")
         _require(optimizer["name"] != "LBFGS" or optimizer.get("constraint") != "clamp",
                  f"optimizers.{name}: L-BFGS stalls with constraint 'clamp'; set constraint: "
                  "sigmoid (or none with a range_penalty).")

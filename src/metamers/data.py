@@ -108,12 +108,32 @@ def _image_folder(folder: Path, image_size: int) -> torchvision.datasets.ImageFo
         v2.ToImage(), v2.Resize(image_size), v2.CenterCrop(image_size),
         v2.ToDtype(torch.float32, scale=True),
     ])
-    return torchvision.datasets.ImageFolder(folder, transform=transform)
+    try:
+        dataset = torchvision.datasets.ImageFolder(folder, transform=transform)
+    except FileNotFoundError as error:
+        raise FileNotFoundError(f"Image folder {folder} holds no images in class sub-folders "
+                                f"({error}): put each class's images in {folder}/<class>/."
+                                ) from error
+    if len(dataset.classes) < 2:
+        raise ValueError(f"Image folder {folder} has a single class {dataset.classes}: "
+                         "recognizability and the nulls need at least two; add class "
+                         "sub-folders.")
+    return dataset
+
+
+def _decode(dataset: torchvision.datasets.ImageFolder, index: int) -> torch.Tensor:
+    """Image ``index`` of an image folder; an unreadable file is named with the fix."""
+    path = dataset.samples[index][0]
+    try:
+        return dataset[index][0]
+    except (OSError, ValueError, RuntimeError) as error:
+        raise ValueError(f"Image {path} cannot be read ({error}): replace or remove it."
+                         ) from error
 
 
 def _load_image_folder(folder: Path, image_size: int) -> LabelledImages:
     dataset = _image_folder(folder, image_size)
-    images = torch.stack([image for image, _ in dataset])
+    images = torch.stack([_decode(dataset, index) for index in range(len(dataset))])
     return LabelledImages(images, torch.tensor(dataset.targets), list(dataset.classes))
 
 
@@ -131,7 +151,7 @@ def load_sample(spec: dict, train: bool, choose: Callable[[torch.Tensor], np.nda
         dataset = _image_folder(_split_folder(spec, train), int(spec["image_size"]))
         labels = torch.tensor(dataset.targets)
         indices = choose(labels)
-        images = torch.stack([dataset[int(index)][0] for index in indices])
+        images = torch.stack([_decode(dataset, int(index)) for index in indices])
         class_names = list(dataset.classes)
     else:
         data = load_dataset(spec, train)

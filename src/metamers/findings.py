@@ -68,9 +68,9 @@ def findings_markdown(contrasts: pd.DataFrame, zoo: pd.DataFrame) -> str:
     """The findings document: the zoo, then per (optimizer, init), depth and metric, one line
     per evaluator relation comparing generator training styles."""
     lines = ["# Findings", "",
-             "Written by the pipeline from `results/transfer_summary.parquet` and the model "
-             "cards; every number is measured (means over metamers, 95% bootstrap CIs over "
-             "metamers). Regenerate with `snakemake results/findings.md`.", "",
+             ("Written by the pipeline from `results/transfer_summary.parquet` and the model "
+              "cards; every number is measured (means over metamers, 95% bootstrap CIs over "
+              "metamers). Regenerate with `snakemake results/findings.md`."), "",
              "## Zoo", "", _zoo_markdown(zoo), ""]
     for (optimizer, init), run in contrasts.groupby(["optimizer", "init"], sort=False):
         lines += [f"## Optimizer {optimizer}, init {init}", ""]

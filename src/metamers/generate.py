@@ -40,7 +40,7 @@ from torch import nn
 from metamers.activations import LOGITS, feature_extractor, flat
 from metamers.criteria import check_criterion
 from metamers.runtime import get_logger
-from metamers.store import atomic_path
+from metamers.store import CHECKPOINT_LOAD_ERRORS, atomic_path
 
 log = get_logger("metamers.generate")
 
@@ -157,7 +157,8 @@ def _load_checkpoint(checkpoint: Checkpoint) -> dict | None:
         return None
     try:
         saved = torch.load(checkpoint.path, map_location="cpu", weights_only=True)
-    except Exception as error:  # a damaged checkpoint only costs the work it held
+    except CHECKPOINT_LOAD_ERRORS as error:
+        # a damaged checkpoint only costs the work it held
         log.warning("checkpoint %s is unreadable (%s): starting from iteration 0",
                     checkpoint.path, error)
         return None

@@ -8,8 +8,10 @@ and how to rebuild it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import pickle
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -38,6 +40,10 @@ def atomic_path(path: Path):
             partial.unlink()
 
 
+# What torch.load raises on a truncated file or one that is not a checkpoint (the weights-only
+# unpickler fails in several ways, depending on the bytes it meets).
+CHECKPOINT_LOAD_ERRORS = (OSError, RuntimeError, EOFError, IndexError, KeyError, ValueError,
+                          pickle.UnpicklingError)
 SCHEMA_VERSION = 2  # of every HDF5 file; 2 added the metamers' stop_reason
 
 
@@ -186,3 +192,18 @@ def read_table(path: Path) -> pd.DataFrame:
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist: build it with `snakemake {path}`.")
     return pd.read_parquet(path)
+
+
+def dataset_hashes(path: Path) -> dict[str, str]:
+    """SHA-256 of every dataset's values in an HDF5 file, by dataset name: what two runs must
+    share to be identical, whatever the files' metadata (time stamps, attrs)."""
+    hashes = {}
+
+    def visit(name: str, item) -> None:
+        if isinstance(item, h5py.Dataset):
+            values = np.ascontiguousarray(item[()])
+            hashes[name] = hashlib.sha256(values.tobytes()).hexdigest()
+
+    with h5py.File(path, "r") as handle:
+        handle.visititems(visit)
+    return hashes

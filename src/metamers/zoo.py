@@ -29,6 +29,8 @@ from torch import nn
 from torchvision.models.feature_extraction import get_graph_node_names
 from torchvision.models.resnet import BasicBlock
 
+from metamers.store import CHECKPOINT_LOAD_ERRORS
+
 
 class Normalize(nn.Module):
     """Per-channel ``(x - mean) / std`` on images in [0, 1]."""
@@ -503,8 +505,22 @@ def load_model(weights_path: Path, info: dict, spec: dict,
         model = build_local(spec, info["data"])
     else:
         model = build_external(spec, info)
-    state = torch.load(weights_path, map_location="cpu", weights_only=True)
-    model.load_state_dict(state)
+    try:
+        state = torch.load(weights_path, map_location="cpu", weights_only=True)
+    except CHECKPOINT_LOAD_ERRORS as error:
+        raise ValueError(f"Model weights {weights_path} are not a readable checkpoint "
+                         f"({error}): delete the file and rebuild it with "
+                         f"`snakemake {weights_path}`.") from error
+    if not isinstance(state, dict):
+        raise TypeError(f"Model weights {weights_path} hold a {type(state).__name__}, not a "
+                        f"state dict: delete the file and rebuild it with "
+                        f"`snakemake {weights_path}`.")
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as error:
+        raise ValueError(f"Model weights {weights_path} do not fit the configured "
+                         f"architecture ({error}): was the config edited? Rebuild them with "
+                         f"`snakemake {weights_path}`.") from error
     model.eval().requires_grad_(False)
     return model.to(device)
 
