@@ -45,7 +45,8 @@ def plot_transfer_by_relation(summary: pd.DataFrame, path: Path, panel_key: str,
     metrics = [metric for metric in METRIC_LABELS if metric in set(drawn["metric"])]
     with pdf_pages(path) as pages:
         for (optimizer, init), run in drawn.groupby(["optimizer", "init"], sort=False):
-            panels = list(dict.fromkeys(run[panel_key]))
+            panels = sorted(dict.fromkeys(run[panel_key]),
+                            key=lambda panel: (panel != "standard", panel))
             widths = [run.loc[run[panel_key] == panel, ["generator", "layer"]]
                       .drop_duplicates().shape[0] for panel in panels]
             figure, axes = plt.subplots(
@@ -78,7 +79,8 @@ def plot_transfer_by_relation(summary: pd.DataFrame, path: Path, panel_key: str,
 
 def _relation_bars(axis: plt.Axes, rows: pd.DataFrame, relations: Sequence[str],
                    colors: dict) -> None:
-    positions = rows[["generator", "layer"]].drop_duplicates().reset_index(drop=True)
+    positions = (rows.sort_values(["generator", "layer_rank"], kind="stable")
+                 [["generator", "layer"]].drop_duplicates().reset_index(drop=True))
     present = [relation for relation in relations if relation in set(rows["relation"])]
     width = 0.8 / max(len(present), 1)
     for index, position in positions.iterrows():

@@ -1,0 +1,120 @@
+"""Cost of one generation iteration against its floor, and batched throughput.
+
+1. Per (model, generating layer): seconds per iteration of the pipeline's synthesis
+   (:class:`metamers.generate.MetamerSynthesis`, the config's first optimiser) divided by the
+   seconds of a bare forward + backward of the same model truncated at that layer
+   (``create_feature_extractor``) on the same batch. Synthesis time per iteration is the
+   difference of a long and a short run divided by the difference of their iterations, so set-up
+   and the checks at both ends cancel; checks every ``check_every`` iterations stay in. Medians
+   of ``--repeats``. Target: <= 1.15.
+2. Batched throughput, metamer-iterations per second, over batch sizes 1..256 for one model and
+   layer (``--throughput``); the ratio of the best batch size to batch size 1.
+
+    python benchmarks/iteration_cost.py --models-dir resources/models    # after a pipeline run
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from torchvision.models.feature_extraction import create_feature_extractor
+
+from metamers import inits, stages, store
+from metamers.generate import Member, MetamerSynthesis, OptimizerSettings
+from metamers.runtime import configure
+
+CPU = torch.device("cpu")
+
+
+def synthesis_seconds(synthesis: MetamerSynthesis, starts: torch.Tensor,
+                      settings: OptimizerSettings, iterations: int, check_every: int) -> float:
+    started = time.perf_counter()
+    synthesis.synthesize(starts, settings, iterations, check_every, stop_on_success=False)
+    return time.perf_counter() - started
+
+
+def pipeline_iteration(model, layer: str, references: torch.Tensor,
+                       settings: OptimizerSettings, check_every: int, short: int,
+                       long: int) -> float:
+    """Seconds per iteration of the pipeline's synthesis (threshold 2: nobody stops)."""
+    synthesis = MetamerSynthesis([Member("model", model, layer, 2.0)], references, CPU)
+    starts = inits.initial_images("uniform", references, seed=0)
+    synthesis_seconds(synthesis, starts, settings, 2, check_every)  # warm-up
+    return ((synthesis_seconds(synthesis, starts, settings, long, check_every)
+             - synthesis_seconds(synthesis, starts, settings, short, check_every))
+            / (long - short))
+
+
+def bare_iteration(model, layer: str, references: torch.Tensor, iterations: int) -> float:
+    """Seconds of forward to ``layer`` + backward of the squared error, nothing else."""
+    truncated = create_feature_extractor(model, return_nodes={layer: layer})
+    with torch.no_grad():
+        target = truncated(references)[layer]
+    images = inits.initial_images("uniform", references, seed=0).requires_grad_(True)
+    started = time.perf_counter()
+    for _ in range(iterations):
+        (truncated(images)[layer] - target).pow(2).sum().backward()
+    return (time.perf_counter() - started) / iterations
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", default="config/config.yaml")
+    parser.add_argument("--models-dir", default="resources/models")
+    parser.add_argument("--references", default="resources/references/fashion_mnist.h5")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--throughput", default="resnet_s0:layer3")
+    parser.add_argument("--batch-sizes", default="1,2,4,8,16,32,64,128,256")
+    args = parser.parse_args()
+    configure(args.threads, 0)
+    config = yaml.safe_load(Path(args.config).read_text())
+    generation = config["generation"]
+    settings = OptimizerSettings.from_config(config["optimizers"][generation["optimizers"][0]])
+    check_every = generation["check_every"]
+    references = torch.from_numpy(store.read_references(args.references)["images"])
+    print(f"batch {len(references)}, optimizer {generation['optimizers'][0]}, check every "
+          f"{check_every}, {args.threads} threads, medians of {args.repeats}")
+    print(f"{'model/layer':<45} {'pipeline ms':>11} {'bare ms':>8} {'ratio':>6}")
+    ratios = []
+    for name, layers in generation["generators"].items():
+        if name not in config["models"]:
+            continue  # generator sets: the floor is the members' sum, measured per member
+        model = stages.load_zoo_model(Path(args.models_dir) / f"{name}.pt",
+                                      config["models"][name], CPU)
+        for layer in layers:
+            pipeline = np.median([pipeline_iteration(model, layer, references, settings,
+                                                     check_every, 10, 60)
+                                  for _ in range(args.repeats)])
+            bare = np.median([bare_iteration(model, layer, references, 50)
+                              for _ in range(args.repeats)])
+            ratios.append(pipeline / bare)
+            print(f"{name + '/' + layer:<45} {1000 * pipeline:>11.2f} {1000 * bare:>8.2f} "
+                  f"{pipeline / bare:>6.2f}", flush=True)
+    print(f"ratio pipeline / bare: median {np.median(ratios):.2f}, max {np.max(ratios):.2f}")
+
+    name, layer = args.throughput.split(":")
+    model = stages.load_zoo_model(Path(args.models_dir) / f"{name}.pt", config["models"][name],
+                                  CPU)
+    print(f"\nthroughput, {name}/{layer}: metamer-iterations per second")
+    throughput = {}
+    for batch in (int(size) for size in args.batch_sizes.split(",")):
+        batch_references = references[torch.arange(batch) % len(references)]
+        seconds = np.median([pipeline_iteration(model, layer, batch_references, settings,
+                                                check_every, 5, 25)
+                             for _ in range(args.repeats)])
+        throughput[batch] = batch / seconds
+        print(f"batch {batch:>4}: {throughput[batch]:>9.1f}  ({throughput[batch] / throughput[1]:.1f}x "
+              "batch 1)", flush=True)
+    best = max(throughput, key=throughput.get)
+    print(f"best batch {best}: {throughput[best] / throughput[1]:.1f}x the single-metamer "
+          "throughput")
+
+
+if __name__ == "__main__":
+    main()
