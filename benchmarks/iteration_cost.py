@@ -5,8 +5,10 @@
    seconds of a bare forward + backward of the same model truncated at that layer
    (``create_feature_extractor``) on the same batch. Synthesis time per iteration is the
    difference of a long and a short run divided by the difference of their iterations, so set-up
-   and the checks at both ends cancel; checks every ``check_every`` iterations stay in. Medians
-   of ``--repeats``. Target: <= 1.15.
+   and the checks at both ends cancel. Two columns: the step alone (no check in between) and
+   with the success check every ``check_every`` iterations (the criterion needs Spearman ranks
+   of the generating layer and a full forward pass for the class). Medians of ``--repeats``.
+   Target: <= 1.15.
 2. Batched throughput, metamer-iterations per second, over batch sizes 1..256 for one model and
    layer (``--throughput``); the ratio of the best batch size to batch size 1.
 
@@ -16,6 +18,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import time
 from pathlib import Path
 
@@ -73,6 +76,7 @@ def main() -> None:
     parser.add_argument("--batch-sizes", default="1,2,4,8,16,32,64,128,256")
     args = parser.parse_args()
     configure(args.threads, 0)
+    logging.getLogger("metamers.generate").setLevel(logging.WARNING)  # no progress lines
     config = yaml.safe_load(Path(args.config).read_text())
     generation = config["generation"]
     settings = OptimizerSettings.from_config(config["optimizers"][generation["optimizers"][0]])
@@ -80,23 +84,30 @@ def main() -> None:
     references = torch.from_numpy(store.read_references(args.references)["images"])
     print(f"batch {len(references)}, optimizer {generation['optimizers'][0]}, check every "
           f"{check_every}, {args.threads} threads, medians of {args.repeats}")
-    print(f"{'model/layer':<45} {'pipeline ms':>11} {'bare ms':>8} {'ratio':>6}")
-    ratios = []
+    print(f"{'model/layer':<45} {'bare ms':>8} {'step ms':>8} {'ratio':>6} "
+          f"{'+checks ms':>10} {'ratio':>6}")
+    step_ratios, ratios = [], []
     for name, layers in generation["generators"].items():
         if name not in config["models"]:
             continue  # generator sets: the floor is the members' sum, measured per member
         model = stages.load_zoo_model(Path(args.models_dir) / f"{name}.pt",
                                       config["models"][name], CPU)
         for layer in layers:
-            pipeline = np.median([pipeline_iteration(model, layer, references, settings,
-                                                     check_every, 10, 60)
-                                  for _ in range(args.repeats)])
             bare = np.median([bare_iteration(model, layer, references, 50)
                               for _ in range(args.repeats)])
-            ratios.append(pipeline / bare)
-            print(f"{name + '/' + layer:<45} {1000 * pipeline:>11.2f} {1000 * bare:>8.2f} "
-                  f"{pipeline / bare:>6.2f}", flush=True)
-    print(f"ratio pipeline / bare: median {np.median(ratios):.2f}, max {np.max(ratios):.2f}")
+            step = np.median([pipeline_iteration(model, layer, references, settings, 1000,
+                                                 10, 60) for _ in range(args.repeats)])
+            checked = np.median([pipeline_iteration(model, layer, references, settings,
+                                                    check_every, 10, 60)
+                                 for _ in range(args.repeats)])
+            step_ratios.append(step / bare)
+            ratios.append(checked / bare)
+            print(f"{name + '/' + layer:<45} {1000 * bare:>8.2f} {1000 * step:>8.2f} "
+                  f"{step / bare:>6.2f} {1000 * checked:>10.2f} {checked / bare:>6.2f}",
+                  flush=True)
+    print(f"ratio to bare: step alone median {np.median(step_ratios):.2f} (max "
+          f"{np.max(step_ratios):.2f}); with checks every {check_every} median "
+          f"{np.median(ratios):.2f} (max {np.max(ratios):.2f})")
 
     name, layer = args.throughput.split(":")
     model = stages.load_zoo_model(Path(args.models_dir) / f"{name}.pt", config["models"][name],

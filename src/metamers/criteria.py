@@ -18,7 +18,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from metamers.stats import null_correlations, null_threshold, spearman_rows
+from metamers.stats import (
+    null_correlations,
+    null_threshold,
+    spearman_rows,
+    spearman_to_standardized,
+)
 
 
 @dataclass
@@ -53,9 +58,16 @@ class CriterionCheck:
 
 def check_criterion(metamer_activations: np.ndarray, reference_activations: np.ndarray,
                     metamer_predictions: np.ndarray, reference_predictions: np.ndarray,
-                    threshold: float) -> CriterionCheck:
-    """Apply the success criterion to (N, D) activations and (N,) predicted classes."""
-    spearman = spearman_rows(metamer_activations, reference_activations)
+                    threshold: float, references_ranked: bool = False) -> CriterionCheck:
+    """Apply the success criterion to (N, D) activations and (N,) predicted classes.
+
+    ``references_ranked``: ``reference_activations`` are already
+    ``stats.standardized_ranks`` (a synthesis ranks its references once, not every check).
+    """
+    if references_ranked:
+        spearman = spearman_to_standardized(metamer_activations, reference_activations)
+    else:
+        spearman = spearman_rows(metamer_activations, reference_activations)
     class_matches = np.asarray(metamer_predictions) == np.asarray(reference_predictions)
     passed = np.nan_to_num(spearman, nan=-np.inf) > threshold
     return CriterionCheck(spearman, class_matches, passed & class_matches)

@@ -40,6 +40,7 @@ from torch import nn
 from metamers.activations import LOGITS, feature_extractor, flat
 from metamers.criteria import check_criterion
 from metamers.runtime import get_logger
+from metamers.stats import standardized_ranks
 from metamers.store import CHECKPOINT_LOAD_ERRORS, atomic_path
 
 log = get_logger("metamers.generate")
@@ -224,6 +225,8 @@ class MetamerSynthesis:
             self.reference_predictions = [
                 checker(self.reference_images)[LOGITS].argmax(1).cpu().numpy()
                 for checker in self.checkers]
+        self.reference_ranks = [standardized_ranks(activation.cpu().numpy())
+                                for activation in self.reference_activations]
 
     def member_losses(self, images: torch.Tensor, indices: torch.Tensor):
         """Per member, the normalised squared activation error per image (a generator)."""
@@ -262,14 +265,15 @@ class MetamerSynthesis:
         """Criterion for ``images`` (metamers of references ``indices``) under every member."""
         index_array = indices.cpu().numpy()
         spearman, predicted, passed = [], [], []
-        for checker, member, targets, reference_predictions in zip(
-                self.checkers, self.members, self.reference_activations,
+        for checker, member, reference_ranks, reference_predictions in zip(
+                self.checkers, self.members, self.reference_ranks,
                 self.reference_predictions):
             outputs = checker(images)
             predictions = outputs[LOGITS].argmax(1).cpu().numpy()
             result = check_criterion(flat(outputs[member.layer]).cpu().numpy(),
-                                     targets[indices].cpu().numpy(), predictions,
-                                     reference_predictions[index_array], member.threshold)
+                                     reference_ranks[index_array], predictions,
+                                     reference_predictions[index_array], member.threshold,
+                                     references_ranked=True)
             spearman.append(result.spearman)
             predicted.append(predictions)
             passed.append(result.passed)

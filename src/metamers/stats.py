@@ -34,6 +34,18 @@ def spearman_rows(first: np.ndarray, second: np.ndarray) -> np.ndarray:
     return pearson_rows(rank_rows(first), rank_rows(second))
 
 
+def standardized_ranks(values: np.ndarray) -> np.ndarray:
+    """Rows' average ranks, centred and scaled to unit norm: what :func:`spearman_rows` computes
+    for each side; computed once for references that many checks compare against."""
+    return _standardize_rows(rank_rows(values))
+
+
+def spearman_to_standardized(values: np.ndarray, standardized: np.ndarray) -> np.ndarray:
+    """:func:`spearman_rows` of ``values`` against rows already passed through
+    :func:`standardized_ranks` (same numbers, half the ranking)."""
+    return np.sum(_standardize_rows(rank_rows(values)) * standardized, axis=1)
+
+
 def correlation_matrix(values: np.ndarray, method: str = "spearman") -> np.ndarray:
     """(N, N) correlations between all rows of ``values`` (``pearson`` or ``spearman``)."""
     rows = rank_rows(values) if method == "spearman" else np.asarray(values, np.float64)
