@@ -68,3 +68,21 @@ def test_projection_roughly_keeps_distances():
     ratio = reduced[off_diagonal] / original[off_diagonal]
     assert np.all(np.abs(ratio - 1) < 0.15)
     np.testing.assert_array_equal(project(values[:, :300], 500, seed=0), values[:, :300])
+
+
+def test_streamed_projection_matches_projecting_at_the_end(trained_model, references,
+                                                           monkeypatch):
+    from metamers import activations
+
+    images = references[0]
+    layers = ["relu1", "fc_relu"]
+    streamed = activations.extract_sets(trained_model, {"a": images, "b": images[:7]}, layers,
+                                        torch.device("cpu"), batch_size=4, projection_dim=64)
+    monkeypatch.setattr(activations, "STREAMED_PROJECTION_BYTES", 0)
+    at_end = activations.extract_sets(trained_model, {"a": images, "b": images[:7]}, layers,
+                                      torch.device("cpu"), batch_size=4, projection_dim=64)
+    for image_set in ("a", "b"):
+        assert streamed[image_set]["relu1"].shape == (len(streamed[image_set]["fc_relu"]), 64)
+        for layer in layers:
+            np.testing.assert_allclose(streamed[image_set][layer], at_end[image_set][layer],
+                                       rtol=1e-5, atol=1e-5)

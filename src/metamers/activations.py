@@ -56,25 +56,44 @@ def extract_sets(model: nn.Module, image_sets: dict[str, torch.Tensor], layers: 
                  seed: int = 0) -> dict[str, dict[str, np.ndarray]]:
     """:func:`extract` for several image sets at once: ``{image_set: {layer: (N, D)}}``.
 
-    The model is traced once and each wide layer is projected once for all sets together.
+    The model is traced once. Wide layers are projected batch by batch (memory bounded by the
+    projected size) while their projection matrix fits in ``STREAMED_PROJECTION_BYTES``; wider
+    ones are projected once at the end, block by block.
     """
     extractor = feature_extractor(model, layers, model_name, with_logits=True).to(device)
     batches: dict[str, list[np.ndarray]] = {name: [] for name in [*layers, LOGITS]}
+    matrices: dict[str, np.ndarray | None] = {}
     sizes = []
     for images in image_sets.values():
         sizes.append(len(images))
         for start in range(0, len(images), batch_size):
             outputs = extractor(images[start:start + batch_size].to(device))
             for name, value in outputs.items():
-                batches[name].append(flat(value).float().cpu().numpy())
+                values = flat(value).float().cpu().numpy()
+                if projection_dim and name in layers and values.shape[1] > projection_dim:
+                    if name not in matrices:
+                        matrices[name] = _streamed_matrix(values.shape[1], projection_dim,
+                                                          seed)
+                    if matrices[name] is not None:
+                        values = project(values, projection_dim, seed, matrices[name])
+                batches[name].append(values)
     stacked = {name: np.concatenate(values) for name, values in batches.items()}
-    if projection_dim:
-        for name in layers:
+    for name, matrix in matrices.items():
+        if matrix is None:
             stacked[name] = project(stacked[name], projection_dim, seed)
     bounds = np.cumsum([0, *sizes])
     return {image_set: {name: values[bounds[index]:bounds[index + 1]]
                         for name, values in stacked.items()}
             for index, image_set in enumerate(image_sets)}
+
+
+STREAMED_PROJECTION_BYTES = 1 << 30  # projection matrices up to 1 GiB are kept for streaming
+
+
+def _streamed_matrix(width: int, projection_dim: int, seed: int) -> np.ndarray | None:
+    if width * projection_dim * 4 > STREAMED_PROJECTION_BYTES:
+        return None
+    return projection_matrix(width, projection_dim, seed)
 
 
 PROJECTION_BLOCK = 4096  # input features per generated block of the projection matrix
@@ -94,17 +113,22 @@ def projection_matrix(width: int, projection_dim: int, seed: int) -> np.ndarray:
     return np.concatenate([block for _, block in _projection_blocks(width, projection_dim, seed)])
 
 
-def project(activation: np.ndarray, projection_dim: int, seed: int) -> np.ndarray:
+def project(activation: np.ndarray, projection_dim: int, seed: int,
+            matrix: np.ndarray | None = None) -> np.ndarray:
     """Random projection of (N, D) activations to (N, projection_dim) when D is larger.
 
     A fixed Gaussian projection (Johnson-Lindenstrauss; seeded by ``seed`` and the layer's
     width) keeps distances and, approximately, correlations. It is applied block by block, so
-    memory stays bounded for wide (ImageNet) layers.
+    memory stays bounded for wide (ImageNet) layers; ``matrix`` (:func:`projection_matrix`)
+    saves regenerating the blocks when many batches are projected.
     """
     width = activation.shape[1]
     if width <= projection_dim:
         return activation
+    blocks = (_projection_blocks(width, projection_dim, seed) if matrix is None else
+              ((start, matrix[start:start + PROJECTION_BLOCK])
+               for start in range(0, width, PROJECTION_BLOCK)))
     projected = np.zeros((len(activation), projection_dim), dtype=np.float32)
-    for start, block in _projection_blocks(width, projection_dim, seed):
+    for start, block in blocks:
         projected += activation[:, start:start + len(block)] @ block
     return projected
