@@ -14,7 +14,8 @@ from metamers.config import ConfigError, check_config
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = str(REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml")
-CONFIGS = ["config.yaml", "test.yaml", "imagenet.yaml"]
+CONFIGS = ["config.yaml", "test.yaml", "imagenet.yaml", "imagenet_offline.yaml",
+           "imagenet_offline_test.yaml"]
 
 
 def load(name: str) -> dict:
@@ -61,7 +62,7 @@ def test_validation_fills_defaults_and_keeps_given_values(test_config):
     (lambda c: c["generation"].update(null_percentile=100), "100"),
     (lambda c: c["inits"]["uniform"].update(kind="sparkle"), "sparkle"),
     (lambda c: c["optimizers"]["adam"].update(constraint="tanh"), "tanh"),
-    (lambda c: c["references"].update(per_class=1), "per_class"),
+    (lambda c: c["references"].update(per_class=0), "per_class"),
     (lambda c: c["models"]["cnn_a"].update(source="hub"), "hub"),
     (lambda c: c["generation"].update(max_iterations=0), "0"),
     (lambda c: c["generation"].update(check_every="ten"), "ten"),

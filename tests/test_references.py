@@ -42,3 +42,14 @@ def test_sample_of_the_test_split(test_set):
     indices = sample_balanced(test_set.labels, per_class=3, seed=0)
     assert len(indices) == 30
     np.testing.assert_array_equal(np.bincount(test_set.labels.numpy()[indices]), [3] * 10)
+
+
+def test_choose_references_takes_all_or_the_first_count():
+    from metamers.references import choose_references
+
+    labels = torch.tensor([3, 1, 3, 0, 1, 0])
+    np.testing.assert_array_equal(choose_references(labels, None, 0), np.arange(6))
+    np.testing.assert_array_equal(choose_references(labels, None, 0, count=4), np.arange(4))
+    balanced = choose_references(labels, 1, 0)
+    assert sorted(labels[balanced].tolist()) == [0, 1, 3]
+    assert len(choose_references(labels, 2, 0, count=3)) == 3

@@ -2,12 +2,14 @@
 
 The embedded default is Fashion-MNIST from Debian's ``dataset-fashion-mnist`` package, read by
 torchvision's own loader once the IDX files are unpacked into ``root/FashionMNIST/raw``.
-torchvision's CIFAR-10 / MNIST (from a local root) and ``ImageFolder`` are selectable by config.
+torchvision's CIFAR-10 / MNIST (from a local root), ``ImageFolder`` and foolbox's 20 labelled
+ImageNet images (``foolbox_imagenet``, offline) are selectable by config.
 """
 
 from __future__ import annotations
 
 import gzip
+import importlib.util
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torchvision
+from PIL import Image
 from torchvision.transforms import v2
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
@@ -73,10 +76,10 @@ def load_dataset(spec: dict, train: bool) -> LabelledImages:
     """Load the train or test split of the data set described by the ``data`` config slice.
 
     ``spec["name"]`` is one of ``fashion_mnist``, ``mnist``, ``cifar10`` (torchvision loaders
-    reading ``spec["root"]``) or ``image_folder`` (``root/train`` and ``root/test`` folders of
-    class sub-folders, resized to ``spec["image_size"]``).
+    reading ``spec["root"]``), ``image_folder`` (``root/train`` and ``root/test`` folders of
+    class sub-folders, resized to ``spec["image_size"]``) or ``foolbox_imagenet`` (test only).
     """
-    name, root = spec["name"], Path(spec["root"])
+    name, root = spec["name"], Path(spec.get("root", "resources/data"))
     download = bool(spec.get("download", False))
     if name == "fashion_mnist":
         if not download:
@@ -94,9 +97,37 @@ def load_dataset(spec: dict, train: bool) -> LabelledImages:
                               list(dataset.classes))
     if name == "image_folder":
         return _load_image_folder(_split_folder(spec, train), int(spec["image_size"]))
+    if name == "foolbox_imagenet":
+        if train:
+            raise ValueError("foolbox_imagenet is 20 labelled test images, no training split: "
+                             "use it with pretrained (external) models only.")
+        return load_foolbox_imagenet(int(spec["image_size"]))
     raise ValueError(
-        f"Unknown data set {name!r}: choose fashion_mnist, mnist, cifar10 or image_folder."
+        f"Unknown data set {name!r}: choose fashion_mnist, mnist, cifar10, image_folder or "
+        "foolbox_imagenet."
     )
+
+
+def foolbox_data_dir() -> Path:
+    """foolbox's ``data/`` folder (labelled sample images of several data sets)."""
+    spec = importlib.util.find_spec("foolbox")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("foolbox_imagenet reads the sample images that ship with the "
+                                "PyPI package foolbox: pip install foolbox.")
+    return Path(spec.submodule_search_locations[0]) / "data"
+
+
+def load_foolbox_imagenet(image_size: int) -> LabelledImages:
+    """foolbox's 20 labelled ImageNet validation images (``imagenet_<i>_<label>.jpg``), resized
+    (shorter side) and centre-cropped to ``image_size``; classes are ImageNet-1k's 1,000."""
+    files = sorted(foolbox_data_dir().glob("imagenet_*_*.jpg"),
+                   key=lambda path: int(path.stem.split("_")[1]))
+    transform = v2.Compose([v2.ToImage(), v2.Resize(image_size), v2.CenterCrop(image_size),
+                            v2.ToDtype(torch.float32, scale=True)])
+    images = torch.stack([transform(Image.open(path).convert("RGB")) for path in files])
+    labels = torch.tensor([int(path.stem.split("_")[2]) for path in files])
+    class_names = list(torchvision.models.ResNet50_Weights.IMAGENET1K_V1.meta["categories"])
+    return LabelledImages(images, labels, class_names)
 
 
 def _image_folder(folder: Path, image_size: int) -> torchvision.datasets.ImageFolder:

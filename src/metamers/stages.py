@@ -96,8 +96,9 @@ def load_zoo_model(weights_path: Path, spec: dict, device: torch.device) -> torc
 def sample_references(data_spec: dict, reference_spec: dict, path: Path) -> None:
     """Write the class-balanced reference sample of the test split (only its images load)."""
     sample, indices, test_images = load_sample(
-        data_spec, False, lambda labels: references.sample_balanced(
-            labels, reference_spec["per_class"], reference_spec["seed"]))
+        data_spec, False, lambda labels: references.choose_references(
+            labels, reference_spec.get("per_class"), reference_spec["seed"],
+            reference_spec.get("count")))
     store.write_references(path, sample.images.numpy(), sample.labels.numpy(), indices,
                            sample.class_names, {"data": data_spec, "references": reference_spec})
     log.info("%d references from %d test images", len(indices), test_images)

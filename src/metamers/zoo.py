@@ -171,14 +171,23 @@ class SmallViT(torchvision.models.VisionTransformer):
 
 
 class NormalizedModel(nn.Module):
-    """An external model behind a :class:`Normalize`: nodes are named ``net.<node>``."""
+    """An external model behind a :class:`Normalize`: nodes are named ``net.<node>``.
 
-    def __init__(self, net: nn.Module, mean: list[float], std: list[float]):
+    With ``input_size``, images of any size are first resized (bilinear) to the model's own
+    input size, so models of different sizes share one set of reference images.
+    """
+
+    def __init__(self, net: nn.Module, mean: list[float], std: list[float],
+                 input_size: int | None = None):
         super().__init__()
         self.normalize = Normalize(mean, std)
         self.net = net
+        self.input_size = input_size
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if self.input_size is not None:
+            images = nn.functional.interpolate(images, size=(self.input_size, self.input_size),
+                                               mode="bilinear", align_corners=False)
         return self.net(self.normalize(images))
 
 
@@ -426,7 +435,7 @@ def build_package(spec: dict) -> nn.Module:
 
     info = _package_info(spec)
     net = EfficientNet.from_name(spec["architecture"], num_classes=len(info["class_names"]))
-    return NormalizedModel(net, info["mean"], info["std"])
+    return NormalizedModel(net, info["mean"], info["std"], info["input_shape"][-1])
 
 
 def fetch_package(spec: dict) -> tuple[nn.Module, dict]:

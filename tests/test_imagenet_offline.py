@@ -1,0 +1,63 @@
+"""Real pretrained ImageNet models offline: EfficientNet-Lite0/1/2 from their PyPI packages on
+foolbox's 20 labelled ImageNet images, and the reduced offline ImageNet config end to end."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from metamers import data, store, zoo
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def foolbox_images() -> data.LabelledImages:
+    return data.load_foolbox_imagenet(224)
+
+
+def test_foolbox_imagenet_holds_twenty_labelled_images(foolbox_images):
+    assert foolbox_images.images.shape == (20, 3, 224, 224)
+    assert len(foolbox_images.class_names) == 1000
+    assert foolbox_images.labels[0] == 243  # imagenet_00_243.jpg
+    assert 0.0 <= foolbox_images.images.min() and foolbox_images.images.max() <= 1.0
+    with pytest.raises(ValueError, match="no training split"):
+        data.load_dataset({"name": "foolbox_imagenet", "image_size": 224}, train=True)
+
+
+@pytest.mark.parametrize("architecture, input_size", [
+    ("efficientnet-lite0", 224), ("efficientnet-lite1", 240), ("efficientnet-lite2", 260)])
+def test_shipped_efficientnet_lite_weights_recognise_imagenet_images(foolbox_images,
+                                                                     architecture, input_size):
+    """Measured here: 17, 18 and 17 of 20 (224 px references, resized by each model)."""
+    model, info = zoo.fetch_package({"source": "package", "architecture": architecture})
+    assert info["input_shape"] == [3, input_size, input_size]
+    with torch.no_grad():
+        correct = (model.eval()(foolbox_images.images).argmax(1) == foolbox_images.labels)
+    assert int(correct.sum()) >= 15
+
+
+def test_offline_imagenet_config_runs_end_to_end(tmp_path):
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
+               "--directory", str(tmp_path), "--cores", "2", "--configfile",
+               str(REPO / "config" / "imagenet_offline_test.yaml")]
+    completed = subprocess.run(command, capture_output=True, text=True, check=False)
+    assert completed.returncode == 0, completed.stderr[-5000:]
+    for figure in ("transfer_matrix", "transfer_architecture", "metamer_grid", "rsa"):
+        assert (tmp_path / f"results/{figure}.pdf").read_bytes()[:4] == b"%PDF"
+    references = store.read_references(tmp_path / "resources/references/foolbox_imagenet.h5")
+    assert references["images"].shape == (4, 3, 224, 224)
+    for name, size in (("lite0", 224), ("lite1", 240), ("lite2", 260)):
+        card = store.read_json(tmp_path / f"resources/models/{name}.json")
+        assert card["input_shape"] == [3, size, size]
+    scores = pd.read_parquet(tmp_path / "results/scores.parquet")
+    assert set(scores["evaluator"]) == {"lite0", "lite1", "lite2", "pixels"}
+    ceiling = pd.read_parquet(tmp_path / "results/reference_scores.parquet")
+    top1 = ceiling[ceiling["metric"] == "top1_correct"].groupby("evaluator")["value"].mean()
+    assert (top1 >= 0.75).all(), top1  # the references are recognised
+    assert (tmp_path / "results/findings.md").read_text().startswith("# Findings")
