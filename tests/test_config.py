@@ -14,7 +14,7 @@ from metamers.config import ConfigError, check_config
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = str(REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml")
-CONFIGS = ["config.yaml", "test.yaml", "imagenet.yaml", "imagenet_offline.yaml",
+CONFIGS = ["config.yaml", "test.yaml", "imagenet.yaml", "imagenet_offline.yaml", "mnist_robust.yaml",
            "imagenet_offline_test.yaml"]
 
 

@@ -61,3 +61,40 @@ def test_offline_imagenet_config_runs_end_to_end(tmp_path):
     top1 = ceiling[ceiling["metric"] == "top1_correct"].groupby("evaluator")["value"].mean()
     assert (top1 >= 0.75).all(), top1  # the references are recognised
     assert (tmp_path / "results/findings.md").read_text().startswith("# Findings")
+
+
+@pytest.mark.parametrize("weights, style", [("clntrained", "standard"),
+                                            ("advtrained", "adversarial linf")])
+def test_advertorch_lenet5_pair_recognises_mnist(weights, style):
+    """Measured here on foolbox's 20 MNIST images: 19 (standard) and 20 (robust)."""
+    spec = {"source": "advertorch_lenet5", "weights": weights}
+    model, info = zoo.fetch_external(spec, Path("unused"))
+    images = data.load_foolbox_mnist()
+    with torch.no_grad():
+        correct = (model.eval()(images.images).argmax(1) == images.labels).sum()
+    assert int(correct) >= 19
+    assert zoo.training_style(spec) == style and info["input_shape"] == [1, 28, 28]
+
+
+def test_every_source_is_registered_with_a_bare_architecture():
+    assert set(zoo.MODEL_SOURCES) == {"torchvision", "robustbench", "package",
+                                      "advertorch_lenet5"}
+    bare = zoo.model_source({"source": "advertorch_lenet5"}).bare(
+        {"source": "advertorch_lenet5", "weights": "advtrained"})
+    assert "net.relu3" in zoo.layer_names(bare)
+    with pytest.raises(ValueError, match="Unknown model source 'hub'"):
+        zoo.model_source({"source": "hub"})
+
+
+def test_mnist_robust_pair_config_answers_the_transfer_question(tmp_path):
+    command = [sys.executable, "-m", "snakemake", "results/findings.md",
+               "results/transfer_architecture.pdf", "--snakefile", str(REPO / "Snakefile"),
+               "--directory", str(tmp_path), "--cores", "2", "--configfile",
+               str(REPO / "config" / "mnist_robust.yaml")]
+    completed = subprocess.run(command, capture_output=True, text=True, check=False)
+    assert completed.returncode == 0, completed.stderr[-5000:]
+    summary = pd.read_parquet(tmp_path / "results/transfer_summary.parquet")
+    assert set(summary["generator_style"]) == {"standard", "adversarial linf"}
+    assert set(summary["relation"]) == {"same model", "other training"}
+    findings = (tmp_path / "results/findings.md").read_text()
+    assert "by the same architecture trained otherwise" in findings

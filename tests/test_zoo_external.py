@@ -118,7 +118,7 @@ def test_robustbench_checkpoint_round_trip(robustbench_dir, tmp_path):
         torch.testing.assert_close(model(images), raw(images))
     assert card["class_names"] == zoo.CIFAR10_CLASS_NAMES
     assert card["input_shape"] == [3, 32, 32]
-    assert card["training_style"] == "adversarial"
+    assert card["training_style"] == "adversarial linf"
     assert "net.block3" in card["layers"]
 
 

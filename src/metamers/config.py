@@ -69,6 +69,10 @@ def check_config(config: dict) -> None:
                      f"{where}: a torchvision model needs `architecture` and `weights`.")
         elif spec["source"] == "package":
             _require("architecture" in spec, f"{where}: a package model needs `architecture`.")
+        elif spec["source"] == "advertorch_lenet5":
+            _require(spec.get("weights") in ("clntrained", "advtrained"),
+                     f"{where}: an advertorch_lenet5 model needs `weights: clntrained` or "
+                     "`weights: advtrained`.")
         else:
             for key in ("name", "dataset", "threat_model", "num_classes"):
                 _require(key in spec, f"{where}: a robustbench model needs `{key}`.")

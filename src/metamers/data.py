@@ -97,14 +97,16 @@ def load_dataset(spec: dict, train: bool) -> LabelledImages:
                               list(dataset.classes))
     if name == "image_folder":
         return _load_image_folder(_split_folder(spec, train), int(spec["image_size"]))
-    if name == "foolbox_imagenet":
+    if name in ("foolbox_imagenet", "foolbox_mnist"):
         if train:
-            raise ValueError("foolbox_imagenet is 20 labelled test images, no training split: "
-                             "use it with pretrained (external) models only.")
+            raise ValueError(f"{name} is 20 labelled test images, no training split: use it "
+                             "with pretrained (external) models only.")
+        if name == "foolbox_mnist":
+            return load_foolbox_mnist()
         return load_foolbox_imagenet(int(spec["image_size"]))
     raise ValueError(
-        f"Unknown data set {name!r}: choose fashion_mnist, mnist, cifar10, image_folder or "
-        "foolbox_imagenet."
+        f"Unknown data set {name!r}: choose fashion_mnist, mnist, cifar10, image_folder, "
+        "foolbox_imagenet or foolbox_mnist."
     )
 
 
@@ -117,15 +119,28 @@ def foolbox_data_dir() -> Path:
     return Path(spec.submodule_search_locations[0]) / "data"
 
 
+def _foolbox_samples(prefix: str) -> tuple[list[Path], torch.Tensor]:
+    """foolbox's sample files ``<prefix>_<index>_<label>.*`` in index order, and the labels."""
+    files = sorted(foolbox_data_dir().glob(f"{prefix}_*_*.*"),
+                   key=lambda path: int(path.stem.split("_")[1]))
+    return files, torch.tensor([int(path.stem.split("_")[2]) for path in files])
+
+
+def load_foolbox_mnist() -> LabelledImages:
+    """foolbox's 20 labelled MNIST test images, 28 x 28 grey."""
+    files, labels = _foolbox_samples("mnist")
+    images = torch.stack([v2.functional.to_dtype(v2.functional.to_image(
+        Image.open(path).convert("L")), torch.float32, scale=True) for path in files])
+    return LabelledImages(images, labels, [str(digit) for digit in range(10)])
+
+
 def load_foolbox_imagenet(image_size: int) -> LabelledImages:
     """foolbox's 20 labelled ImageNet validation images (``imagenet_<i>_<label>.jpg``), resized
     (shorter side) and centre-cropped to ``image_size``; classes are ImageNet-1k's 1,000."""
-    files = sorted(foolbox_data_dir().glob("imagenet_*_*.jpg"),
-                   key=lambda path: int(path.stem.split("_")[1]))
+    files, labels = _foolbox_samples("imagenet")
     transform = v2.Compose([v2.ToImage(), v2.Resize(image_size), v2.CenterCrop(image_size),
                             v2.ToDtype(torch.float32, scale=True)])
     images = torch.stack([transform(Image.open(path).convert("RGB")) for path in files])
-    labels = torch.tensor([int(path.stem.split("_")[2]) for path in files])
     class_names = list(torchvision.models.ResNet50_Weights.IMAGENET1K_V1.meta["categories"])
     return LabelledImages(images, labels, class_names)
 

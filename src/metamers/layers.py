@@ -25,13 +25,6 @@ MODELS_DIR = Path("resources/models")
 
 def bare_architecture(spec: dict, data_spec: dict) -> nn.Module:
     """A model's architecture without weights, wrapped as the pipeline wraps it."""
-    if spec["source"] == "torchvision":
-        return zoo.build_torchvision(spec)
-    if spec["source"] == "robustbench":
-        # As zoo.build_external wraps it; the identity normalisation does not change names.
-        return zoo.NormalizedModel(zoo.build_robustbench(spec), [0.0] * 3, [1.0] * 3)
-    if spec["source"] == "package":
-        return zoo.build_package(spec)
     if spec["source"] == "local":
         # One test image gives the shape; normalisation statistics do not change names.
         test_image, _, _ = load_sample(data_spec, train=False, choose=lambda labels: np.arange(1))
@@ -40,8 +33,7 @@ def bare_architecture(spec: dict, data_spec: dict) -> nn.Module:
                      "class_names": test_image.class_names,
                      "mean": [0.0] * channels, "std": [1.0] * channels}
         return zoo.build_local(spec, data_info)
-    raise ValueError(f"Unknown model source {spec['source']!r}: local, torchvision, robustbench "
-                     "or package.")
+    return zoo.model_source(spec).bare(spec)
 
 
 def model_layers(config: dict, models: list[str] | None = None,

@@ -76,10 +76,8 @@ def fetch_external_model(spec: dict, weights_path: Path, card_path: Path,
     save it as a zoo model: ``weights_path`` (state dict) and ``card_path`` (JSON card)."""
     model, info = zoo.fetch_external(spec, Path(model_dir))
     model.eval()
-    threat_model = spec.get("threat_model")
     card = {"source": spec["source"], "architecture": spec.get("architecture", spec.get("name")),
-            "training_style": ("adversarial" if threat_model in ("Linf", "L2")
-                               else threat_model or "standard"),
+            "training_style": zoo.training_style(spec),
             "test_accuracy": None, "layers": zoo.layer_names(model), **info}
     with store.atomic_path(weights_path) as partial:
         torch.save(model.state_dict(), partial)

