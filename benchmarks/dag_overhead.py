@@ -1,6 +1,6 @@
 """Pipeline overhead: a no-op rerun of a finished run, and a dry run of a grid of ~10,000 jobs.
 
-    python benchmarks/dag_overhead.py --workdir .        # after `snakemake --cores all`
+    python benchmarks/dag_overhead.py --workdir .   # after `snakemake --cores all results/transfer_matrix.pdf`
     python benchmarks/dag_overhead.py --jobs 10000       # the large grid only
 
 The large grid is the default config with more optimisers and inits (copies of the defined
@@ -31,12 +31,12 @@ def snakemake_seconds(workdir: Path, *arguments: str) -> tuple[float, str]:
 
 
 def large_config(jobs: int) -> dict:
-    """The default config, its generation grid widened to about ``jobs`` jobs (4 per
-    condition: generation, activations, scores, plus the shared ones)."""
+    """The default config, its generation grid widened to about ``jobs`` jobs (3 per
+    condition: generation, activations, scores; plus the shared ones)."""
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     generation = config["generation"]
     layers = sum(len(layers) for layers in generation["generators"].values())
-    conditions = jobs // 4
+    conditions = jobs // 3
     inits = max(1, round((conditions / layers) ** 0.5))
     optimizers = max(1, conditions // (layers * inits))
     base_optimizer = config["optimizers"][generation["optimizers"][0]]
@@ -56,7 +56,8 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=10000)
     args = parser.parse_args()
     if args.workdir:
-        seconds, output = snakemake_seconds(args.workdir.resolve())
+        seconds, output = snakemake_seconds(args.workdir.resolve(), "results/transfer_matrix.pdf",
+                                            "--configfile", str(REPO / "config" / "config.yaml"))
         assert "Nothing to be done" in output, output[-2000:]
         print(f"no-op rerun of {args.workdir}: {seconds:.1f} s (target < 5 s)")
     with tempfile.TemporaryDirectory() as scratch:

@@ -9,7 +9,6 @@ metamers, which is why every metamer records its pixel distance to its reference
 from __future__ import annotations
 
 import torch
-from torchvision.transforms.v2 import functional as transforms
 
 NOISE_KINDS = ("uniform", "gaussian", "pink")
 NEAR_KINDS = ("reference_noise", "blend", "blur", "same_class", "other_class")
@@ -83,7 +82,11 @@ def initial_images(kind: str, reference_images: torch.Tensor, seed: int, strengt
         if strength <= 0:
             return reference_images.clone()
         kernel = 2 * int(3 * strength) + 1
-        return transforms.gaussian_blur(reference_images, [kernel, kernel], [strength, strength])
+        # Imported here: the config check imports this module at every Snakemake start, and
+        # torchvision's transforms would add a second to each no-op run.
+        from torchvision.transforms.v2.functional import gaussian_blur
+
+        return gaussian_blur(reference_images, [kernel, kernel], [strength, strength])
     if kind in ("same_class", "other_class"):
         if reference_labels is None:
             raise ValueError(f"Init {kind!r} needs the references' labels.")
