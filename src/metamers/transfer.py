@@ -73,6 +73,12 @@ def generator_style(members: Sequence[str], facts: pd.DataFrame) -> str:
     return styles.pop() if len(styles) == 1 else "mixed"
 
 
+def generator_styles(members: Mapping[str, Sequence[str]], facts: pd.DataFrame
+                     ) -> dict[str, str]:
+    """:func:`generator_style` of every generator."""
+    return {generator: generator_style(group, facts) for generator, group in members.items()}
+
+
 def relation_units(scores: pd.DataFrame, facts: pd.DataFrame,
                    members: Mapping[str, Sequence[str]],
                    evaluator_layers: Mapping[str, Sequence[str]]) -> pd.DataFrame:
@@ -120,8 +126,7 @@ def transfer_summary(units: pd.DataFrame, facts: pd.DataFrame,
     layer rank."""
     summary = (units.groupby(UNIT_KEYS, sort=True)[["value", "evaluators"]]
                .apply(_mean_ci, seed=seed).reset_index())
-    summary["generator_style"] = summary["generator"].map(
-        {generator: generator_style(members[generator], facts) for generator in generators})
+    summary["generator_style"] = summary["generator"].map(generator_styles(members, facts))
     summary = summary.merge(layer_ranks(generators), on=["generator", "layer"], how="left")
     summary["relation"] = pd.Categorical(summary["relation"], RELATIONS)
     return (summary.sort_values([*UNIT_KEYS]).reset_index(drop=True)
@@ -139,8 +144,7 @@ def depth_contrasts(units: pd.DataFrame, facts: pd.DataFrame,
     ranks = ranks[ranks["layer_rank"].isin([0.0, 1.0])]
     ranks["depth"] = np.where(ranks["layer_rank"] == 1.0, "deepest", "earliest")
     pooled = units.merge(ranks[["generator", "layer", "depth"]], on=["generator", "layer"])
-    pooled["generator_style"] = pooled["generator"].map(
-        {generator: generator_style(members[generator], facts) for generator in generators})
+    pooled["generator_style"] = pooled["generator"].map(generator_styles(members, facts))
     keys = ["optimizer", "init", "depth", "generator_style", "relation", "image_set", "metric"]
     contrasts = (pooled.groupby(keys, sort=True)[["value", "evaluators"]]
                  .apply(_mean_ci, seed=seed).reset_index())
