@@ -57,8 +57,7 @@ def check_config(config: dict) -> None:
     training = config.get("training", {})
     for name, spec in models.items():
         where = f"models.{name}"
-        _require("/" not in name and name not in sets,
-                 f"{where}: model names must be unique and contain no '/'.")
+        _require(name not in sets, f"{where}: model names must differ from generator set names.")
         if spec["source"] == "local":
             _require("architecture" in spec, f"{where}: a local model needs `architecture`.")
             _require(spec.get("training") in training,
