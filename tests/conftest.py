@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from metamers import criteria, train
+from metamers import criteria, stages, train
 from metamers.activations import extract
 from metamers.data import load_dataset
 from metamers.references import sample_balanced
@@ -80,3 +80,32 @@ def null_at(trained_model, references):
         return criteria.compute_null(cache[layer], percentile)
 
     return build
+
+
+JOB_SPEC = {"source": "local", "architecture": "small_cnn", "kwargs": {"width": 8}, "seed": 0}
+JOB_TRAINING = {"style": "standard", "epochs": 1, "batch_size": 128, "lr": 0.002,
+            "max_train_images": 1000}
+JOB_BUDGET = {"max_iterations": 400, "check_every": 10, "stop_on_success": False,
+          "checkpoint_every": 10}
+
+
+@pytest.fixture(scope="session")
+def job_inputs(tmp_path_factory, data_spec) -> dict:
+    """A trained model, references and the null of one generating layer, as the pipeline
+    writes them, and the other arguments of one generation job (``stages.generate_metamers``)."""
+    root = tmp_path_factory.mktemp("fault_job")
+    weights = root / "models" / "cnn.pt"
+    stages.train_local_model(JOB_SPEC, JOB_TRAINING, data_spec, weights,
+                             weights.with_suffix(".json"), device="cpu", threads=1)
+    references = root / "references.h5"
+    stages.sample_references(data_spec, {"per_class": 2, "seed": 0}, references)
+    null = root / "null.h5"
+    stages.null_distribution(weights, JOB_SPEC, "relu2", references, 99.0, None, 0, null,
+                             "cpu")
+    return {"weights_paths": {"cnn": str(weights)}, "specs": {"cnn": JOB_SPEC},
+            "layers": {"cnn": "relu2"}, "null_paths": {"cnn": str(null)},
+            "references_path": str(references),
+            "optimizer": {"name": "SGD", "kwargs": {"lr": 1.0, "momentum": 0.9},
+                          "gradient_normalization": True},
+            "init": {"kind": "uniform"}, "budget": JOB_BUDGET, "seed": 0, "device": "cpu",
+            "threads": 1}

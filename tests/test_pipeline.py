@@ -22,6 +22,9 @@ TEST_CONFIG = REPO / "config" / "test.yaml"
 FIGURES = ["transfer_matrix", "transfer_architecture", "transfer_seeds", "convergence",
            "metamer_grid", "generation_study", "representation_test", "rsa", "agreement"]
 TABLES = ["scores", "summary", "reference_scores", "generation_study", "transfer_summary", "zoo"]
+_GENERATION = yaml.safe_load(TEST_CONFIG.read_text())["generation"]
+CONDITIONS = (sum(len(layers) for layers in _GENERATION["generators"].values())
+              * len(_GENERATION["optimizers"]) * len(_GENERATION["inits"]))
 
 
 def snakemake(workdir: Path, *arguments: str) -> subprocess.CompletedProcess:
@@ -234,6 +237,8 @@ def test_the_slurm_profile_plans_the_whole_workflow(tmp_path):
     assert planned.returncode == 0, planned.stderr + planned.stdout
     for rule in ("train_model", "generate_metamers", "score_condition", "plot_transfer_matrix"):
         assert f"rule {rule}:" in planned.stdout
+    # each condition's activations and scores: one group job (one submission), not two
+    assert planned.stdout.count("Group job evaluate_condition") == CONDITIONS
 
 
 def _cluster_is_up() -> bool:
@@ -289,8 +294,11 @@ def test_the_slurm_profile_runs_every_job_through_sbatch(pipeline_run, slurm_clu
     assert completed.returncode == 0, log[-5000:]
     job_ids = re.findall(r"SLURM jobid (\d+)", log)
     local_jobs = len(re.findall(r"^localrule ", log, flags=re.MULTILINE))
-    submitted = len(re.findall(r"^rule ", log, flags=re.MULTILINE))
-    assert submitted > 20 and len(set(job_ids)) == submitted, (submitted, job_ids)
+    single_jobs = len(re.findall(r"^rule ", log, flags=re.MULTILINE))
+    group_jobs = len(re.findall(r"Group job evaluate_condition", log))
+    assert group_jobs == CONDITIONS
+    submitted = single_jobs + group_jobs
+    assert single_jobs > 20 and len(set(job_ids)) == submitted, (submitted, job_ids)
     assert local_jobs >= 1  # rule all
     for folder in ("results/metamers", "results/nulls", "resources/references"):
         assert _dataset_hashes(tmp_path / folder) == _dataset_hashes(pipeline_run / folder)

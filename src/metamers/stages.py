@@ -104,8 +104,9 @@ def sample_references(data_spec: dict, reference_spec: dict, path: Path) -> None
 
 def null_distribution(weights_path: Path, spec: dict, layer: str, references_path: Path,
                       percentile: float, max_pairs: int | None, seed: int, path: Path,
-                      device: str = "auto") -> None:
+                      device: str = "auto", threads: int | None = None) -> None:
     """Write the null of Spearman correlations between different references at ``layer``."""
+    configure(threads, seed)
     torch_device = _device(device)
     model = load_zoo_model(weights_path, spec, torch_device)
     reference_images = torch.from_numpy(store.read_references(references_path)["images"])
@@ -195,8 +196,9 @@ def _evaluator_activations(weights_paths: dict[str, Path], specs: dict[str, dict
 
 def reference_activations(weights_paths: dict[str, Path], specs: dict[str, dict],
                           references_path: Path, evaluation: dict, seed: int, path: Path,
-                          device: str = "auto") -> None:
+                          device: str = "auto", threads: int | None = None) -> None:
     """Write every evaluator's activations of the references."""
+    configure(threads, seed)
     images = store.read_references(references_path)["images"]
     activations = _evaluator_activations(weights_paths, specs, {"reference": images}, evaluation,
                                          seed, _device(device))
@@ -205,8 +207,10 @@ def reference_activations(weights_paths: dict[str, Path], specs: dict[str, dict]
 
 def metamer_activations(weights_paths: dict[str, Path], specs: dict[str, dict],
                         metamers_path: Path, references_path: Path, evaluation: dict,
-                        seed: int, path: Path, device: str = "auto") -> None:
+                        seed: int, path: Path, device: str = "auto",
+                        threads: int | None = None) -> None:
     """Write every evaluator's activations of metamers, their pixel controls and their starts."""
+    configure(threads, seed)
     content = store.read_metamers(metamers_path)
     reference_images = store.read_references(references_path)["images"][content["reference_index"]]
     image_sets = {
@@ -221,8 +225,10 @@ def metamer_activations(weights_paths: dict[str, Path], specs: dict[str, dict],
 
 def score_condition(activations_path: Path, reference_activations_path: Path,
                     metamers_path: Path, layers: dict[str, list[str]], condition: dict,
-                    seed: int, scores_path: Path, summary_path: Path) -> None:
+                    seed: int, scores_path: Path, summary_path: Path,
+                    threads: int | None = None) -> None:
     """Write one condition's long-format scores and summary (with RSA and CKA)."""
+    configure(threads, seed)
     activations = store.read_activations(activations_path)
     content = store.read_metamers(metamers_path)
     # row i of every image set belongs to reference reference_index[i]

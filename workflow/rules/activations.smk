@@ -7,6 +7,7 @@ rule reference_activations:
         "results/activations/references.h5",
     log:
         "logs/reference_activations.log",
+    threads: 2  # torch's threads; scaled down to --cores when run locally
     resources:
         runtime=60,
         mem_mb=4000,
@@ -30,6 +31,9 @@ rule metamer_activations:
         f"results/activations/{CONDITION_PATH}.h5",
     log:
         f"logs/metamer_activations/{CONDITION_PATH}.log",
+    group:  # on a cluster, one submission per condition runs this and score_condition
+        "evaluate_condition"
+    threads: 2
     resources:
         runtime=60,
         mem_mb=4000,

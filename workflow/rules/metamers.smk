@@ -7,6 +7,7 @@ rule null_distribution:
         "results/nulls/{model}/{layer}.h5",
     log:
         "logs/null_distribution/{model}/{layer}.log",
+    threads: 1
     params:
         spec=lambda wildcards: MODELS[wildcards.model],
         percentile=GENERATION["null_percentile"],

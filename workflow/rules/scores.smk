@@ -9,6 +9,9 @@ rule score_condition:
         summary=f"results/summaries/{CONDITION_PATH}.parquet",
     log:
         f"logs/score_condition/{CONDITION_PATH}.log",
+    group:
+        "evaluate_condition"
+    threads: 1
     params:
         layers={name: MODELS[name]["layers"] for name in evaluators()},
         seed=config["seed"],

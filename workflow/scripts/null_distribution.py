@@ -8,5 +8,5 @@ stages.null_distribution(
     snakemake.input.model[0], snakemake.params.spec, snakemake.wildcards.layer,
     snakemake.input.references, snakemake.params.percentile,
     snakemake.params.max_pairs, snakemake.params.seed, snakemake.output[0],
-    device=snakemake.params.device,
+    device=snakemake.params.device, threads=snakemake.threads,
 )

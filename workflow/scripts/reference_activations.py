@@ -9,4 +9,5 @@ stages.reference_activations(
     {name: f"resources/models/{name}.pt" for name in specs}, specs,
     snakemake.input.references, snakemake.params.evaluation,
     snakemake.params.seed, snakemake.output[0], device=snakemake.params.device,
+    threads=snakemake.threads,
 )

@@ -8,5 +8,5 @@ stages.score_condition(
     snakemake.input.activations, snakemake.input.reference_activations,
     snakemake.input.metamers, snakemake.params.layers,
     dict(snakemake.wildcards.items()), snakemake.params.seed,
-    snakemake.output.scores, snakemake.output.summary,
+    snakemake.output.scores, snakemake.output.summary, threads=snakemake.threads,
 )

@@ -1,0 +1,31 @@
+"""Job stages: what every stage does with its rule's settings."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from metamers import stages
+
+
+@pytest.fixture
+def restore_threads():
+    previous = torch.get_num_threads()
+    yield
+    torch.set_num_threads(previous)
+
+
+def test_evaluation_stages_set_torch_threads_from_their_rule(job_inputs, tmp_path,
+                                                             restore_threads):
+    """Nulls, activations and scores run with the rule's ``threads``, not torch's default."""
+    spec, weights = job_inputs["specs"]["cnn"], job_inputs["weights_paths"]["cnn"]
+    torch.set_num_threads(1)
+    stages.null_distribution(weights, spec, "relu2", job_inputs["references_path"], 99.0,
+                             None, 0, tmp_path / "null.h5", "cpu", threads=2)
+    assert torch.get_num_threads() == 2
+    torch.set_num_threads(1)
+    stages.reference_activations({"cnn": weights}, {"cnn": {**spec, "layers": ["relu2"]}},
+                                 job_inputs["references_path"],
+                                 {"batch_size": 8, "projection_dim": 64}, 0,
+                                 tmp_path / "references.h5", "cpu", threads=2)
+    assert torch.get_num_threads() == 2
