@@ -2,8 +2,9 @@
 
 The embedded default is Fashion-MNIST from Debian's ``dataset-fashion-mnist`` package, read by
 torchvision's own loader once the IDX files are unpacked into ``root/FashionMNIST/raw``.
-torchvision's CIFAR-10 / MNIST (from a local root), ``ImageFolder`` and foolbox's 20 labelled
-ImageNet images (``foolbox_imagenet``, offline) are selectable by config.
+torchvision's CIFAR-10 / MNIST (from a local root), ``ImageFolder``, foolbox's 20 labelled
+ImageNet images (``foolbox_imagenet``, offline) and those plus scikit-image's photos with an
+unambiguous ImageNet class (``imagenet_samples``, offline) are selectable by config.
 """
 
 from __future__ import annotations
@@ -28,6 +29,14 @@ FASHION_MNIST_FILES = (
     "t10k-images-idx3-ubyte",
     "t10k-labels-idx1-ubyte",
 )
+# scikit-image's sample photos (CC0, in its wheel) that a person would give one ImageNet-1k
+# class, by ``skimage.data`` function. Left out, no single class: astronaut (a person), rocket
+# (missile or projectile), camera (a cameraman, grey), horse (a silhouette; the only horse
+# class is sorrel), coins, clock (motion-blurred), stereo_motorcycle (no motorcycle class).
+SKIMAGE_IMAGENET_LABELS = {
+    "chelsea": 281,  # tabby: a striped tawny domestic cat (the EfficientNets say Egyptian cat)
+    "coffee": 967,  # espresso: a small cup of espresso with crema, on its saucer
+}
 
 
 @dataclass
@@ -77,7 +86,8 @@ def load_dataset(spec: dict, train: bool) -> LabelledImages:
 
     ``spec["name"]`` is one of ``fashion_mnist``, ``mnist``, ``cifar10`` (torchvision loaders
     reading ``spec["root"]``), ``image_folder`` (``root/train`` and ``root/test`` folders of
-    class sub-folders, resized to ``spec["image_size"]``) or ``foolbox_imagenet`` (test only).
+    class sub-folders, resized to ``spec["image_size"]``), ``foolbox_imagenet`` or
+    ``imagenet_samples`` (test only).
     """
     name, root = spec["name"], Path(spec.get("root", "resources/data"))
     download = bool(spec.get("download", False))
@@ -97,16 +107,18 @@ def load_dataset(spec: dict, train: bool) -> LabelledImages:
                               list(dataset.classes))
     if name == "image_folder":
         return _load_image_folder(_split_folder(spec, train), int(spec["image_size"]))
-    if name in ("foolbox_imagenet", "foolbox_mnist"):
+    if name in ("foolbox_imagenet", "foolbox_mnist", "imagenet_samples"):
         if train:
-            raise ValueError(f"{name} is 20 labelled test images, no training split: use it "
+            raise ValueError(f"{name} is a few labelled test images, no training split: use it "
                              "with pretrained (external) models only.")
         if name == "foolbox_mnist":
             return load_foolbox_mnist()
+        if name == "imagenet_samples":
+            return load_imagenet_samples(int(spec["image_size"]))
         return load_foolbox_imagenet(int(spec["image_size"]))
     raise ValueError(
         f"Unknown data set {name!r}: choose fashion_mnist, mnist, cifar10, image_folder, "
-        "foolbox_imagenet or foolbox_mnist."
+        "foolbox_imagenet, foolbox_mnist or imagenet_samples."
     )
 
 
@@ -134,15 +146,44 @@ def load_foolbox_mnist() -> LabelledImages:
     return LabelledImages(images, labels, [str(digit) for digit in range(10)])
 
 
+def _imagenet_images(photos: list[Image.Image], image_size: int) -> torch.Tensor:
+    """RGB photos resized (shorter side) and centre-cropped to ``image_size``, (N, 3, H, W)."""
+    transform = v2.Compose([v2.ToImage(), v2.Resize(image_size), v2.CenterCrop(image_size),
+                            v2.ToDtype(torch.float32, scale=True)])
+    return torch.stack([transform(photo.convert("RGB")) for photo in photos])
+
+
+def _imagenet_class_names() -> list[str]:
+    return list(torchvision.models.ResNet50_Weights.IMAGENET1K_V1.meta["categories"])
+
+
 def load_foolbox_imagenet(image_size: int) -> LabelledImages:
     """foolbox's 20 labelled ImageNet validation images (``imagenet_<i>_<label>.jpg``), resized
     (shorter side) and centre-cropped to ``image_size``; classes are ImageNet-1k's 1,000."""
     files, labels = _foolbox_samples("imagenet")
-    transform = v2.Compose([v2.ToImage(), v2.Resize(image_size), v2.CenterCrop(image_size),
-                            v2.ToDtype(torch.float32, scale=True)])
-    images = torch.stack([transform(Image.open(path).convert("RGB")) for path in files])
-    class_names = list(torchvision.models.ResNet50_Weights.IMAGENET1K_V1.meta["categories"])
-    return LabelledImages(images, labels, class_names)
+    images = _imagenet_images([Image.open(path) for path in files], image_size)
+    return LabelledImages(images, labels, _imagenet_class_names())
+
+
+def load_skimage_imagenet(image_size: int) -> LabelledImages:
+    """scikit-image's photos of :data:`SKIMAGE_IMAGENET_LABELS`, in its order, with their
+    ImageNet-1k labels, resized and centre-cropped like foolbox's."""
+    try:
+        import skimage.data
+    except ImportError as error:
+        raise FileNotFoundError("imagenet_samples reads sample photos that ship with the PyPI "
+                                "package scikit-image: pip install scikit-image.") from error
+    photos = [Image.fromarray(getattr(skimage.data, name)()) for name in SKIMAGE_IMAGENET_LABELS]
+    return LabelledImages(_imagenet_images(photos, image_size),
+                          torch.tensor(list(SKIMAGE_IMAGENET_LABELS.values())),
+                          _imagenet_class_names())
+
+
+def load_imagenet_samples(image_size: int) -> LabelledImages:
+    """foolbox's 20 labelled ImageNet images, then scikit-image's labelled photos."""
+    parts = (load_foolbox_imagenet(image_size), load_skimage_imagenet(image_size))
+    return LabelledImages(torch.cat([part.images for part in parts]),
+                          torch.cat([part.labels for part in parts]), parts[0].class_names)
 
 
 def _image_folder(folder: Path, image_size: int) -> torchvision.datasets.ImageFolder:
