@@ -107,6 +107,24 @@ def test_check_criterion_needs_both_parts():
     np.testing.assert_array_equal(check.passed, [True, False, False])
 
 
+def test_correlating_only_matching_classes_decides_the_same():
+    """The synthesis's cheaper check: no ranking where the class differs, same outcome."""
+    rng = np.random.default_rng(2)
+    references = rng.random((40, 300)).astype(np.float32)
+    noise = rng.normal(0, 1, references.shape) * rng.uniform(0.05, 0.6, (40, 1))
+    metamers = (references + noise).astype(np.float32)
+    predictions, reference_predictions = rng.integers(0, 3, 40), rng.integers(0, 3, 40)
+    full = criteria.check_criterion(metamers, references, predictions, reference_predictions,
+                                    threshold=0.8)
+    cheap = criteria.check_criterion(metamers, references, predictions, reference_predictions,
+                                     threshold=0.8, correlate_all=False)
+    assert 0 < full.passed.sum() < full.class_matches.sum() < 40
+    np.testing.assert_array_equal(cheap.passed, full.passed)
+    np.testing.assert_array_equal(cheap.spearman[full.class_matches],
+                                  full.spearman[full.class_matches])
+    assert np.isnan(cheap.spearman[~full.class_matches]).all()
+
+
 def test_check_criterion_is_strict_and_rejects_undefined_correlations():
     references = np.array([[1.0, 2.0, 3.0, 4.0], [1.0, 2.0, 3.0, 4.0]])
     metamers = np.array([[1.0, 2.0, 3.0, 4.0], [0.0, 0.0, 0.0, 0.0]])  # second: constant row

@@ -174,3 +174,23 @@ def test_rsa_permutation_null_equals_scipy_loop():
         exceed += scipy_stats.spearmanr(first_rdm[rows, cols], permuted).statistic >= expected - 1e-12
     assert observed == pytest.approx(expected, abs=1e-12)
     assert p_value == pytest.approx((1 + exceed) / 201)
+
+
+@pytest.mark.parametrize("shape", [(40, 3000), (7, 5), (2, 2)])
+def test_float32_ranks_equal_scipy_with_ties_signed_zeros_and_nan(shape):
+    """The fast float32 ranking gives rankdata's numbers exactly (ties share their mean)."""
+    rng = np.random.default_rng(0)
+    values = np.maximum(rng.normal(size=shape), 0).astype(np.float32)
+    values[:, : shape[1] // 2] = np.round(values[:, : shape[1] // 2], 1)  # more ties
+    values[0, :2] = [-0.0, -1.5]  # -0.0 ties with 0.0; negatives rank first
+    values[-1, -1] = np.inf
+    expected = scipy_stats.rankdata(values.astype(np.float64), axis=1)
+    np.testing.assert_array_equal(stats.rank_rows(values), expected)
+    values[0, 0] = np.nan
+    ranks = stats.rank_rows(values)
+    assert np.isnan(ranks[0]).all()
+    np.testing.assert_array_equal(ranks[1:], expected[1:])
+
+
+def test_float32_single_column_ranks_are_one():
+    np.testing.assert_array_equal(stats.rank_rows(np.zeros((3, 1), np.float32)), np.ones((3, 1)))

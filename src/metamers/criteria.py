@@ -58,16 +58,22 @@ class CriterionCheck:
 
 def check_criterion(metamer_activations: np.ndarray, reference_activations: np.ndarray,
                     metamer_predictions: np.ndarray, reference_predictions: np.ndarray,
-                    threshold: float, references_ranked: bool = False) -> CriterionCheck:
+                    threshold: float, references_ranked: bool = False,
+                    correlate_all: bool = True) -> CriterionCheck:
     """Apply the success criterion to (N, D) activations and (N,) predicted classes.
 
     ``references_ranked``: ``reference_activations`` are already
     ``stats.standardized_ranks`` (a synthesis ranks its references once, not every check).
+    ``correlate_all=False`` computes the Spearman correlation only where the class matches
+    (elsewhere NaN): those metamers fail whatever it is, and ranking a wide layer costs more
+    than the forward pass that produced it. The pass/fail outcome is the same either way.
     """
-    if references_ranked:
-        spearman = spearman_to_standardized(metamer_activations, reference_activations)
-    else:
-        spearman = spearman_rows(metamer_activations, reference_activations)
     class_matches = np.asarray(metamer_predictions) == np.asarray(reference_predictions)
+    rows = slice(None) if correlate_all else class_matches
+    spearman = np.full(len(class_matches), np.nan)
+    correlate = spearman_to_standardized if references_ranked else spearman_rows
+    if np.any(class_matches) or correlate_all:
+        spearman[rows] = correlate(np.asarray(metamer_activations)[rows],
+                                   np.asarray(reference_activations)[rows])
     passed = np.nan_to_num(spearman, nan=-np.inf) > threshold
     return CriterionCheck(spearman, class_matches, passed & class_matches)

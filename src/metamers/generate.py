@@ -91,7 +91,7 @@ class SynthesisResult:
     loss: np.ndarray                  # (iterations + 1, N) loss per iteration, NaN once stopped
     iterations_to_success: np.ndarray  # (N,) first successful check, -1 if never
     success: np.ndarray               # (N,) bool
-    final_spearman: np.ndarray        # (N, members) at the generating layer
+    final_spearman: np.ndarray        # (N, members) generating layer, last check (NaN: not run)
     predicted_class: np.ndarray       # (N, members) generator's class on the metamer
     reference_class: np.ndarray       # (N, members) generator's class on the reference
     iterations_run: np.ndarray        # (N,) steps taken before stopping
@@ -261,8 +261,9 @@ class MetamerSynthesis:
         return total, per_image
 
     @torch.no_grad()
-    def check(self, images: torch.Tensor, indices: torch.Tensor):
-        """Criterion for ``images`` (metamers of references ``indices``) under every member."""
+    def check(self, images: torch.Tensor, indices: torch.Tensor, correlate_all: bool = True):
+        """Criterion for ``images`` (metamers of references ``indices``) under every member;
+        ``correlate_all=False``: Spearman only where the member's class matches (else NaN)."""
         index_array = indices.cpu().numpy()
         spearman, predicted, passed = [], [], []
         for checker, member, reference_ranks, reference_predictions in zip(
@@ -273,7 +274,7 @@ class MetamerSynthesis:
             result = check_criterion(flat(outputs[member.layer]).cpu().numpy(),
                                      reference_ranks[index_array], predictions,
                                      reference_predictions[index_array], member.threshold,
-                                     references_ranked=True)
+                                     references_ranked=True, correlate_all=correlate_all)
             spearman.append(result.spearman)
             predicted.append(predictions)
             passed.append(result.passed)
@@ -318,10 +319,15 @@ class MetamerSynthesis:
             log.info("resuming from checkpoint %s at iteration %d", checkpoint.path,
                      first_iteration)
 
+        every_row = torch.arange(count, device=self.device)
+
         def closure() -> torch.Tensor:
             optimizer.zero_grad(set_to_none=True)
-            indices = torch.nonzero(state.active).flatten()
-            images = _to_images(parameter[indices], settings.constraint)
+            if bool(state.active.all()):  # the usual case: no gather, no scatter of gradients
+                indices, images = every_row, _to_images(parameter, settings.constraint)
+            else:
+                indices = torch.nonzero(state.active).flatten()
+                images = _to_images(parameter[indices], settings.constraint)
             loss, per_image = self.backward(images, indices, settings.range_penalty)
             bad_rows = indices[~torch.isfinite(per_image)]
             if len(bad_rows):  # their gradients are not finite either: they take no step
@@ -340,7 +346,8 @@ class MetamerSynthesis:
                 _save_checkpoint(checkpoint, iteration, state, optimizer, scheduler,
                                  resumed_elapsed + time.perf_counter() - started)
             if iteration % check_every == 0 or iteration == max_iterations:
-                self._check_and_stop(state, settings, iteration, stop_on_success)
+                self._check_and_stop(state, settings, iteration, stop_on_success,
+                                     last=iteration == max_iterations)
                 self._log_progress(iteration, max_iterations, state.loss_trace, state.active,
                                    started)
             if iteration == max_iterations or not bool(state.active.any()):
@@ -366,7 +373,8 @@ class MetamerSynthesis:
                 if settings.constraint == "clamp":
                     parameter.clamp_(0, 1)
                 self._stop_non_finite(state, closure.bad_rows, closure.bad_images, iteration)
-                parameter[~state.active] = state.frozen[~state.active]
+                if not bool(state.active.all()):  # optimiser state must not move stopped rows
+                    parameter[~state.active] = state.frozen[~state.active]
         with torch.no_grad():
             final_images = _to_images(parameter, settings.constraint).clamp(0, 1)
             final_losses = self.loss_per_image(final_images, torch.arange(count,
@@ -407,13 +415,16 @@ class MetamerSynthesis:
                     "others go on", row_array.tolist(), iteration)
 
     def _check_and_stop(self, state: _State, settings: OptimizerSettings, iteration: int,
-                        stop_on_success: bool) -> None:
+                        stop_on_success: bool, last: bool) -> None:
+        """Check the running metamers; stop those that pass. Only the budget's last check
+        correlates every metamer (the recorded final Spearman); earlier ones skip metamers
+        whose class differs, which cannot pass."""
         indices = torch.nonzero(state.active).flatten()
         if len(indices) == 0:
             return
         with torch.no_grad():
             images = _to_images(state.parameter[indices], settings.constraint).clamp(0, 1)
-        spearman, predicted, passed = self.check(images, indices)
+        spearman, predicted, passed = self.check(images, indices, correlate_all=last)
         index_array = indices.cpu().numpy()
         state.final_spearman[index_array] = spearman
         state.predicted_class[index_array] = predicted

@@ -25,8 +25,35 @@ def pearson_rows(first: np.ndarray, second: np.ndarray) -> np.ndarray:
 
 
 def rank_rows(values: np.ndarray) -> np.ndarray:
-    """Average ranks within each row."""
-    return scipy_stats.rankdata(np.asarray(values, np.float64), axis=1)
+    """Average ranks within each row (float64; a row holding NaN is all NaN), as
+    ``scipy.stats.rankdata(axis=1)``; float32 rows (activations) take a faster exact path."""
+    values = np.asarray(values)
+    if values.dtype != np.float32 or values.shape[1] >= 2**32:
+        return scipy_stats.rankdata(np.asarray(values, np.float64), axis=1)
+    return _rank_float32_rows(values)
+
+
+def _rank_float32_rows(values: np.ndarray) -> np.ndarray:
+    """Exact average ranks from one sort of 64-bit keys per row (the float's bits made to order
+    as unsigned integers, above the column index): NumPy sorts integers with SIMD, several
+    times faster than the stable argsort of ``rankdata``, which dominated the success check."""
+    rows, width = values.shape
+    bits = (values + np.float32(0)).view(np.uint32)  # + 0 turns -0.0 into 0.0: they tie
+    keys = np.where(bits >> 31, ~bits, bits | np.uint32(1 << 31)).astype(np.uint64)
+    keys <<= np.uint64(32)
+    keys |= np.arange(width, dtype=np.uint64)
+    keys.sort(axis=1)
+    order = (keys & np.uint64(0xFFFFFFFF)).astype(np.intp)
+    keys >>= np.uint64(32)  # the sorted values' bits: equal bits are ties
+    starts_run = np.ones((rows, width), bool)
+    np.not_equal(keys[:, 1:], keys[:, :-1], out=starts_run[:, 1:])
+    first = np.flatnonzero(starts_run)  # runs never cross rows: every row starts one
+    lengths = np.diff(first, append=rows * width)
+    average = first % width + (lengths + 1) / 2
+    ranks = np.empty((rows, width))
+    np.put_along_axis(ranks, order, np.repeat(average, lengths).reshape(rows, width), axis=1)
+    ranks[np.isnan(values).any(1)] = np.nan
+    return ranks
 
 
 def spearman_rows(first: np.ndarray, second: np.ndarray) -> np.ndarray:
