@@ -230,11 +230,14 @@ class MetamerSynthesis:
 
     def member_losses(self, images: torch.Tensor, indices: torch.Tensor):
         """Per member, the normalised squared activation error per image (a generator)."""
+        every_row = len(indices) == len(self.reference_images)  # indices are sorted, unique
         for extractor, member, target, norm in zip(self.extractors, self.members,
                                                    self.reference_activations,
                                                    self.reference_norms):
+            if not every_row:  # a copy of the targets costs as much as an activation pass
+                target, norm = target[indices], norm[indices]
             activation = flat(extractor(images)[member.layer])
-            yield (activation - target[indices]).pow(2).sum(1) / norm[indices]
+            yield (activation - target).pow(2).sum(1) / norm
 
     def loss_per_image(self, images: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
         """Mean over members of the normalised squared activation error, per image."""
