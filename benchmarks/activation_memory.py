@@ -19,6 +19,7 @@ import torch
 import yaml
 
 from metamers import activations, zoo
+from metamers.runtime import keep_freed_memory
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -32,6 +33,7 @@ def main() -> None:
     parser.add_argument("--config", type=Path, default=REPO / "config" / "test.yaml")
     parser.add_argument("--images", type=int, default=10000)
     args = parser.parse_args()
+    keep_freed_memory()  # as every job does (runtime.configure)
     config = yaml.safe_load(args.config.read_text())
     name, spec = next(iter(config["models"].items()))
     data_info = {"channels": 1, "image_size": 28, "class_names": [str(i) for i in range(10)],
