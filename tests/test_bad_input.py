@@ -5,7 +5,6 @@ they were."""
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +12,7 @@ import pytest
 import torch
 import yaml
 from PIL import Image
+from snakemake_cli import run_snakemake
 
 from metamers import data, zoo
 
@@ -88,10 +88,8 @@ def test_an_unreadable_image_is_named(tmp_path):
 def _snakemake(workdir: Path, config: dict) -> subprocess.CompletedProcess:
     config_path = workdir / "config.yaml"
     config_path.write_text(yaml.safe_dump(config))
-    command = [sys.executable, "-m", "snakemake", "results/metamers/cnn_a/relu9/adam/uniform.h5",
-               "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir), "--cores",
-               "2", "--configfile", str(config_path)]
-    return subprocess.run(command, capture_output=True, text=True, check=False)
+    return run_snakemake(workdir, "results/metamers/cnn_a/relu9/adam/uniform.h5", "--cores",
+                         "2", "--configfile", str(config_path))
 
 
 def test_a_failing_job_names_the_problem_and_leaves_earlier_results(tmp_path):

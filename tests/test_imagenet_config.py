@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import yaml
+from snakemake_cli import run_snakemake
 
 REPO = Path(__file__).resolve().parents[1]
 IMAGENET_CONFIG = REPO / "config" / "imagenet.yaml"
@@ -19,11 +18,8 @@ def test_imagenet_config_dry_runs_without_weights_or_data(tmp_path):
     assert not Path(config["data"]["root"]).exists()  # the placeholder: never read by a dry run
     environment = {**os.environ, "TORCH_HOME": str(tmp_path / "empty_torch_home")}
     workdir = tmp_path / "work"
-    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
-               "--directory", str(workdir), "--cores", "2", "--dry-run",
-               "--configfile", str(IMAGENET_CONFIG)]
-    completed = subprocess.run(command, capture_output=True, text=True, env=environment,
-                               check=False)
+    completed = run_snakemake(workdir, "--cores", "2", "--dry-run", "--configfile",
+                              str(IMAGENET_CONFIG), env=environment)
     assert completed.returncode == 0, completed.stderr[-5000:]
     output = completed.stdout + completed.stderr
     job_counts = dict(re.findall(r"^(\w+)\s+(\d+)$", output, flags=re.MULTILINE))

@@ -7,14 +7,13 @@ from __future__ import annotations
 import gzip
 import importlib.util
 import pickle
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from snakemake_cli import run_snakemake
 
 from metamers import data, store, zoo
 
@@ -75,10 +74,8 @@ def test_efficientnet_lite0_recognises_the_added_skimage_photos():
 
 
 def test_offline_imagenet_config_runs_end_to_end(tmp_path):
-    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
-               "--directory", str(tmp_path), "--cores", "2", "--configfile",
-               str(REPO / "config" / "imagenet_offline_test.yaml")]
-    completed = subprocess.run(command, capture_output=True, text=True, check=False)
+    completed = run_snakemake(tmp_path, "--cores", "2", "--configfile",
+                              str(REPO / "config" / "imagenet_offline_test.yaml"))
     assert completed.returncode == 0, completed.stderr[-5000:]
     for figure in ("transfer_matrix", "transfer_architecture", "metamer_grid", "rsa"):
         assert (tmp_path / f"results/{figure}.pdf").read_bytes()[:4] == b"%PDF"
@@ -151,11 +148,9 @@ def test_every_source_is_registered_with_a_bare_architecture():
 
 
 def test_mnist_robust_pair_config_answers_the_transfer_question(tmp_path):
-    command = [sys.executable, "-m", "snakemake", "results/findings.md",
-               "results/transfer_architecture.pdf", "--snakefile", str(REPO / "Snakefile"),
-               "--directory", str(tmp_path), "--cores", "2", "--configfile",
-               str(REPO / "config" / "mnist_robust.yaml")]
-    completed = subprocess.run(command, capture_output=True, text=True, check=False)
+    completed = run_snakemake(tmp_path, "results/findings.md",
+                              "results/transfer_architecture.pdf", "--cores", "2",
+                              "--configfile", str(REPO / "config" / "mnist_robust.yaml"))
     assert completed.returncode == 0, completed.stderr[-5000:]
     summary = pd.read_parquet(tmp_path / "results/transfer_summary.parquet")
     assert set(summary["generator_style"]) == {"standard", "adversarial linf"}

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from snakemake_cli import run_snakemake
 
 from metamers import layers, store, zoo
 
@@ -71,10 +70,8 @@ def test_cli_refuses_an_unknown_model(capsys):
 
 
 def test_snakemake_list_layers_prints_the_configs_models(tmp_path):
-    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
-               "--directory", str(tmp_path), "--cores", "1", "list_layers",
-               "--configfile", str(TEST_CONFIG)]
-    completed = subprocess.run(command, capture_output=True, text=True, check=False)
+    completed = run_snakemake(tmp_path, "--cores", "1", "list_layers", "--configfile",
+                              str(TEST_CONFIG))
     assert completed.returncode == 0, completed.stderr[-5000:]
     headers = re.findall(r"^(\w+): \d+ layers$", completed.stdout, flags=re.MULTILINE)
     assert sorted(headers) == sorted(load(TEST_CONFIG)["models"])

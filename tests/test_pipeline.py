@@ -6,7 +6,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import h5py
@@ -14,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from snakemake_cli import run_snakemake
 
 from metamers import store
 
@@ -28,9 +28,7 @@ CONDITIONS = (sum(len(layers) for layers in _GENERATION["generators"].values())
 
 
 def snakemake(workdir: Path, *arguments: str) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
-               "--directory", str(workdir), "--cores", "2", *arguments]
-    return subprocess.run(command, capture_output=True, text=True, check=False)
+    return run_snakemake(workdir, "--cores", "2", *arguments)
 
 
 @pytest.fixture(scope="module")
@@ -230,10 +228,8 @@ def test_the_generation_study_needs_no_evaluation(tmp_path):
 def test_the_slurm_profile_plans_the_whole_workflow(tmp_path):
     """The cluster profile parses and plans every rule (submission itself needs a cluster);
     no --cores, as on a cluster."""
-    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
-               "--directory", str(tmp_path), "--profile", str(REPO / "profiles" / "slurm"),
-               "--configfile", str(TEST_CONFIG), "--dry-run"]
-    planned = subprocess.run(command, capture_output=True, text=True, check=False)
+    planned = run_snakemake(tmp_path, "--profile", str(REPO / "profiles" / "slurm"),
+                            "--configfile", str(TEST_CONFIG), "--dry-run")
     assert planned.returncode == 0, planned.stderr + planned.stdout
     for rule in ("train_model", "generate_metamers", "score_condition", "plot_transfer_matrix"):
         assert f"rule {rule}:" in planned.stdout
@@ -285,11 +281,10 @@ def test_the_slurm_profile_runs_every_job_through_sbatch(pipeline_run, slurm_clu
                                                          tmp_path):
     """The test config through profiles/slurm on a real (local) cluster: every job is
     submitted with sbatch, and the outputs equal the local run's."""
-    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
-               "--directory", str(tmp_path), "--profile", str(REPO / "profiles" / "slurm"),
-               "--configfile", str(TEST_CONFIG), "--set-threads", "train_model=2",
-               "--slurm-init-seconds-before-status-checks", "5"]
-    completed = subprocess.run(command, capture_output=True, text=True, check=False)
+    completed = run_snakemake(tmp_path, "--profile", str(REPO / "profiles" / "slurm"),
+                              "--set-threads", "train_model=2",
+                              "--slurm-init-seconds-before-status-checks", "5",
+                              "--configfile", str(TEST_CONFIG))
     log = completed.stdout + completed.stderr
     assert completed.returncode == 0, log[-5000:]
     job_ids = re.findall(r"SLURM jobid (\d+)", log)
