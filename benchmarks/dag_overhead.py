@@ -1,7 +1,7 @@
 """Pipeline overhead: a no-op rerun of a finished run, and a dry run of a grid of ~10,000 jobs.
 
     python benchmarks/dag_overhead.py --workdir .   # after `snakemake --cores all results/transfer_matrix.pdf`
-    python benchmarks/dag_overhead.py --jobs 10000       # the large grid only
+    python benchmarks/dag_overhead.py --jobs 10000  # the large grid only
 
 The large grid is the default config with more optimisers and inits (copies of the defined
 ones under new names) until the DAG holds about ``--jobs`` jobs; nothing runs (``--dry-run``).

@@ -69,6 +69,7 @@ def check_config(config: dict) -> None:
         elif spec["source"] == "package":
             _require("architecture" in spec, f"{where}: a package model needs `architecture`.")
         elif spec["source"] == "advertorch_lenet5":
+            # zoo.ADVERTORCH_WEIGHTS' keys, spelled out: zoo imports torchvision (slow at start)
             _require(spec.get("weights") in ("clntrained", "advtrained"),
                      f"{where}: an advertorch_lenet5 model needs `weights: clntrained` or "
                      "`weights: advtrained`.")

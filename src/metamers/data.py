@@ -126,8 +126,9 @@ def foolbox_data_dir() -> Path:
     """foolbox's ``data/`` folder (labelled sample images of several data sets)."""
     spec = importlib.util.find_spec("foolbox")
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("foolbox_imagenet reads the sample images that ship with the "
-                                "PyPI package foolbox: pip install foolbox.")
+        raise FileNotFoundError("foolbox_imagenet, foolbox_mnist and imagenet_samples read the "
+                                "sample images that ship with the PyPI package foolbox: pip "
+                                "install foolbox.")
     return Path(spec.submodule_search_locations[0]) / "data"
 
 

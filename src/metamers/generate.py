@@ -230,11 +230,11 @@ class MetamerSynthesis:
 
     def member_losses(self, images: torch.Tensor, indices: torch.Tensor):
         """Per member, the normalised squared activation error per image (a generator)."""
-        every_row = len(indices) == len(self.reference_images)  # indices are sorted, unique
+        all_rows = len(indices) == len(self.reference_images)  # indices are sorted, unique
         for extractor, member, target, norm in zip(self.extractors, self.members,
                                                    self.reference_activations,
                                                    self.reference_norms):
-            if not every_row:  # a copy of the targets costs as much as an activation pass
+            if not all_rows:  # a copy of the targets costs as much as an activation pass
                 target, norm = target[indices], norm[indices]
             activation = flat(extractor(images)[member.layer])
             yield (activation - target).pow(2).sum(1) / norm
@@ -322,12 +322,12 @@ class MetamerSynthesis:
             log.info("resuming from checkpoint %s at iteration %d", checkpoint.path,
                      first_iteration)
 
-        every_row = torch.arange(count, device=self.device)
+        all_indices = torch.arange(count, device=self.device)
 
         def closure() -> torch.Tensor:
             optimizer.zero_grad(set_to_none=True)
             if bool(state.active.all()):  # the usual case: no gather, no scatter of gradients
-                indices, images = every_row, _to_images(parameter, settings.constraint)
+                indices, images = all_indices, _to_images(parameter, settings.constraint)
             else:
                 indices = torch.nonzero(state.active).flatten()
                 images = _to_images(parameter[indices], settings.constraint)
