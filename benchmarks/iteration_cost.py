@@ -6,10 +6,10 @@
    (``create_feature_extractor``) on the same batch. Synthesis time per iteration is the
    difference of a long and a short run divided by the difference of their iterations, so set-up
    and the checks at both ends cancel. Two columns: the step alone (no check in between) and
-   with the success check every ``check_every`` iterations (the criterion needs Spearman ranks
-   of the generating layer, computed only where the full forward pass finds the reference's
-   class, and at the budget's end). Medians of ``--repeats``, each timing all three in turn.
-   Target: <= 1.15.
+   with the success check every ``check_every`` iterations (the check's step runs the whole
+   model, for the class, and the criterion's Spearman correlation sorts the generating layer
+   of every metamer whose class matches; threshold 2, so no metamer stops and every check
+   costs its most). Medians of ``--repeats``, each timing all three in turn. Target: <= 1.15.
 2. Batched throughput, metamer-iterations per second, over batch sizes 1..256 for one model and
    layer (``--throughput``); the ratio of the best batch size to batch size 1.
 

@@ -312,6 +312,32 @@ def test_iterations_to_success_is_the_first_passing_check(synthesis_at, uniform_
     np.testing.assert_array_equal(running.iterations_to_success, first_pass)
 
 
+class CountingCalls(torch.nn.Module):
+    """Wraps a module and counts its forward calls."""
+
+    def __init__(self, module: torch.nn.Module):
+        super().__init__()
+        self.module, self.calls = module, 0
+
+    def forward(self, images):
+        self.calls += 1
+        return self.module(images)
+
+
+def test_checks_between_steps_reuse_the_steps_forward_pass(trained_model, small_references,
+                                                           uniform_starts):
+    """A check before a step runs the full model once, as the step's forward pass, instead of
+    a truncated pass for the step plus a full one for the check. Checks at iteration 0 (the
+    pixels are not yet clamped) and at the budget's end (no step follows) run on their own."""
+    synthesis = MetamerSynthesis([Member("cnn", trained_model, "relu1", 2.0)],
+                                 small_references[0], CPU)  # threshold 2: nobody stops
+    synthesis.extractors = [CountingCalls(module) for module in synthesis.extractors]
+    synthesis.checkers = [CountingCalls(module) for module in synthesis.checkers]
+    synthesis.synthesize(uniform_starts, OptimizerSettings(), 20, check_every=5)
+    assert synthesis.checkers[0].calls == 2 + 3  # own checks at 0 and 20; steps 5, 10, 15
+    assert synthesis.extractors[0].calls == 20 - 3 + 1  # the other steps; the final loss
+
+
 def test_same_seed_gives_bit_identical_metamers(synthesis_at, small_references):
     images, _ = small_references
 

@@ -194,3 +194,32 @@ def test_float32_ranks_equal_scipy_with_ties_signed_zeros_and_nan(shape):
 
 def test_float32_single_column_ranks_are_one():
     np.testing.assert_array_equal(stats.rank_rows(np.zeros((3, 1), np.float32)), np.ones((3, 1)))
+
+
+@pytest.mark.filterwarnings("ignore::scipy.stats.ConstantInputWarning")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_spearman_to_ranked_rows_equals_scipy(dtype):
+    """Against rows ranked once: ties (ReLU zeros, rounded values), -0.0, inf, a constant row
+    and a NaN row, in float32 (the sorted-key path) and float64 (the general path)."""
+    rng = np.random.default_rng(1)
+    values = np.maximum(rng.normal(size=(9, 300)), 0).astype(dtype)
+    others = np.maximum(values + rng.normal(size=values.shape), 0).astype(np.float32)
+    values[:, :150] = np.round(values[:, :150], 1)
+    others[1, :100] = 0.25
+    values[2, :3] = [-0.0, -2.0, np.inf]
+    values[3] = 1.0  # constant: no correlation
+    values[4, 7] = np.nan
+    expected = np.array([scipy_stats.spearmanr(row, other).statistic
+                         for row, other in zip(values.astype(np.float64), others)])
+    got = stats.spearman_to_ranked(values, stats.rank_once(others))
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
+    assert np.isnan(got[[3, 4]]).all()
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-14)
+
+
+def test_rank_once_keeps_doubled_ranks_and_rows_select():
+    values = np.array([[3.0, 1.0, 1.0, 2.0], [0.0, 0.0, 0.0, 0.0]], np.float32)
+    ranked = stats.rank_once(values)
+    np.testing.assert_array_equal(ranked.doubled_ranks, [[8, 3, 3, 6], [5, 5, 5, 5]])
+    np.testing.assert_array_equal(ranked.sum_squares, [(8 - 5)**2 + 2 * (3 - 5)**2 + 1, 0])
+    np.testing.assert_array_equal(ranked[[1]].doubled_ranks, [[5, 5, 5, 5]])

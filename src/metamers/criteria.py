@@ -19,10 +19,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from metamers.stats import (
+    RankedRows,
     null_correlations,
     null_threshold,
     spearman_rows,
-    spearman_to_standardized,
+    spearman_to_ranked,
 )
 
 
@@ -56,24 +57,26 @@ class CriterionCheck:
     passed: np.ndarray
 
 
-def check_criterion(metamer_activations: np.ndarray, reference_activations: np.ndarray,
+def check_criterion(metamer_activations: np.ndarray,
+                    reference_activations: np.ndarray | RankedRows,
                     metamer_predictions: np.ndarray, reference_predictions: np.ndarray,
-                    threshold: float, references_ranked: bool = False,
-                    correlate_all: bool = True) -> CriterionCheck:
+                    threshold: float, correlate_all: bool = True) -> CriterionCheck:
     """Apply the success criterion to (N, D) activations and (N,) predicted classes.
 
-    ``references_ranked``: ``reference_activations`` are already
-    ``stats.standardized_ranks`` (a synthesis ranks its references once, not every check).
+    ``reference_activations`` may come ranked (``stats.rank_once``): a synthesis ranks its
+    references once, not at every check.
     ``correlate_all=False`` computes the Spearman correlation only where the class matches
     (elsewhere NaN): those metamers fail whatever it is, and ranking a wide layer costs more
     than the forward pass that produced it. The pass/fail outcome is the same either way.
     """
     class_matches = np.asarray(metamer_predictions) == np.asarray(reference_predictions)
-    rows = slice(None) if correlate_all else class_matches
+    rows = slice(None) if correlate_all or class_matches.all() else class_matches
     spearman = np.full(len(class_matches), np.nan)
-    correlate = spearman_to_standardized if references_ranked else spearman_rows
     if np.any(class_matches) or correlate_all:
-        spearman[rows] = correlate(np.asarray(metamer_activations)[rows],
-                                   np.asarray(reference_activations)[rows])
+        metamers = np.asarray(metamer_activations)[rows]
+        if isinstance(reference_activations, RankedRows):
+            spearman[rows] = spearman_to_ranked(metamers, reference_activations[rows])
+        else:
+            spearman[rows] = spearman_rows(metamers, np.asarray(reference_activations)[rows])
     passed = np.nan_to_num(spearman, nan=-np.inf) > threshold
     return CriterionCheck(spearman, class_matches, passed & class_matches)

@@ -3,7 +3,9 @@
 All references of a job are optimised at once, as one (N, C, H, W) parameter. Each iteration is
 one forward pass to the generating layer and one backward pass, over the metamers still running:
 a metamer stops when it meets the success criterion (checked every ``check_every`` iterations) or
-when the budget runs out, and its image is frozen from then on.
+when the budget runs out, and its image is frozen from then on. A check between two steps is
+made on the next step's forward pass, which then runs the whole model (the class needs the
+logits) instead of a second pass over the images.
 
 Loss per model: ||a(x) - a(ref)||^2 / ||a(ref)||^2 at the generating layer (so layers and models
 are comparable); for a set of models, the mean over members. Losses are summed over the batch so
@@ -40,7 +42,7 @@ from torch import nn
 from metamers.activations import LOGITS, feature_extractor, flat
 from metamers.criteria import check_criterion
 from metamers.runtime import get_logger
-from metamers.stats import standardized_ranks
+from metamers.stats import rank_once
 from metamers.store import CHECKPOINT_LOAD_ERRORS, atomic_path
 
 log = get_logger("metamers.generate")
@@ -225,59 +227,78 @@ class MetamerSynthesis:
             self.reference_predictions = [
                 checker(self.reference_images)[LOGITS].argmax(1).cpu().numpy()
                 for checker in self.checkers]
-        self.reference_ranks = [standardized_ranks(activation.cpu().numpy())
+        self.reference_ranks = [rank_once(activation.cpu().numpy())
                                 for activation in self.reference_activations]
 
-    def member_losses(self, images: torch.Tensor, indices: torch.Tensor):
-        """Per member, the normalised squared activation error per image (a generator)."""
+    def member_losses(self, images: torch.Tensor, indices: torch.Tensor,
+                      with_logits: bool = False):
+        """Per member, the normalised squared activation error per image (a generator) and,
+        ``with_logits``, the member's outputs (the full model runs, so one forward pass serves
+        the step and the success check); else None in their place."""
         all_rows = len(indices) == len(self.reference_images)  # indices are sorted, unique
-        for extractor, member, target, norm in zip(self.extractors, self.members,
-                                                   self.reference_activations,
-                                                   self.reference_norms):
+        networks = self.checkers if with_logits else self.extractors
+        for network, member, target, norm in zip(networks, self.members,
+                                                 self.reference_activations,
+                                                 self.reference_norms):
             if not all_rows:  # a copy of the targets costs as much as an activation pass
                 target, norm = target[indices], norm[indices]
-            activation = flat(extractor(images)[member.layer])
-            yield (activation - target).pow(2).sum(1) / norm
+            outputs = network(images)
+            activation = flat(outputs[member.layer])
+            yield (activation - target).pow(2).sum(1) / norm, outputs if with_logits else None
 
     def loss_per_image(self, images: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
         """Mean over members of the normalised squared activation error, per image."""
-        return torch.stack(list(self.member_losses(images, indices))).mean(0)
+        return torch.stack([loss for loss, _ in self.member_losses(images, indices)]).mean(0)
 
-    def backward(self, images: torch.Tensor, indices: torch.Tensor,
-                 range_penalty: float) -> tuple[torch.Tensor, torch.Tensor]:
+    def backward(self, images: torch.Tensor, indices: torch.Tensor, range_penalty: float,
+                 with_logits: bool = False) -> tuple[torch.Tensor, torch.Tensor, list | None]:
         """Backpropagate the total loss into ``images``' graph, one member at a time.
 
         Each member's graph is freed before the next member runs, so memory is bounded by the
-        largest member, not their sum. Returns the total loss and the per-image loss.
+        largest member, not their sum. Returns the total loss, the per-image loss and,
+        ``with_logits``, each member's detached outputs for :meth:`judge`.
         """
         pixels = images.detach().requires_grad_(True)
         per_image = torch.zeros(len(indices), device=images.device)
-        for loss in self.member_losses(pixels, indices):
+        member_outputs = [] if with_logits else None
+        for loss, outputs in self.member_losses(pixels, indices, with_logits):
             (loss.sum() / len(self.members)).backward()
             per_image += loss.detach() / len(self.members)
+            if with_logits:
+                member_outputs.append({name: value.detach() for name, value in outputs.items()})
         total = per_image[torch.isfinite(per_image)].sum()
         if range_penalty:
             penalty = range_penalty * (pixels - pixels.clamp(0, 1)).pow(2).sum()
             penalty.backward()
             total = total + penalty.detach()
-        images.backward(pixels.grad)
-        return total, per_image
+        if images.is_leaf and images.grad is None:  # the parameter itself: nothing between
+            images.grad = pixels.grad
+        else:
+            images.backward(pixels.grad)
+        return total, per_image, member_outputs
 
     @torch.no_grad()
     def check(self, images: torch.Tensor, indices: torch.Tensor, correlate_all: bool = True):
         """Criterion for ``images`` (metamers of references ``indices``) under every member;
         ``correlate_all=False``: Spearman only where the member's class matches (else NaN)."""
+        return self.judge([checker(images) for checker in self.checkers], indices,
+                          correlate_all)
+
+    def judge(self, member_outputs: list[dict[str, torch.Tensor]], indices: torch.Tensor,
+              correlate_all: bool = True):
+        """:meth:`check` from each member's outputs (generating layer and logits) on the
+        metamers of references ``indices``."""
         index_array = indices.cpu().numpy()
+        rows = slice(None) if len(index_array) == len(self.reference_images) else index_array
         spearman, predicted, passed = [], [], []
-        for checker, member, reference_ranks, reference_predictions in zip(
-                self.checkers, self.members, self.reference_ranks,
+        for outputs, member, reference_ranks, reference_predictions in zip(
+                member_outputs, self.members, self.reference_ranks,
                 self.reference_predictions):
-            outputs = checker(images)
             predictions = outputs[LOGITS].argmax(1).cpu().numpy()
             result = check_criterion(flat(outputs[member.layer]).cpu().numpy(),
-                                     reference_ranks[index_array], predictions,
-                                     reference_predictions[index_array], member.threshold,
-                                     references_ranked=True, correlate_all=correlate_all)
+                                     reference_ranks[rows], predictions,
+                                     reference_predictions[rows], member.threshold,
+                                     correlate_all=correlate_all)
             spearman.append(result.spearman)
             predicted.append(predictions)
             passed.append(result.passed)
@@ -323,6 +344,7 @@ class MetamerSynthesis:
                      first_iteration)
 
         all_indices = torch.arange(count, device=self.device)
+        no_rows = all_indices[:0]
 
         def closure() -> torch.Tensor:
             optimizer.zero_grad(set_to_none=True)
@@ -331,8 +353,10 @@ class MetamerSynthesis:
             else:
                 indices = torch.nonzero(state.active).flatten()
                 images = _to_images(parameter[indices], settings.constraint)
-            loss, per_image = self.backward(images, indices, settings.range_penalty)
-            bad_rows = indices[~torch.isfinite(per_image)]
+            loss, per_image, member_outputs = self.backward(
+                images, indices, settings.range_penalty, with_logits=closure.checks)
+            finite = torch.isfinite(per_image)
+            bad_rows = no_rows if bool(finite.all()) else indices[~finite]
             if len(bad_rows):  # their gradients are not finite either: they take no step
                 parameter.grad[bad_rows] = 0
             # The trace keeps the first evaluation of each iteration, at its starting images:
@@ -340,15 +364,28 @@ class MetamerSynthesis:
             if closure.per_image is None:
                 closure.per_image, closure.indices = per_image, indices
                 closure.bad_rows = bad_rows
-                closure.bad_images = parameter[bad_rows].detach().clone()
+                closure.bad_images = (parameter[bad_rows].detach().clone() if len(bad_rows)
+                                      else None)
+                closure.member_outputs = member_outputs
             return loss
+
+        def check_in_step(iteration: int) -> bool:
+            """Whether this iteration's check can use its step's forward pass: the step's
+            images must be the checked ones (pixels in [0, 1]: sigmoid, or clamped by an
+            earlier step) and the optimiser must evaluate once per step (not L-BFGS). The full
+            model then runs instead of the truncated one; the check adds only its tail."""
+            return (not uses_closure and iteration < max_iterations
+                    and (settings.constraint == "sigmoid"
+                         or (settings.constraint == "clamp" and iteration > 0)))
 
         for iteration in range(first_iteration, max_iterations + 1):
             if (checkpoint and iteration > first_iteration and iteration % checkpoint.every == 0
                     and bool(state.active.any())):
                 _save_checkpoint(checkpoint, iteration, state, optimizer, scheduler,
                                  resumed_elapsed + time.perf_counter() - started)
-            if iteration % check_every == 0 or iteration == max_iterations:
+            checks = iteration % check_every == 0 or iteration == max_iterations
+            closure.checks = checks and check_in_step(iteration)
+            if checks and not closure.checks:
                 self._check_and_stop(state, settings, iteration, stop_on_success,
                                      last=iteration == max_iterations)
                 self._log_progress(iteration, max_iterations, state.loss_trace, state.active,
@@ -360,13 +397,24 @@ class MetamerSynthesis:
                 loss = optimizer.step(closure)
             else:
                 loss = closure()
+                if closure.checks:  # before the step: a metamer stops at its checked image
+                    judged = self.judge(closure.member_outputs, closure.indices,
+                                        correlate_all=False)
+                    self._stop_passed(state, closure.indices, *judged, iteration,
+                                      stop_on_success)
+                    self._log_progress(iteration, max_iterations, state.loss_trace,
+                                       state.active, started)
+                    stepping = state.active[closure.indices]
+                    if not bool(stepping.all()):  # the loss is that of the metamers that step
+                        loss = closure.per_image[stepping & torch.isfinite(closure.per_image)].sum()
                 if settings.gradient_normalization:
                     grad = parameter.grad
                     norms = grad.flatten(1).norm(dim=1).clamp_min(1e-12)
                     grad.div_(norms.view(-1, *([1] * (grad.ndim - 1))))
                 optimizer.step()
-            state.loss_trace[iteration, closure.indices.cpu().numpy()] = (
-                closure.per_image.cpu().numpy())
+            trace_rows = (slice(None) if len(closure.indices) == count
+                          else closure.indices.cpu().numpy())
+            state.loss_trace[iteration, trace_rows] = closure.per_image.cpu().numpy()
             if scheduler is not None:
                 if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
                     scheduler.step(float(loss.detach()))
@@ -427,7 +475,13 @@ class MetamerSynthesis:
             return
         with torch.no_grad():
             images = _to_images(state.parameter[indices], settings.constraint).clamp(0, 1)
-        spearman, predicted, passed = self.check(images, indices, correlate_all=last)
+        self._stop_passed(state, indices, *self.check(images, indices, correlate_all=last),
+                          iteration, stop_on_success)
+
+    def _stop_passed(self, state: _State, indices: torch.Tensor, spearman: np.ndarray,
+                     predicted: np.ndarray, passed: np.ndarray, iteration: int,
+                     stop_on_success: bool) -> None:
+        """Record a check of the metamers ``indices``; stop those that passed at ``iteration``."""
         index_array = indices.cpu().numpy()
         state.final_spearman[index_array] = spearman
         state.predicted_class[index_array] = predicted

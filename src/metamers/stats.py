@@ -6,6 +6,8 @@ Activations are 2-D arrays (images, features). Spearman ranks use average ranks 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from scipy import stats as scipy_stats
 
@@ -33,13 +35,20 @@ def rank_rows(values: np.ndarray) -> np.ndarray:
     return _rank_float32_rows(values)
 
 
+def _ordered_bits(values: np.ndarray) -> np.ndarray:
+    """float32 -> uint32 whose unsigned order is the floats' order (-0.0 and 0.0 tie)."""
+    bits = (values + np.float32(0)).view(np.uint32)  # + 0 turns -0.0 into 0.0: they tie
+    # negative floats: every bit flipped; others: the sign bit set (branch-free, SIMD)
+    flips = (bits.view(np.int32) >> 31).view(np.uint32) | np.uint32(1 << 31)
+    return bits ^ flips
+
+
 def _rank_float32_rows(values: np.ndarray) -> np.ndarray:
     """Exact average ranks from one sort of 64-bit keys per row (the float's bits made to order
     as unsigned integers, above the column index): NumPy sorts integers with SIMD, several
     times faster than the stable argsort of ``rankdata``, which dominated the success check."""
     rows, width = values.shape
-    bits = (values + np.float32(0)).view(np.uint32)  # + 0 turns -0.0 into 0.0: they tie
-    keys = np.where(bits >> 31, ~bits, bits | np.uint32(1 << 31)).astype(np.uint64)
+    keys = _ordered_bits(values).astype(np.uint64)
     keys <<= np.uint64(32)
     keys |= np.arange(width, dtype=np.uint64)
     keys.sort(axis=1)
@@ -56,21 +65,103 @@ def _rank_float32_rows(values: np.ndarray) -> np.ndarray:
     return ranks
 
 
+RANKED_BLOCK_VALUES = 1 << 18  # values correlated at once by spearman_to_ranked
+
+
+@dataclass(frozen=True)
+class RankedRows:
+    """Rows ranked once, to be correlated with many others by :func:`spearman_to_ranked`:
+    twice their average ranks (integers) and the centred sum of squares of those."""
+
+    doubled_ranks: np.ndarray  # (N, D) uint32
+    sum_squares: np.ndarray    # (N,) float64
+
+    def __getitem__(self, rows) -> RankedRows:
+        return RankedRows(self.doubled_ranks[rows], self.sum_squares[rows])
+
+
+def rank_once(values: np.ndarray) -> RankedRows:
+    """:class:`RankedRows` of ``values`` (a row holding NaN correlates as NaN)."""
+    values = np.asarray(values)
+    if values.shape[1] >= 2**31:
+        raise ValueError(f"rows of {values.shape[1]} values are too wide to rank as uint32")
+    ranks = rank_rows(values)
+    nan_rows = np.isnan(ranks).any(1)
+    doubled = np.where(nan_rows[:, None], 0, 2 * np.nan_to_num(ranks)).astype(np.uint32)
+    sum_squares = np.sum((doubled - (values.shape[1] + 1.0)) ** 2, axis=1)
+    sum_squares[nan_rows] = np.nan
+    return RankedRows(doubled, sum_squares)
+
+
+def spearman_to_ranked(values: np.ndarray, ranked: RankedRows) -> np.ndarray:
+    """:func:`spearman_rows` of ``values`` against rows ranked by :func:`rank_once`.
+
+    float32 rows take one sort of 64-bit keys, each value's ordered bits above the other row's
+    doubled rank, and no rank array: the sum of products of ranks is read off the sorted keys,
+    with tied runs corrected from their sums (about half the time of ranking both sides).
+    The sums are of integers: exact in float64 while they stay below 2^53 (e.g. 40 rows of
+    25,088 values), within float64 rounding beyond.
+    """
+    values = np.asarray(values)
+    rows, width = values.shape
+    block = max(1, RANKED_BLOCK_VALUES // max(width, 1))
+    if rows > block:  # a few rows at a time: faster, and leaves the caches to the model
+        return np.concatenate([spearman_to_ranked(values[start:start + block],
+                                                  ranked[start:start + block])
+                               for start in range(0, rows, block)])
+    middle = width + 1.0  # the mean doubled rank
+    if values.dtype != np.float32:
+        own = 2 * rank_rows(values) - middle
+        products = np.sum(own * (ranked.doubled_ranks - middle), axis=1)
+        own_squares = np.sum(own**2, axis=1)
+    else:
+        halves = np.empty((rows, width, 2), np.uint32)  # little-endian uint64: (low, high)
+        halves[..., 0] = ranked.doubled_ranks
+        halves[..., 1] = _ordered_bits(values)
+        halves.view(np.uint64).sort(axis=1)
+        other = halves[..., 0].astype(np.float64)  # the other row's doubled ranks, in order
+        # untied, the k-th smallest value (from 0) has doubled rank 2k + 2. Not a BLAS
+        # product: BLAS threads left spinning after it slow the next torch pass several-fold.
+        products = np.einsum("ij,j->i", other, np.arange(2.0, 2.0 * width + 1.0, 2.0))
+        tie_correction, tie_cubes = _tied_runs(halves[..., 1], other)
+        products += tie_correction - width * middle**2
+        own_squares = (float(width) ** 3 - width - tie_cubes) / 3.0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        spearman = products / np.sqrt(own_squares * ranked.sum_squares)
+    spearman[np.isnan(values).any(1)] = np.nan
+    return spearman
+
+
+def _tied_runs(sorted_bits: np.ndarray, other: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of sorted values (as ordered bits) and the other row's doubled ranks in the same
+    order: what ties add to the sum of products of doubled ranks, and the sum of t^3 - t over
+    tied runs of length t. A run at positions s..e has doubled rank s + e + 2 where untied
+    ranks would be 2k + 2: it adds sum_k (s + e - 2k) * other_k."""
+    rows, width = sorted_bits.shape
+    tied = np.zeros((rows, width + 1), bool)  # tied[:, k]: value k - 1 equals value k
+    np.equal(sorted_bits[:, 1:], sorted_bits[:, :-1], out=tied[:, 1:width])
+    edges = np.flatnonzero(tied[:, 1:] != tied[:, :-1])  # each run's first, then last position
+    if len(edges) == 0:
+        return np.zeros(rows), np.zeros(rows)
+    first, last = edges[0::2], edges[1::2]
+    # sums over runs in one pass: reduceat's even segments are the runs (first..last)
+    bounds = edges + np.arange(len(edges)) % 2  # first, last + 1, first, last + 1, ...
+    padded = np.zeros(rows * width + 1)
+    padded[:-1] = other.reshape(-1)
+    run_sums = np.add.reduceat(padded, bounds)[0::2]
+    padded[:-1] *= np.tile(np.arange(width, dtype=np.float64), rows)
+    run_moments = np.add.reduceat(padded, bounds)[0::2]
+    row = first // width
+    start, end = (first % width).astype(np.float64), (last % width).astype(np.float64)
+    correction = np.bincount(row, (start + end) * run_sums - 2 * run_moments, minlength=rows)
+    lengths = end - start + 1
+    cubes = np.bincount(row, lengths**3 - lengths, minlength=rows)
+    return correction, cubes
+
+
 def spearman_rows(first: np.ndarray, second: np.ndarray) -> np.ndarray:
     """Spearman correlation of each row of ``first`` with the same row of ``second``."""
     return pearson_rows(rank_rows(first), rank_rows(second))
-
-
-def standardized_ranks(values: np.ndarray) -> np.ndarray:
-    """Rows' average ranks, centred and scaled to unit norm: what :func:`spearman_rows` computes
-    for each side; computed once for references that many checks compare against."""
-    return _standardize_rows(rank_rows(values))
-
-
-def spearman_to_standardized(values: np.ndarray, standardized: np.ndarray) -> np.ndarray:
-    """:func:`spearman_rows` of ``values`` against rows already passed through
-    :func:`standardized_ranks` (same numbers, half the ranking)."""
-    return np.sum(_standardize_rows(rank_rows(values)) * standardized, axis=1)
 
 
 def correlation_matrix(values: np.ndarray, method: str = "spearman") -> np.ndarray:
