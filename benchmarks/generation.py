@@ -112,13 +112,20 @@ class TimedSynthesis(MetamerSynthesis):
         self.started = time.perf_counter()
         self.seconds_to_success = np.full(len(self.reference_images), np.nan)
 
-    def check(self, images: torch.Tensor, indices: torch.Tensor):
-        spearman, predicted, passed = super().check(images, indices)
+    def check(self, images: torch.Tensor, indices: torch.Tensor, correlate_all: bool = True):
+        return self._clock(indices, super().check(images, indices, correlate_all))
+
+    def check_activations(self, activations: list[torch.Tensor], images: torch.Tensor,
+                          indices: torch.Tensor):
+        return self._clock(indices, super().check_activations(activations, images, indices))
+
+    def _clock(self, indices: torch.Tensor, checked: tuple) -> tuple:
+        """Note the time of the first pass of each metamer in a check's result."""
         elapsed = time.perf_counter() - self.started
-        passed_indices = indices.cpu().numpy()[passed]
+        passed_indices = indices.cpu().numpy()[checked[2]]
         fresh = passed_indices[np.isnan(self.seconds_to_success[passed_indices])]
         self.seconds_to_success[fresh] = elapsed
-        return spearman, predicted, passed
+        return checked
 
 
 class LayerOutput(nn.Module):

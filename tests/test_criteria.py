@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from metamers import criteria, inits
+from metamers import criteria, inits, stats
 from metamers.activations import extract
 from metamers.generate import Member, MetamerSynthesis, OptimizerSettings
 
@@ -123,6 +123,31 @@ def test_correlating_only_matching_classes_decides_the_same():
     np.testing.assert_array_equal(cheap.spearman[full.class_matches],
                                   full.spearman[full.class_matches])
     assert np.isnan(cheap.spearman[~full.class_matches]).all()
+
+
+def test_correlation_first_classifies_only_correlating_metamers_and_decides_the_same():
+    """The check made from a step's activations: classes only where the correlation passes."""
+    rng = np.random.default_rng(2)
+    references = rng.random((40, 300)).astype(np.float32)
+    noise = rng.normal(0, 1, references.shape) * rng.uniform(0.05, 0.6, (40, 1))
+    metamers = (references + noise).astype(np.float32)
+    predictions, reference_predictions = rng.integers(0, 3, 40), rng.integers(0, 3, 40)
+    full = criteria.check_criterion(metamers, references, predictions, reference_predictions,
+                                    threshold=0.8)
+    asked = []
+
+    def classify(rows: np.ndarray) -> np.ndarray:
+        asked.extend(rows)
+        return predictions[rows]
+
+    first, predicted = criteria.check_correlation_first(
+        metamers, stats.rank_once(references), classify, reference_predictions, threshold=0.8)
+    correlating = full.spearman > 0.8
+    assert 0 < full.passed.sum() < correlating.sum() < 40
+    np.testing.assert_array_equal(asked, np.flatnonzero(correlating))
+    np.testing.assert_array_equal(first.passed, full.passed)
+    np.testing.assert_allclose(first.spearman, full.spearman, rtol=0, atol=1e-14)
+    np.testing.assert_array_equal(predicted, np.where(correlating, predictions, -1))
 
 
 def test_check_criterion_is_strict_and_rejects_undefined_correlations():

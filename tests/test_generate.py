@@ -313,29 +313,54 @@ def test_iterations_to_success_is_the_first_passing_check(synthesis_at, uniform_
 
 
 class CountingCalls(torch.nn.Module):
-    """Wraps a module and counts its forward calls."""
+    """Wraps a module and counts its forward calls and the images they ran on."""
 
     def __init__(self, module: torch.nn.Module):
         super().__init__()
-        self.module, self.calls = module, 0
+        self.module, self.calls, self.images = module, 0, 0
 
     def forward(self, images):
         self.calls += 1
+        self.images += len(images)
         return self.module(images)
 
 
 def test_checks_between_steps_reuse_the_steps_forward_pass(trained_model, small_references,
                                                            uniform_starts):
-    """A check before a step runs the full model once, as the step's forward pass, instead of
-    a truncated pass for the step plus a full one for the check. Checks at iteration 0 (the
+    """A check before a step correlates that step's activations: the whole model runs only for
+    metamers whose correlation passes (with threshold 2, none). Checks at iteration 0 (the
     pixels are not yet clamped) and at the budget's end (no step follows) run on their own."""
     synthesis = MetamerSynthesis([Member("cnn", trained_model, "relu1", 2.0)],
-                                 small_references[0], CPU)  # threshold 2: nobody stops
+                                 small_references[0], CPU)
     synthesis.extractors = [CountingCalls(module) for module in synthesis.extractors]
     synthesis.checkers = [CountingCalls(module) for module in synthesis.checkers]
-    synthesis.synthesize(uniform_starts, OptimizerSettings(), 20, check_every=5)
-    assert synthesis.checkers[0].calls == 2 + 3  # own checks at 0 and 20; steps 5, 10, 15
-    assert synthesis.extractors[0].calls == 20 - 3 + 1  # the other steps; the final loss
+    result = synthesis.synthesize(uniform_starts, OptimizerSettings(), 20, check_every=5)
+    assert synthesis.checkers[0].calls == 2  # the checks at 0 and 20
+    assert synthesis.extractors[0].calls == 20 + 1  # the steps; the final loss
+    assert not result.success.any()
+
+
+def test_a_check_in_a_step_classifies_only_metamers_that_correlate(synthesis_at,
+                                                                   uniform_starts):
+    """The step's check runs the whole model on the metamers past the correlation threshold,
+    and they stop where the check made on its own would stop them."""
+    synthesis = synthesis_at("relu2")
+    counting = CountingCalls(synthesis.checkers[0])
+    synthesis.checkers = [counting]
+    try:
+        result = synthesis.synthesize(uniform_starts, OptimizerSettings(), 60, check_every=5)
+    finally:
+        synthesis.checkers = [counting.module]
+    stops = result.iterations_to_success
+    assert result.success.all() and (stops > 0).all()
+    at_the_end = int((stops == 60).sum())  # the budget's last check classifies all it checks
+    classified_in_steps = counting.images - len(stops) - at_the_end  # after iteration 0
+    running_at_checks_in_steps = sum(int((stops >= k).sum()) for k in range(5, 60, 5))
+    assert len(stops) - at_the_end <= classified_in_steps < running_at_checks_in_steps
+    _, predicted, passed = synthesis.check(torch.from_numpy(result.metamers),
+                                           torch.arange(len(uniform_starts)))
+    assert passed.all()
+    np.testing.assert_array_equal(predicted, result.predicted_class)
 
 
 def test_same_seed_gives_bit_identical_metamers(synthesis_at, small_references):
@@ -379,6 +404,12 @@ def test_non_finite_loss_stops_only_that_metamer(trained_model, small_references
     others = [0, 2, 3]
     assert np.isfinite(result.loss[:20, others]).all()
     assert (result.loss[19, others] < result.loss[0, others]).all()
+    # its record is the criterion on its stored image, every part computed
+    spearman, predicted, _ = synthesis.check(torch.from_numpy(result.metamers[[1]]),
+                                             torch.tensor([1]))
+    np.testing.assert_array_equal(result.final_spearman[1], spearman[0])
+    np.testing.assert_array_equal(result.predicted_class[1], predicted[0])
+    assert (result.predicted_class[1] >= 0).all()
 
 
 @pytest.mark.parametrize("label", ["SGD_nesterov", "Adam", "LBFGS"])

@@ -14,6 +14,7 @@ a wide layer; read it together with the pixel distance and the evaluation's cont
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -80,3 +81,25 @@ def check_criterion(metamer_activations: np.ndarray,
             spearman[rows] = spearman_rows(metamers, np.asarray(reference_activations)[rows])
     passed = np.nan_to_num(spearman, nan=-np.inf) > threshold
     return CriterionCheck(spearman, class_matches, passed & class_matches)
+
+
+def check_correlation_first(metamer_activations: np.ndarray, reference_ranks: RankedRows,
+                            classify: Callable[[np.ndarray], np.ndarray],
+                            reference_predictions: np.ndarray,
+                            threshold: float) -> tuple[CriterionCheck, np.ndarray]:
+    """The criterion in the other order: the Spearman correlation of every metamer first, then
+    ``classify(rows)`` (predicted classes of those metamers) only where it passes. For a check
+    that has the generating layer's activations already, so only metamers near their
+    reference pay for the rest of the model. Returns the check and the predicted classes
+    (-1 where not computed, which counts as no match). The pass/fail outcome is
+    :func:`check_criterion`'s.
+    """
+    spearman = spearman_to_ranked(np.asarray(metamer_activations), reference_ranks)
+    candidates = np.flatnonzero(np.nan_to_num(spearman, nan=-np.inf) > threshold)
+    predictions = np.full(len(spearman), -1, dtype=np.int64)
+    if len(candidates):
+        predictions[candidates] = classify(candidates)
+    class_matches = predictions == np.asarray(reference_predictions)
+    passed = np.zeros(len(spearman), bool)
+    passed[candidates] = class_matches[candidates]
+    return CriterionCheck(spearman, class_matches, passed), predictions

@@ -3,9 +3,9 @@
 All references of a job are optimised at once, as one (N, C, H, W) parameter. Each iteration is
 one forward pass to the generating layer and one backward pass, over the metamers still running:
 a metamer stops when it meets the success criterion (checked every ``check_every`` iterations) or
-when the budget runs out, and its image is frozen from then on. A check between two steps is
-made on the next step's forward pass, which then runs the whole model (the class needs the
-logits) instead of a second pass over the images.
+when the budget runs out, and its image is frozen from then on. A check between two steps
+correlates the activations of the next step's forward pass and runs the whole model (for
+the class) only on metamers whose correlation passes.
 
 Loss per model: ||a(x) - a(ref)||^2 / ||a(ref)||^2 at the generating layer (so layers and models
 are comparable); for a set of models, the mean over members. Losses are summed over the batch so
@@ -40,7 +40,7 @@ import torch
 from torch import nn
 
 from metamers.activations import LOGITS, feature_extractor, flat
-from metamers.criteria import check_criterion
+from metamers.criteria import check_correlation_first, check_criterion
 from metamers.runtime import get_logger
 from metamers.stats import rank_once
 from metamers.store import CHECKPOINT_LOAD_ERRORS, atomic_path
@@ -230,42 +230,38 @@ class MetamerSynthesis:
         self.reference_ranks = [rank_once(activation.cpu().numpy())
                                 for activation in self.reference_activations]
 
-    def member_losses(self, images: torch.Tensor, indices: torch.Tensor,
-                      with_logits: bool = False):
-        """Per member, the normalised squared activation error per image (a generator) and,
-        ``with_logits``, the member's outputs (the full model runs, so one forward pass serves
-        the step and the success check); else None in their place."""
+    def member_losses(self, images: torch.Tensor, indices: torch.Tensor):
+        """Per member, the normalised squared activation error per image and the generating
+        layer's flattened activations (a generator)."""
         all_rows = len(indices) == len(self.reference_images)  # indices are sorted, unique
-        networks = self.checkers if with_logits else self.extractors
-        for network, member, target, norm in zip(networks, self.members,
-                                                 self.reference_activations,
-                                                 self.reference_norms):
+        for extractor, member, target, norm in zip(self.extractors, self.members,
+                                                   self.reference_activations,
+                                                   self.reference_norms):
             if not all_rows:  # a copy of the targets costs as much as an activation pass
                 target, norm = target[indices], norm[indices]
-            outputs = network(images)
-            activation = flat(outputs[member.layer])
-            yield (activation - target).pow(2).sum(1) / norm, outputs if with_logits else None
+            activation = flat(extractor(images)[member.layer])
+            yield (activation - target).pow(2).sum(1) / norm, activation
 
     def loss_per_image(self, images: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
         """Mean over members of the normalised squared activation error, per image."""
         return torch.stack([loss for loss, _ in self.member_losses(images, indices)]).mean(0)
 
     def backward(self, images: torch.Tensor, indices: torch.Tensor, range_penalty: float,
-                 with_logits: bool = False) -> tuple[torch.Tensor, torch.Tensor, list | None]:
+                 keep_activations: bool = False) -> tuple[torch.Tensor, torch.Tensor, list]:
         """Backpropagate the total loss into ``images``' graph, one member at a time.
 
         Each member's graph is freed before the next member runs, so memory is bounded by the
-        largest member, not their sum. Returns the total loss, the per-image loss and,
-        ``with_logits``, each member's detached outputs for :meth:`judge`.
+        largest member, not their sum. Returns the total loss, the per-image loss and, if
+        ``keep_activations``, each member's detached activations (for :meth:`check_activations`).
         """
         pixels = images.detach().requires_grad_(True)
         per_image = torch.zeros(len(indices), device=images.device)
-        member_outputs = [] if with_logits else None
-        for loss, outputs in self.member_losses(pixels, indices, with_logits):
+        activations = []
+        for loss, activation in self.member_losses(pixels, indices):
             (loss.sum() / len(self.members)).backward()
             per_image += loss.detach() / len(self.members)
-            if with_logits:
-                member_outputs.append({name: value.detach() for name, value in outputs.items()})
+            if keep_activations:
+                activations.append(activation.detach())
         total = per_image[torch.isfinite(per_image)].sum()
         if range_penalty:
             penalty = range_penalty * (pixels - pixels.clamp(0, 1)).pow(2).sum()
@@ -275,25 +271,18 @@ class MetamerSynthesis:
             images.grad = pixels.grad
         else:
             images.backward(pixels.grad)
-        return total, per_image, member_outputs
+        return total, per_image, activations
 
     @torch.no_grad()
     def check(self, images: torch.Tensor, indices: torch.Tensor, correlate_all: bool = True):
         """Criterion for ``images`` (metamers of references ``indices``) under every member;
         ``correlate_all=False``: Spearman only where the member's class matches (else NaN)."""
-        return self.judge([checker(images) for checker in self.checkers], indices,
-                          correlate_all)
-
-    def judge(self, member_outputs: list[dict[str, torch.Tensor]], indices: torch.Tensor,
-              correlate_all: bool = True):
-        """:meth:`check` from each member's outputs (generating layer and logits) on the
-        metamers of references ``indices``."""
-        index_array = indices.cpu().numpy()
-        rows = slice(None) if len(index_array) == len(self.reference_images) else index_array
+        rows = self._reference_rows(indices)
         spearman, predicted, passed = [], [], []
-        for outputs, member, reference_ranks, reference_predictions in zip(
-                member_outputs, self.members, self.reference_ranks,
+        for checker, member, reference_ranks, reference_predictions in zip(
+                self.checkers, self.members, self.reference_ranks,
                 self.reference_predictions):
+            outputs = checker(images)
             predictions = outputs[LOGITS].argmax(1).cpu().numpy()
             result = check_criterion(flat(outputs[member.layer]).cpu().numpy(),
                                      reference_ranks[rows], predictions,
@@ -303,6 +292,35 @@ class MetamerSynthesis:
             predicted.append(predictions)
             passed.append(result.passed)
         return (np.stack(spearman, 1), np.stack(predicted, 1), np.all(np.stack(passed, 1), 1))
+
+    @torch.no_grad()
+    def check_activations(self, activations: list[torch.Tensor], images: torch.Tensor,
+                          indices: torch.Tensor):
+        """:meth:`check` from each member's generating-layer ``activations`` of ``images``,
+        taken from a step's forward pass: the Spearman correlation first, the class (the whole
+        model) only for metamers whose correlation passes; other classes are -1."""
+        rows = self._reference_rows(indices)
+        spearman, predicted, passed = [], [], []
+        for activation, checker, member, reference_ranks, reference_predictions in zip(
+                activations, self.checkers, self.members, self.reference_ranks,
+                self.reference_predictions):
+            def classify(candidates: np.ndarray, checker=checker) -> np.ndarray:
+                selected = torch.as_tensor(candidates, device=images.device)
+                return checker(images[selected])[LOGITS].argmax(1).cpu().numpy()
+
+            result, predictions = check_correlation_first(
+                activation.cpu().numpy(), reference_ranks[rows], classify,
+                reference_predictions[rows], member.threshold)
+            spearman.append(result.spearman)
+            predicted.append(predictions)
+            passed.append(result.passed)
+        return (np.stack(spearman, 1), np.stack(predicted, 1), np.all(np.stack(passed, 1), 1))
+
+    def _reference_rows(self, indices: torch.Tensor) -> slice | np.ndarray:
+        """Rows of per-reference arrays for metamers ``indices`` (a view when all of them)."""
+        if len(indices) == len(self.reference_images):  # indices are sorted, unique
+            return slice(None)
+        return indices.cpu().numpy()
 
     def synthesize(self, initial_images: torch.Tensor, settings: OptimizerSettings,
                    max_iterations: int, check_every: int = 10, stop_on_success: bool = True,
@@ -353,8 +371,8 @@ class MetamerSynthesis:
             else:
                 indices = torch.nonzero(state.active).flatten()
                 images = _to_images(parameter[indices], settings.constraint)
-            loss, per_image, member_outputs = self.backward(
-                images, indices, settings.range_penalty, with_logits=closure.checks)
+            loss, per_image, activations = self.backward(
+                images, indices, settings.range_penalty, keep_activations=closure.checks)
             finite = torch.isfinite(per_image)
             bad_rows = no_rows if bool(finite.all()) else indices[~finite]
             if len(bad_rows):  # their gradients are not finite either: they take no step
@@ -366,14 +384,13 @@ class MetamerSynthesis:
                 closure.bad_rows = bad_rows
                 closure.bad_images = (parameter[bad_rows].detach().clone() if len(bad_rows)
                                       else None)
-                closure.member_outputs = member_outputs
+                closure.images, closure.activations = images.detach(), activations
             return loss
 
         def check_in_step(iteration: int) -> bool:
             """Whether this iteration's check can use its step's forward pass: the step's
             images must be the checked ones (pixels in [0, 1]: sigmoid, or clamped by an
-            earlier step) and the optimiser must evaluate once per step (not L-BFGS). The full
-            model then runs instead of the truncated one; the check adds only its tail."""
+            earlier step) and the optimiser must evaluate once per step (not L-BFGS)."""
             return (not uses_closure and iteration < max_iterations
                     and (settings.constraint == "sigmoid"
                          or (settings.constraint == "clamp" and iteration > 0)))
@@ -398,8 +415,8 @@ class MetamerSynthesis:
             else:
                 loss = closure()
                 if closure.checks:  # before the step: a metamer stops at its checked image
-                    judged = self.judge(closure.member_outputs, closure.indices,
-                                        correlate_all=False)
+                    judged = self.check_activations(closure.activations, closure.images,
+                                                    closure.indices)
                     self._stop_passed(state, closure.indices, *judged, iteration,
                                       stop_on_success)
                     self._log_progress(iteration, max_iterations, state.loss_trace,
@@ -430,6 +447,11 @@ class MetamerSynthesis:
             final_images = _to_images(parameter, settings.constraint).clamp(0, 1)
             final_losses = self.loss_per_image(final_images, torch.arange(count,
                                                                           device=self.device))
+            if state.non_finite.any():  # their last check may have skipped a part: redo it
+                rows = torch.as_tensor(np.flatnonzero(state.non_finite), device=self.device)
+                spearman, predicted, _ = self.check(final_images[rows], rows)
+                state.final_spearman[state.non_finite] = spearman
+                state.predicted_class[state.non_finite] = predicted
         last_rows = np.clip(state.iterations_run, 0, max_iterations)
         final_losses = final_losses.cpu().numpy()
         finite_end = ~state.non_finite
