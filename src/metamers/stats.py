@@ -98,7 +98,8 @@ def spearman_to_ranked(values: np.ndarray, ranked: RankedRows) -> np.ndarray:
 
     float32 rows take one sort of 64-bit keys, each value's ordered bits above the other row's
     doubled rank, and no rank array: the sum of products of ranks is read off the sorted keys,
-    with tied runs corrected from their sums (about half the time of ranking both sides).
+    with tied runs corrected from their sums (2-4x faster than ranking ``values`` and
+    correlating the ranks).
     The sums are of integers: exact in float64 while they stay below 2^53 (e.g. 40 rows of
     25,088 values), within float64 rounding beyond.
     """
@@ -118,7 +119,7 @@ def spearman_to_ranked(values: np.ndarray, ranked: RankedRows) -> np.ndarray:
         halves = np.empty((rows, width, 2), np.uint32)  # little-endian uint64: (low, high)
         halves[..., 0] = ranked.doubled_ranks
         halves[..., 1] = _ordered_bits(values)
-        halves.view(np.uint64).sort(axis=1)
+        halves.view(np.uint64).sort(axis=1)  # the view is (rows, width, 1)
         other = halves[..., 0].astype(np.float64)  # the other row's doubled ranks, in order
         # untied, the k-th smallest value (from 0) has doubled rank 2k + 2. Not a BLAS
         # product: BLAS threads left spinning after it slow the next torch pass several-fold.
