@@ -89,8 +89,8 @@ def check_correlation_first(metamer_activations: np.ndarray, reference_ranks: Ra
                             threshold: float) -> tuple[CriterionCheck, np.ndarray]:
     """The criterion in the other order: the Spearman correlation of every metamer first, then
     ``classify(rows)`` (predicted classes of those metamers) only where it passes. For a check
-    that has the generating layer's activations already, so only metamers near their
-    reference pay for the rest of the model. Returns the check and the predicted classes
+    that has the generating layer's activations already: only metamers near their reference
+    pay for a pass of the whole model. Returns the check and the predicted classes
     (-1 where not computed, which counts as no match). The pass/fail outcome is
     :func:`check_criterion`'s.
     """
