@@ -107,13 +107,20 @@ def test_check_criterion_needs_both_parts():
     np.testing.assert_array_equal(check.passed, [True, False, False])
 
 
-def test_correlating_only_matching_classes_decides_the_same():
-    """The synthesis's cheaper check: no ranking where the class differs, same outcome."""
+@pytest.fixture
+def near_and_far_metamers() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """40 float32 metamers at noise levels from near to far from their references, and random
+    predicted classes for both (3 classes)."""
     rng = np.random.default_rng(2)
     references = rng.random((40, 300)).astype(np.float32)
     noise = rng.normal(0, 1, references.shape) * rng.uniform(0.05, 0.6, (40, 1))
     metamers = (references + noise).astype(np.float32)
-    predictions, reference_predictions = rng.integers(0, 3, 40), rng.integers(0, 3, 40)
+    return metamers, references, rng.integers(0, 3, 40), rng.integers(0, 3, 40)
+
+
+def test_correlating_only_matching_classes_decides_the_same(near_and_far_metamers):
+    """The synthesis's cheaper check: no ranking where the class differs, same outcome."""
+    metamers, references, predictions, reference_predictions = near_and_far_metamers
     full = criteria.check_criterion(metamers, references, predictions, reference_predictions,
                                     threshold=0.8)
     cheap = criteria.check_criterion(metamers, references, predictions, reference_predictions,
@@ -125,13 +132,10 @@ def test_correlating_only_matching_classes_decides_the_same():
     assert np.isnan(cheap.spearman[~full.class_matches]).all()
 
 
-def test_correlation_first_classifies_only_correlating_metamers_and_decides_the_same():
+def test_correlation_first_classifies_only_correlating_metamers_and_decides_the_same(
+        near_and_far_metamers):
     """The check made from a step's activations: classes only where the correlation passes."""
-    rng = np.random.default_rng(2)
-    references = rng.random((40, 300)).astype(np.float32)
-    noise = rng.normal(0, 1, references.shape) * rng.uniform(0.05, 0.6, (40, 1))
-    metamers = (references + noise).astype(np.float32)
-    predictions, reference_predictions = rng.integers(0, 3, 40), rng.integers(0, 3, 40)
+    metamers, references, predictions, reference_predictions = near_and_far_metamers
     full = criteria.check_criterion(metamers, references, predictions, reference_predictions,
                                     threshold=0.8)
     asked = []

@@ -40,7 +40,7 @@ import torch
 from torch import nn
 
 from metamers.activations import LOGITS, feature_extractor, flat
-from metamers.criteria import check_correlation_first, check_criterion
+from metamers.criteria import CriterionCheck, check_correlation_first, check_criterion
 from metamers.runtime import get_logger
 from metamers.stats import rank_once
 from metamers.store import CHECKPOINT_LOAD_ERRORS, atomic_path
@@ -93,7 +93,7 @@ class SynthesisResult:
     loss: np.ndarray                  # (iterations + 1, N) loss per iteration, NaN once stopped
     iterations_to_success: np.ndarray  # (N,) first successful check, -1 if never
     success: np.ndarray               # (N,) bool
-    final_spearman: np.ndarray        # (N, members) generating layer, last check (NaN: not run)
+    final_spearman: np.ndarray        # (N, members) generating layer, the metamer's last check
     predicted_class: np.ndarray       # (N, members) generator's class on the metamer
     reference_class: np.ndarray       # (N, members) generator's class on the reference
     iterations_run: np.ndarray        # (N,) steps taken before stopping
@@ -204,6 +204,14 @@ def _to_images(parameter: torch.Tensor, constraint: str) -> torch.Tensor:
     return torch.sigmoid(parameter) if constraint == "sigmoid" else parameter
 
 
+def _across_members(per_member: list[tuple[CriterionCheck, np.ndarray]]):
+    """Each member's check and predicted classes -> (N, members) Spearman, (N, members)
+    classes, and (N,) whether every member passed."""
+    return (np.stack([check.spearman for check, _ in per_member], 1),
+            np.stack([predictions for _, predictions in per_member], 1),
+            np.all(np.stack([check.passed for check, _ in per_member], 1), 1))
+
+
 class MetamerSynthesis:
     """Synthesis of metamers of ``reference_images`` for one or more generator models.
 
@@ -278,7 +286,7 @@ class MetamerSynthesis:
         """Criterion for ``images`` (metamers of references ``indices``) under every member;
         ``correlate_all=False``: Spearman only where the member's class matches (else NaN)."""
         rows = self._reference_rows(indices)
-        spearman, predicted, passed = [], [], []
+        per_member = []
         for checker, member, reference_ranks, reference_predictions in zip(
                 self.checkers, self.members, self.reference_ranks,
                 self.reference_predictions):
@@ -288,10 +296,8 @@ class MetamerSynthesis:
                                      reference_ranks[rows], predictions,
                                      reference_predictions[rows], member.threshold,
                                      correlate_all=correlate_all)
-            spearman.append(result.spearman)
-            predicted.append(predictions)
-            passed.append(result.passed)
-        return (np.stack(spearman, 1), np.stack(predicted, 1), np.all(np.stack(passed, 1), 1))
+            per_member.append((result, predictions))
+        return _across_members(per_member)
 
     @torch.no_grad()
     def check_activations(self, activations: list[torch.Tensor], images: torch.Tensor,
@@ -300,7 +306,7 @@ class MetamerSynthesis:
         taken from a step's forward pass: the Spearman correlation first, the class (the whole
         model) only for metamers whose correlation passes; other classes are -1."""
         rows = self._reference_rows(indices)
-        spearman, predicted, passed = [], [], []
+        per_member = []
         for activation, checker, member, reference_ranks, reference_predictions in zip(
                 activations, self.checkers, self.members, self.reference_ranks,
                 self.reference_predictions):
@@ -308,13 +314,10 @@ class MetamerSynthesis:
                 selected = torch.as_tensor(candidates, device=images.device)
                 return checker(images[selected])[LOGITS].argmax(1).cpu().numpy()
 
-            result, predictions = check_correlation_first(
+            per_member.append(check_correlation_first(
                 activation.cpu().numpy(), reference_ranks[rows], classify,
-                reference_predictions[rows], member.threshold)
-            spearman.append(result.spearman)
-            predicted.append(predictions)
-            passed.append(result.passed)
-        return (np.stack(spearman, 1), np.stack(predicted, 1), np.all(np.stack(passed, 1), 1))
+                reference_predictions[rows], member.threshold))
+        return _across_members(per_member)
 
     def _reference_rows(self, indices: torch.Tensor) -> slice | np.ndarray:
         """Rows of per-reference arrays for metamers ``indices`` (a view when all of them)."""
@@ -429,9 +432,8 @@ class MetamerSynthesis:
                     norms = grad.flatten(1).norm(dim=1).clamp_min(1e-12)
                     grad.div_(norms.view(-1, *([1] * (grad.ndim - 1))))
                 optimizer.step()
-            trace_rows = (slice(None) if len(closure.indices) == count
-                          else closure.indices.cpu().numpy())
-            state.loss_trace[iteration, trace_rows] = closure.per_image.cpu().numpy()
+            state.loss_trace[iteration, self._reference_rows(closure.indices)] = (
+                closure.per_image.cpu().numpy())
             if scheduler is not None:
                 if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
                     scheduler.step(float(loss.detach()))
