@@ -3,7 +3,8 @@
 1. Per (model, generating layer): seconds per iteration of the pipeline's synthesis
    (:class:`metamers.generate.MetamerSynthesis`, the config's first optimiser) divided by the
    seconds of a bare forward + backward of the same model truncated at that layer
-   (``create_feature_extractor``) on the same batch. Synthesis time per iteration is the
+   (``create_feature_extractor``) on the same batch, the backward started from a fixed gradient
+   at the layer (no loss). Synthesis time per iteration is the
    difference of a long and a short run divided by the difference of their iterations, so set-up
    and the checks at both ends cancel. Three columns: the step alone (no check in between),
    and with the success check every ``check_every`` iterations, which correlates the step's
@@ -57,14 +58,15 @@ def pipeline_iteration(model, layer: str, references: torch.Tensor,
 
 
 def bare_iteration(model, layer: str, references: torch.Tensor, iterations: int) -> float:
-    """Seconds of forward to ``layer`` + backward of the squared error, nothing else."""
+    """Seconds of forward to ``layer`` + backward from a fixed gradient there, nothing else
+    (the floor: no loss, no optimiser step)."""
     truncated = create_feature_extractor(model, return_nodes={layer: layer})
     with torch.no_grad():
-        target = truncated(references)[layer]
+        upstream = torch.randn_like(truncated(references)[layer])
     images = inits.initial_images("uniform", references, seed=0).requires_grad_(True)
     started = time.perf_counter()
     for _ in range(iterations):
-        (truncated(images)[layer] - target).pow(2).sum().backward()
+        truncated(images)[layer].backward(upstream)
     return (time.perf_counter() - started) / iterations
 
 

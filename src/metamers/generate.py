@@ -239,8 +239,9 @@ class MetamerSynthesis:
                                 for activation in self.reference_activations]
 
     def member_losses(self, images: torch.Tensor, indices: torch.Tensor):
-        """Per member, the normalised squared activation error per image and the generating
-        layer's flattened activations (a generator)."""
+        """Per member (a generator): the normalised squared activation error per image, its
+        gradient with respect to the activations as a share of the mean over members,
+        2 (a - a_ref) / (||a_ref||^2 members), and the generating layer's flat activations."""
         all_rows = len(indices) == len(self.reference_images)  # indices are sorted, unique
         for extractor, member, target, norm in zip(self.extractors, self.members,
                                                    self.reference_activations,
@@ -248,16 +249,24 @@ class MetamerSynthesis:
             if not all_rows:  # a copy of the targets costs as much as an activation pass
                 target, norm = target[indices], norm[indices]
             activation = flat(extractor(images)[member.layer])
-            yield (activation - target).pow(2).sum(1) / norm, activation
+            with torch.no_grad():
+                gradient = activation - target
+                loss = torch.linalg.vecdot(gradient, gradient) / norm
+                gradient.mul_((2 / len(self.members) / norm).unsqueeze(1))
+            yield loss, gradient, activation
 
     def loss_per_image(self, images: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
         """Mean over members of the normalised squared activation error, per image."""
-        return torch.stack([loss for loss, _ in self.member_losses(images, indices)]).mean(0)
+        with torch.no_grad():
+            return torch.stack([loss for loss, *_ in self.member_losses(images, indices)]).mean(0)
 
     def backward(self, images: torch.Tensor, indices: torch.Tensor, range_penalty: float,
                  keep_activations: bool = False) -> tuple[torch.Tensor, torch.Tensor, list]:
         """Backpropagate the total loss into ``images``' graph, one member at a time.
 
+        The loss's gradient at the layer comes from :meth:`member_losses` in closed form and
+        starts the layer's backward: autograd through the loss would add four passes over the
+        activations, as costly as the model itself at a wide, cheap layer (``relu1``).
         Each member's graph is freed before the next member runs, so memory is bounded by the
         largest member, not their sum. Returns the total loss, the per-image loss and, if
         ``keep_activations``, each member's detached activations (for :meth:`check_activations`).
@@ -265,9 +274,9 @@ class MetamerSynthesis:
         pixels = images.detach().requires_grad_(True)
         per_image = torch.zeros(len(indices), device=images.device)
         activations = []
-        for loss, activation in self.member_losses(pixels, indices):
-            (loss.sum() / len(self.members)).backward()
-            per_image += loss.detach() / len(self.members)
+        for loss, gradient, activation in self.member_losses(pixels, indices):
+            activation.backward(gradient)
+            per_image += loss / len(self.members)
             if keep_activations:
                 activations.append(activation.detach())
         total = per_image[torch.isfinite(per_image)].sum()
