@@ -6,10 +6,12 @@ import numpy as np
 import pytest
 import torch
 
+from metamers import zoo
 from metamers.activations import (
     LOGITS,
     extract,
     feature_extractor,
+    layer_to_logits,
     output_node,
     project,
     projection_matrix,
@@ -86,3 +88,36 @@ def test_streamed_projection_matches_projecting_at_the_end(trained_model, refere
         for layer in layers:
             np.testing.assert_allclose(streamed[image_set][layer], at_end[image_set][layer],
                                        rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("architecture, layers", [
+    ("small_cnn", ["relu1", "relu2", "fc_relu"]),
+    ("small_resnet", ["layer1", "layer2", "layer3"]),
+    ("small_vgg", ["block1", "fc_relu"]),
+    ("mlp", ["hidden1", "hidden2"]),
+    ("small_vit", ["encoder.layers.encoder_layer_0", "encoder.layers.encoder_layer_3"]),
+])
+def test_the_rest_of_the_model_from_a_layer_gives_the_models_logits(architecture, layers):
+    """From the generating layers of every local family, the model after the layer turns the
+    layer's activations into exactly the logits of the whole model."""
+    torch.manual_seed(0)
+    info = {"channels": 1, "image_size": 28, "class_names": [str(i) for i in range(5)],
+            "mean": [0.5], "std": [0.25]}
+    model = zoo.build_local({"architecture": architecture}, info).eval()
+    images = torch.rand(6, 1, 28, 28)
+    for layer in layers:
+        head = layer_to_logits(model, layer)
+        assert head is not None, layer
+        with torch.no_grad():
+            whole = feature_extractor(model, [layer], with_logits=True)(images)
+            logits = head(whole[layer].clone())[LOGITS]
+        torch.testing.assert_close(logits, whole[LOGITS], rtol=0, atol=0)
+
+
+def test_no_rest_of_the_model_where_a_skip_connection_crosses_the_layer():
+    """Inside a residual block the block's input is added after the layer: no head."""
+    info = {"channels": 1, "image_size": 28, "class_names": ["a", "b"], "mean": [0.5],
+            "std": [0.25]}
+    model = zoo.build_local({"architecture": "small_resnet"}, info).eval()
+    inside = next(name for name in zoo.layer_names(model) if name.startswith("layer2.0.conv1"))
+    assert layer_to_logits(model, inside) is None

@@ -342,25 +342,42 @@ def test_checks_between_steps_reuse_the_steps_forward_pass(trained_model, small_
 
 def test_a_check_in_a_step_classifies_only_metamers_that_correlate(synthesis_at,
                                                                    uniform_starts):
-    """The step's check runs the whole model on the metamers past the correlation threshold,
-    and they stop where the check made on its own would stop them."""
+    """The step's check classifies the metamers past the correlation threshold, from the step's
+    activations on through the rest of the model, and they stop where the check made on its own
+    would stop them."""
     synthesis = synthesis_at("relu2")
-    counting = CountingCalls(synthesis.checkers[0])
-    synthesis.checkers = [counting]
+    checker, head = CountingCalls(synthesis.checkers[0]), CountingCalls(synthesis.heads[0])
+    synthesis.checkers, synthesis.heads = [checker], [head]
     try:
         result = synthesis.synthesize(uniform_starts, OptimizerSettings(), 60, check_every=5)
     finally:
-        synthesis.checkers = [counting.module]
+        synthesis.checkers, synthesis.heads = [checker.module], [head.module]
     stops = result.iterations_to_success
     assert result.success.all() and (stops > 0).all()
     at_the_end = int((stops == 60).sum())  # the budget's last check classifies all it checks
-    classified_in_steps = counting.images - len(stops) - at_the_end  # after iteration 0
+    assert checker.images == len(stops) + at_the_end  # the checks on their own: 0 and the end
     running_at_checks_in_steps = sum(int((stops >= k).sum()) for k in range(5, 60, 5))
-    assert len(stops) - at_the_end <= classified_in_steps < running_at_checks_in_steps
+    assert len(stops) - at_the_end <= head.images < running_at_checks_in_steps
     _, predicted, passed = synthesis.check(torch.from_numpy(result.metamers),
                                            torch.arange(len(uniform_starts)))
     assert passed.all()
     np.testing.assert_array_equal(predicted, result.predicted_class)
+
+
+def test_a_check_in_a_step_runs_the_whole_model_where_the_layer_has_no_head(synthesis_at,
+                                                                           uniform_starts):
+    """Where the rest of the model reads values from before the layer, the step's check
+    classifies from the images, with the same outcome."""
+    synthesis = synthesis_at("relu2")
+    with_head = synthesis.synthesize(uniform_starts, OptimizerSettings(), 30, check_every=5)
+    synthesis.heads = [None]
+    checker = CountingCalls(synthesis.checkers[0])
+    synthesis.checkers = [checker]
+    without_head = synthesis.synthesize(uniform_starts, OptimizerSettings(), 30, check_every=5)
+    assert checker.images > len(uniform_starts)  # more than the check at iteration 0
+    np.testing.assert_array_equal(with_head.iterations_to_success,
+                                  without_head.iterations_to_success)
+    np.testing.assert_array_equal(with_head.predicted_class, without_head.predicted_class)
 
 
 def test_same_seed_gives_bit_identical_metamers(synthesis_at, small_references):

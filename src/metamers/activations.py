@@ -32,6 +32,32 @@ def feature_extractor(model: nn.Module, layers: list[str], model_name: str = "mo
     return extractor.eval().requires_grad_(False)
 
 
+def layer_to_logits(model: nn.Module, layer: str) -> nn.Module | None:
+    """The part of ``model`` after ``layer``: a module taking the layer's activations (unflattened)
+    to the logits, or None where that part also reads something computed before ``layer`` (a
+    skip connection across it, e.g. inside a residual block)."""
+    graph_module = create_feature_extractor(model, return_nodes={layer: layer,
+                                                                 output_node(model): LOGITS})
+    graph = graph_module.graph
+    inputs = [node for node in graph.nodes if node.op == "placeholder"]
+    output = next(node for node in graph.nodes if node.op == "output")
+    cut = output.args[0][layer]
+    with graph.inserting_before(inputs[0]):
+        activation = graph.placeholder("activation")
+    cut.replace_all_uses_with(activation)
+    output.args = ({LOGITS: output.args[0][LOGITS]},)
+    # shape assertions on values before the cut (ViT) go with them: the check runs on
+    # activations that the model itself computed
+    graph.eliminate_dead_code(is_impure_node=lambda node: node.is_impure()
+                              and node.target is not torch._assert)
+    if any(node.users for node in inputs):
+        return None
+    for node in inputs:
+        graph.erase_node(node)
+    graph.lint()
+    return torch.fx.GraphModule(graph_module, graph).eval().requires_grad_(False)
+
+
 def flat(activation: torch.Tensor) -> torch.Tensor:
     """(N, ...) -> (N, D)."""
     return activation.reshape(activation.shape[0], -1)

@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from metamers.activations import LOGITS, feature_extractor, flat
+from metamers.activations import LOGITS, feature_extractor, flat, layer_to_logits
 from metamers.criteria import CriterionCheck, check_correlation_first, check_criterion
 from metamers.runtime import get_logger
 from metamers.stats import rank_once
@@ -227,9 +227,14 @@ class MetamerSynthesis:
                            for m in members]
         self.checkers = [feature_extractor(m.model, [m.layer], m.name, with_logits=True)
                          .to(device) for m in members]
+        # checks between steps classify from the step's activations where the graph allows
+        self.heads = [layer_to_logits(m.model, m.layer) for m in members]
+        self.heads = [head if head is None else head.to(device) for head in self.heads]
         with torch.no_grad():
-            self.reference_activations = [flat(extractor(self.reference_images)[m.layer])
-                                          for extractor, m in zip(self.extractors, members)]
+            layer_activations = [extractor(self.reference_images)[m.layer]
+                                 for extractor, m in zip(self.extractors, members)]
+            self.layer_shapes = [activation.shape[1:] for activation in layer_activations]
+            self.reference_activations = [flat(activation) for activation in layer_activations]
             self.reference_norms = [act.pow(2).sum(1).clamp_min(1e-12)
                                     for act in self.reference_activations]
             self.reference_predictions = [
@@ -312,16 +317,22 @@ class MetamerSynthesis:
     def check_activations(self, activations: list[torch.Tensor], images: torch.Tensor,
                           indices: torch.Tensor):
         """:meth:`check` from each member's generating-layer ``activations`` of ``images``,
-        taken from a step's forward pass: the Spearman correlation first, the class (the whole
-        model) only for metamers whose correlation passes; other classes are -1."""
+        taken from a step's forward pass: the Spearman correlation first, the class only for
+        metamers whose correlation passes, from the activations on through the rest of the model
+        (or from the images through the whole model where the rest reads values from before the
+        layer); other classes are -1."""
         rows = self._reference_rows(indices)
         per_member = []
-        for activation, checker, member, reference_ranks, reference_predictions in zip(
-                activations, self.checkers, self.members, self.reference_ranks,
-                self.reference_predictions):
-            def classify(candidates: np.ndarray, checker=checker) -> np.ndarray:
+        for activation, checker, head, shape, member, reference_ranks, reference_predictions in zip(
+                activations, self.checkers, self.heads, self.layer_shapes, self.members,
+                self.reference_ranks, self.reference_predictions):
+            def classify(candidates: np.ndarray, checker=checker, head=head, shape=shape,
+                         activation=activation) -> np.ndarray:
                 selected = torch.as_tensor(candidates, device=images.device)
-                return checker(images[selected])[LOGITS].argmax(1).cpu().numpy()
+                if head is None:
+                    return checker(images[selected])[LOGITS].argmax(1).cpu().numpy()
+                # a copy of the rows: the head may overwrite its input (in-place ReLU)
+                return head(activation[selected].view(-1, *shape))[LOGITS].argmax(1).cpu().numpy()
 
             per_member.append(check_correlation_first(
                 activation.cpu().numpy(), reference_ranks[rows], classify,
