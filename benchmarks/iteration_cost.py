@@ -8,8 +8,8 @@
    difference of a long and a short run divided by the difference of their iterations, so set-up
    and the checks at both ends cancel. Three columns: the step alone (no check in between),
    and with the success check every ``check_every`` iterations, which correlates the step's
-   activations with the reference's (a sort per metamer) and runs the whole model for the
-   class only where the correlation passes: ``far`` with threshold 2 (no correlation passes,
+   activations with the reference's (a sort per metamer) and classifies, running the model on
+   from the layer, only where the correlation passes: ``far`` with threshold 2 (no correlation passes,
    the least a check costs) and ``near`` with threshold -2 (every metamer correlates and is
    classified, the most a check costs). No metamer stops. Medians of ``--repeats``, each
    timing all four in turn. Target: <= 1.15.

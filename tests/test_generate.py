@@ -327,7 +327,7 @@ class CountingCalls(torch.nn.Module):
 
 def test_checks_between_steps_reuse_the_steps_forward_pass(trained_model, small_references,
                                                            uniform_starts):
-    """A check before a step correlates that step's activations: the whole model runs only for
+    """A check before a step correlates that step's activations and classifies only
     metamers whose correlation passes (with threshold 2, none). Checks at iteration 0 (the
     pixels are not yet clamped) and at the budget's end (no step follows) run on their own."""
     synthesis = MetamerSynthesis([Member("cnn", trained_model, "relu1", 2.0)],

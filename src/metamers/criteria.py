@@ -90,7 +90,7 @@ def check_correlation_first(metamer_activations: np.ndarray, reference_ranks: Ra
     """The criterion in the other order: the Spearman correlation of every metamer first, then
     ``classify(rows)`` (predicted classes of those metamers) only where it passes. For a check
     that has the generating layer's activations already: only metamers near their reference
-    pay for a pass of the whole model. Returns the check and the predicted classes
+    pay for the model's classification. Returns the check and the predicted classes
     (-1 where not computed, which counts as no match). The pass/fail outcome is
     :func:`check_criterion`'s.
     """

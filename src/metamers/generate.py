@@ -4,8 +4,8 @@ All references of a job are optimised at once, as one (N, C, H, W) parameter. Ea
 one forward pass to the generating layer and one backward pass, over the metamers still running:
 a metamer stops when it meets the success criterion (checked every ``check_every`` iterations) or
 when the budget runs out, and its image is frozen from then on. A check between two steps
-correlates the activations of the next step's forward pass and runs the whole model (for
-the class) only on metamers whose correlation passes.
+correlates the activations of the next step's forward pass and classifies only metamers whose
+correlation passes, running the model on from those activations.
 
 Loss per model: ||a(x) - a(ref)||^2 / ||a(ref)||^2 at the generating layer (so layers and models
 are comparable); for a set of models, the mean over members. Losses are summed over the batch so
@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -228,8 +229,8 @@ class MetamerSynthesis:
         self.checkers = [feature_extractor(m.model, [m.layer], m.name, with_logits=True)
                          .to(device) for m in members]
         # checks between steps classify from the step's activations where the graph allows
-        self.heads = [layer_to_logits(m.model, m.layer) for m in members]
-        self.heads = [head if head is None else head.to(device) for head in self.heads]
+        self.heads = [None if head is None else head.to(device)
+                      for head in (layer_to_logits(m.model, m.layer) for m in members)]
         with torch.no_grad():
             layer_activations = [extractor(self.reference_images)[m.layer]
                                  for extractor, m in zip(self.extractors, members)]
@@ -317,27 +318,31 @@ class MetamerSynthesis:
     def check_activations(self, activations: list[torch.Tensor], images: torch.Tensor,
                           indices: torch.Tensor):
         """:meth:`check` from each member's generating-layer ``activations`` of ``images``,
-        taken from a step's forward pass: the Spearman correlation first, the class only for
-        metamers whose correlation passes, from the activations on through the rest of the model
-        (or from the images through the whole model where the rest reads values from before the
-        layer); other classes are -1."""
+        taken from a step's forward pass: the Spearman correlation first, the class
+        (:meth:`_classify_from_layer`) only for metamers whose correlation passes; other classes
+        are -1."""
         rows = self._reference_rows(indices)
         per_member = []
-        for activation, checker, head, shape, member, reference_ranks, reference_predictions in zip(
-                activations, self.checkers, self.heads, self.layer_shapes, self.members,
-                self.reference_ranks, self.reference_predictions):
-            def classify(candidates: np.ndarray, checker=checker, head=head, shape=shape,
-                         activation=activation) -> np.ndarray:
-                selected = torch.as_tensor(candidates, device=images.device)
-                if head is None:
-                    return checker(images[selected])[LOGITS].argmax(1).cpu().numpy()
-                # a copy of the rows: the head may overwrite its input (in-place ReLU)
-                return head(activation[selected].view(-1, *shape))[LOGITS].argmax(1).cpu().numpy()
-
+        for member, (activation, reference_ranks, reference_predictions) in enumerate(zip(
+                activations, self.reference_ranks, self.reference_predictions)):
             per_member.append(check_correlation_first(
-                activation.cpu().numpy(), reference_ranks[rows], classify,
-                reference_predictions[rows], member.threshold))
+                activation.cpu().numpy(), reference_ranks[rows],
+                partial(self._classify_from_layer, member, activation, images),
+                reference_predictions[rows], self.members[member].threshold))
         return _across_members(per_member)
+
+    def _classify_from_layer(self, member: int, activation: torch.Tensor, images: torch.Tensor,
+                             candidates: np.ndarray) -> np.ndarray:
+        """Member's classes of metamers ``candidates``: from their flat generating-layer
+        ``activation`` on through the rest of the model, or from ``images`` through the whole
+        model where the rest reads values from before the layer."""
+        selected = torch.as_tensor(candidates, device=images.device)
+        head = self.heads[member]
+        if head is None:
+            logits = self.checkers[member](images[selected])[LOGITS]
+        else:  # indexing copies the rows: the head may overwrite its input (in-place ReLU)
+            logits = head(activation[selected].view(-1, *self.layer_shapes[member]))[LOGITS]
+        return logits.argmax(1).cpu().numpy()
 
     def _reference_rows(self, indices: torch.Tensor) -> slice | np.ndarray:
         """Rows of per-reference arrays for metamers ``indices`` (a view when all of them)."""
