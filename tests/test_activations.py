@@ -98,14 +98,15 @@ def test_streamed_projection_matches_projecting_at_the_end(trained_model, refere
     ("small_vit", ["encoder.layers.encoder_layer_0", "encoder.layers.encoder_layer_3"]),
 ])
 def test_the_rest_of_the_model_from_a_layer_gives_the_models_logits(architecture, layers):
-    """From the generating layers of every local family, the model after the layer turns the
-    layer's activations into exactly the logits of the whole model."""
+    """From the generating layers of every local family (and its output layer, where nothing
+    is left), the model after the layer turns the layer's activations into exactly the logits of
+    the whole model."""
     torch.manual_seed(0)
     info = {"channels": 1, "image_size": 28, "class_names": [str(i) for i in range(5)],
             "mean": [0.5], "std": [0.25]}
     model = zoo.build_local({"architecture": architecture}, info).eval()
     images = torch.rand(6, 1, 28, 28)
-    for layer in layers:
+    for layer in [*layers, output_node(model)]:
         head = layer_to_logits(model, layer)
         assert head is not None, layer
         with torch.no_grad():
@@ -121,3 +122,14 @@ def test_no_rest_of_the_model_where_a_skip_connection_crosses_the_layer():
     model = zoo.build_local({"architecture": "small_resnet"}, info).eval()
     inside = next(name for name in zoo.layer_names(model) if name.startswith("layer2.0.conv1"))
     assert layer_to_logits(model, inside) is None
+
+
+def test_the_output_layer_can_be_asked_for_with_the_logits(trained_model, references):
+    """The output layer is one node under two names: asked for as a layer and as the logits."""
+    last = output_node(trained_model)
+    with torch.no_grad():
+        outputs = feature_extractor(trained_model, ["relu1", last], with_logits=True)(
+            references[0][:4])
+    assert set(outputs) == {"relu1", last, LOGITS}
+    torch.testing.assert_close(outputs[last], outputs[LOGITS], rtol=0, atol=0)
+    torch.testing.assert_close(outputs[LOGITS], trained_model(references[0][:4]), rtol=0, atol=0)

@@ -380,6 +380,16 @@ def test_a_check_in_a_step_runs_the_whole_model_where_the_layer_has_no_head(synt
     np.testing.assert_array_equal(with_head.predicted_class, without_head.predicted_class)
 
 
+def test_metamers_of_the_output_layer(synthesis_at, uniform_starts):
+    """Metamers can match the logits themselves (the model's last layer): they stop with the
+    reference's class."""
+    synthesis = synthesis_at("logits")
+    result = synthesis.synthesize(uniform_starts, OptimizerSettings(), 40, check_every=5)
+    assert result.success.any()
+    np.testing.assert_array_equal(result.predicted_class[result.success],
+                                  result.reference_class[result.success])
+
+
 def test_same_seed_gives_bit_identical_metamers(synthesis_at, small_references):
     images, _ = small_references
 

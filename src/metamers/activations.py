@@ -26,9 +26,13 @@ def feature_extractor(model: nn.Module, layers: list[str], model_name: str = "mo
     available = layer_names(model)
     check_layers(model_name, layers, available)
     return_nodes = {layer: layer for layer in layers}
-    if with_logits:
+    if with_logits and available[-1] not in return_nodes:
         return_nodes[available[-1]] = LOGITS
     extractor = create_feature_extractor(model, return_nodes=return_nodes)
+    if with_logits and available[-1] in layers:  # the output layer asked for: one node, two names
+        output = next(node for node in extractor.graph.nodes if node.op == "output")
+        output.args = ({**output.args[0], LOGITS: output.args[0][available[-1]]},)
+        extractor.recompile()
     return extractor.eval().requires_grad_(False)
 
 
@@ -36,8 +40,7 @@ def layer_to_logits(model: nn.Module, layer: str) -> nn.Module | None:
     """The part of ``model`` after ``layer``: a module taking the layer's activations (unflattened)
     to the logits, or None where that part also reads something computed before ``layer`` (a
     skip connection across it, e.g. inside a residual block)."""
-    graph_module = create_feature_extractor(model, return_nodes={layer: layer,
-                                                                 output_node(model): LOGITS})
+    graph_module = feature_extractor(model, [layer], with_logits=True)
     graph = graph_module.graph
     inputs = [node for node in graph.nodes if node.op == "placeholder"]
     output = next(node for node in graph.nodes if node.op == "output")
