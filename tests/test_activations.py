@@ -11,6 +11,7 @@ from metamers.activations import (
     LOGITS,
     extract,
     feature_extractor,
+    head_agrees,
     layer_to_logits,
     output_node,
     project,
@@ -133,3 +134,28 @@ def test_the_output_layer_can_be_asked_for_with_the_logits(trained_model, refere
     assert set(outputs) == {"relu1", last, LOGITS}
     torch.testing.assert_close(outputs[last], outputs[LOGITS], rtol=0, atol=0)
     torch.testing.assert_close(outputs[LOGITS], trained_model(references[0][:4]), rtol=0, atol=0)
+
+
+class BatchSizeFromInput(torch.nn.Module):
+    """Reads the batch size from its input and uses it after the layer (as EfficientNet does)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(1, 2, 3)
+        self.fc = torch.nn.Linear(2 * 26 * 26, 3)
+
+    def forward(self, images):
+        batch = images.size(0)
+        return self.fc(torch.relu(self.conv(images)).view(batch, -1))
+
+
+def test_the_batch_size_read_before_the_layer_is_read_from_the_activations():
+    torch.manual_seed(0)
+    model = BatchSizeFromInput().eval()
+    images = torch.rand(4, 1, 28, 28)
+    head = layer_to_logits(model, "relu")
+    assert head is not None
+    with torch.no_grad():
+        whole = feature_extractor(model, ["relu"], with_logits=True)(images)
+    assert head_agrees(head, whole["relu"], whole[LOGITS])
+    assert not head_agrees(head, whole["relu"], whole[LOGITS] + 1e-3)

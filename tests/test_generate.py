@@ -10,8 +10,8 @@ import torch
 import yaml
 from snakemake.utils import validate
 
-from metamers import criteria, inits
-from metamers.activations import extract
+from metamers import criteria, generate, inits
+from metamers.activations import LOGITS, extract
 from metamers.generate import (
     Member,
     MetamerSynthesis,
@@ -378,6 +378,20 @@ def test_a_check_in_a_step_runs_the_whole_model_where_the_layer_has_no_head(synt
     np.testing.assert_array_equal(with_head.iterations_to_success,
                                   without_head.iterations_to_success)
     np.testing.assert_array_equal(with_head.predicted_class, without_head.predicted_class)
+
+
+def test_a_head_that_does_not_reproduce_the_logits_is_not_used(trained_model,
+                                                               small_references, monkeypatch):
+    """Checks classify from the images when the model cut at the layer gives other logits."""
+
+    class Wrong(torch.nn.Module):
+        def forward(self, activation):
+            return {LOGITS: torch.zeros(len(activation), 10)}
+
+    monkeypatch.setattr(generate, "layer_to_logits", lambda model, layer: Wrong())
+    synthesis = MetamerSynthesis([Member("cnn", trained_model, "relu2", 0.5)],
+                                 small_references[0], CPU)
+    assert synthesis.heads == [None]
 
 
 def test_metamers_of_the_output_layer(synthesis_at, uniform_starts):

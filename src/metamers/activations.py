@@ -39,7 +39,10 @@ def feature_extractor(model: nn.Module, layers: list[str], model_name: str = "mo
 def layer_to_logits(model: nn.Module, layer: str) -> nn.Module | None:
     """The part of ``model`` after ``layer``: a module taking the layer's activations (unflattened)
     to the logits, or None where that part also reads something computed before ``layer`` (a
-    skip connection across it, e.g. inside a residual block)."""
+    skip connection across it, e.g. inside a residual block). The batch size read from a value
+    before the layer (``x.size(0)``, EfficientNet's ``view(batch, -1)``) is read from the layer's
+    activations instead; callers check the result against the whole model (see
+    :func:`head_agrees`)."""
     graph_module = feature_extractor(model, [layer], with_logits=True)
     graph = graph_module.graph
     inputs = [node for node in graph.nodes if node.op == "placeholder"]
@@ -49,6 +52,9 @@ def layer_to_logits(model: nn.Module, layer: str) -> nn.Module | None:
         activation = graph.placeholder("activation")
     cut.replace_all_uses_with(activation)
     output.args = ({LOGITS: output.args[0][LOGITS]},)
+    for node in graph.nodes:
+        if node.op == "call_method" and node.target == "size" and node.args[1:] == (0,):
+            node.args = (activation, 0)
     # shape assertions on values before the cut (ViT) go with them: the check runs on
     # activations that the model itself computed
     graph.eliminate_dead_code(is_impure_node=lambda node: node.is_impure()
@@ -59,6 +65,14 @@ def layer_to_logits(model: nn.Module, layer: str) -> nn.Module | None:
         graph.erase_node(node)
     graph.lint()
     return torch.fx.GraphModule(graph_module, graph).eval().requires_grad_(False)
+
+
+@torch.no_grad()
+def head_agrees(head: nn.Module, layer_activations: torch.Tensor, logits: torch.Tensor) -> bool:
+    """Whether ``head`` (:func:`layer_to_logits`) turns ``layer_activations`` into ``logits``,
+    the whole model's on the same images (to float rounding)."""
+    return bool(torch.allclose(head(layer_activations.clone())[LOGITS], logits,
+                               rtol=1e-4, atol=1e-5))
 
 
 def flat(activation: torch.Tensor) -> torch.Tensor:

@@ -40,7 +40,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from metamers.activations import LOGITS, feature_extractor, flat, layer_to_logits
+from metamers.activations import (
+    LOGITS,
+    feature_extractor,
+    flat,
+    head_agrees,
+    layer_to_logits,
+)
 from metamers.criteria import CriterionCheck, check_correlation_first, check_criterion
 from metamers.runtime import get_logger
 from metamers.stats import rank_once
@@ -228,21 +234,35 @@ class MetamerSynthesis:
                            for m in members]
         self.checkers = [feature_extractor(m.model, [m.layer], m.name, with_logits=True)
                          .to(device) for m in members]
-        # checks between steps classify from the step's activations where the graph allows
-        self.heads = [None if head is None else head.to(device)
-                      for head in (layer_to_logits(m.model, m.layer) for m in members)]
         with torch.no_grad():
             layer_activations = [extractor(self.reference_images)[m.layer]
                                  for extractor, m in zip(self.extractors, members)]
-            self.layer_shapes = [activation.shape[1:] for activation in layer_activations]
-            self.reference_activations = [flat(activation) for activation in layer_activations]
-            self.reference_norms = [act.pow(2).sum(1).clamp_min(1e-12)
-                                    for act in self.reference_activations]
-            self.reference_predictions = [
-                checker(self.reference_images)[LOGITS].argmax(1).cpu().numpy()
-                for checker in self.checkers]
+            logits = [checker(self.reference_images)[LOGITS] for checker in self.checkers]
+        self.layer_shapes = [activation.shape[1:] for activation in layer_activations]
+        self.reference_activations = [flat(activation) for activation in layer_activations]
+        self.reference_norms = [act.pow(2).sum(1).clamp_min(1e-12)
+                                for act in self.reference_activations]
+        self.reference_predictions = [member_logits.argmax(1).cpu().numpy()
+                                      for member_logits in logits]
+        # checks between steps classify from the step's activations where the graph allows
+        self.heads = [self._head(*arguments)
+                      for arguments in zip(members, layer_activations, logits)]
         self.reference_ranks = [rank_once(activation.cpu().numpy())
                                 for activation in self.reference_activations]
+
+    def _head(self, member: Member, layer_activations: torch.Tensor,
+              logits: torch.Tensor) -> nn.Module | None:
+        """The member's model after its layer, if it exists and turns the references'
+        ``layer_activations`` into their ``logits`` (the whole model's)."""
+        head = layer_to_logits(member.model, member.layer)
+        if head is None:
+            return None
+        head = head.to(self.device)
+        if head_agrees(head, layer_activations, logits):
+            return head
+        log.info("%s: the model after %s does not reproduce its logits; checks classify "
+                 "from the images", member.name, member.layer)
+        return None
 
     def member_losses(self, images: torch.Tensor, indices: torch.Tensor):
         """Per member (a generator): the normalised squared activation error per image, its
