@@ -159,3 +159,27 @@ def test_the_batch_size_read_before_the_layer_is_read_from_the_activations():
         whole = feature_extractor(model, ["relu"], with_logits=True)(images)
     assert head_agrees(head, whole["relu"], whole[LOGITS])
     assert not head_agrees(head, whole["relu"], whole[LOGITS] + 1e-3)
+    assert not head_agrees(head, whole["relu"][:, :1], whole[LOGITS])  # the head raises
+
+
+class SizeAfterTheLayer(torch.nn.Module):
+    """Reads ``size(0)`` of a value after the layer that is not the batch size."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(1, 2, 3)
+        self.fc = torch.nn.Linear(2 * 26 * 26, 3)
+
+    def forward(self, images):
+        columns = torch.relu(self.conv(images)).flatten(1).t()  # (features, batch)
+        return self.fc(columns.reshape(columns.size(0), -1).t())
+
+
+def test_a_size_read_after_the_layer_is_left_alone():
+    torch.manual_seed(0)
+    model = SizeAfterTheLayer().eval()
+    images = torch.rand(4, 1, 28, 28)
+    head = layer_to_logits(model, "relu")
+    with torch.no_grad():
+        whole = feature_extractor(model, ["relu"], with_logits=True)(images)
+    assert head_agrees(head, whole["relu"], whole[LOGITS])

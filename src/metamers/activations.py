@@ -52,8 +52,11 @@ def layer_to_logits(model: nn.Module, layer: str) -> nn.Module | None:
         activation = graph.placeholder("activation")
     cut.replace_all_uses_with(activation)
     output.args = ({LOGITS: output.args[0][LOGITS]},)
-    for node in graph.nodes:
-        if node.op == "call_method" and node.target == "size" and node.args[1:] == (0,):
+    after_cut = {activation}
+    for node in graph.nodes:  # in execution order
+        if any(value in after_cut for value in node.all_input_nodes):
+            after_cut.add(node)
+        elif node.op == "call_method" and node.target == "size" and node.args[1:] == (0,):
             node.args = (activation, 0)
     # shape assertions on values before the cut (ViT) go with them: the check runs on
     # activations that the model itself computed
@@ -71,8 +74,12 @@ def layer_to_logits(model: nn.Module, layer: str) -> nn.Module | None:
 def head_agrees(head: nn.Module, layer_activations: torch.Tensor, logits: torch.Tensor) -> bool:
     """Whether ``head`` (:func:`layer_to_logits`) turns ``layer_activations`` into ``logits``,
     the whole model's on the same images (to float rounding)."""
-    return bool(torch.allclose(head(layer_activations.clone())[LOGITS], logits,
-                               rtol=1e-4, atol=1e-5))
+    try:
+        head_logits = head(layer_activations.clone())[LOGITS]
+    except RuntimeError:  # e.g. a shape the cut got wrong
+        return False
+    return head_logits.shape == logits.shape and bool(
+        torch.allclose(head_logits, logits, rtol=1e-4, atol=1e-5))
 
 
 def flat(activation: torch.Tensor) -> torch.Tensor:
