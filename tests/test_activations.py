@@ -108,10 +108,11 @@ def test_the_rest_of_the_model_from_a_layer_gives_the_models_logits(architecture
     model = zoo.build_local({"architecture": architecture}, info).eval()
     images = torch.rand(6, 1, 28, 28)
     for layer in [*layers, output_node(model)]:
-        head = layer_to_logits(model, layer)
+        extractor = feature_extractor(model, [layer], with_logits=True)
+        head = layer_to_logits(extractor, layer)
         assert head is not None, layer
         with torch.no_grad():
-            whole = feature_extractor(model, [layer], with_logits=True)(images)
+            whole = extractor(images)
             logits = head(whole[layer].clone())[LOGITS]
         torch.testing.assert_close(logits, whole[LOGITS], rtol=0, atol=0)
 
@@ -122,7 +123,8 @@ def test_no_rest_of_the_model_where_a_skip_connection_crosses_the_layer():
             "std": [0.25]}
     model = zoo.build_local({"architecture": "small_resnet"}, info).eval()
     inside = next(name for name in zoo.layer_names(model) if name.startswith("layer2.0.conv1"))
-    assert layer_to_logits(model, inside) is None
+    assert layer_to_logits(feature_extractor(model, [inside], with_logits=True),
+                           inside) is None
 
 
 def test_the_output_layer_can_be_asked_for_with_the_logits(trained_model, references):
@@ -136,50 +138,49 @@ def test_the_output_layer_can_be_asked_for_with_the_logits(trained_model, refere
     torch.testing.assert_close(outputs[LOGITS], trained_model(references[0][:4]), rtol=0, atol=0)
 
 
-class BatchSizeFromInput(torch.nn.Module):
-    """Reads the batch size from its input and uses it after the layer (as EfficientNet does)."""
+class ConvThenLinear(torch.nn.Module):
+    """A convolution, its ReLU (the layer ``relu``) and a linear read-out; subclasses read sizes
+    around the layer in their ``forward``."""
 
     def __init__(self):
         super().__init__()
         self.conv = torch.nn.Conv2d(1, 2, 3)
         self.fc = torch.nn.Linear(2 * 26 * 26, 3)
+
+
+class BatchSizeFromInput(ConvThenLinear):
+    """Reads the batch size from its input and uses it after the layer (as EfficientNet does)."""
 
     def forward(self, images):
         batch = images.size(0)
         return self.fc(torch.relu(self.conv(images)).view(batch, -1))
 
 
-def test_the_batch_size_read_before_the_layer_is_read_from_the_activations():
-    torch.manual_seed(0)
-    model = BatchSizeFromInput().eval()
-    images = torch.rand(4, 1, 28, 28)
-    head = layer_to_logits(model, "relu")
-    assert head is not None
-    with torch.no_grad():
-        whole = feature_extractor(model, ["relu"], with_logits=True)(images)
-    assert head_agrees(head, whole["relu"], whole[LOGITS])
-    assert not head_agrees(head, whole["relu"], whole[LOGITS] + 1e-3)
-    assert not head_agrees(head, whole["relu"][:, :1], whole[LOGITS])  # the head raises
-
-
-class SizeAfterTheLayer(torch.nn.Module):
+class SizeAfterTheLayer(ConvThenLinear):
     """Reads ``size(0)`` of a value after the layer that is not the batch size."""
-
-    def __init__(self):
-        super().__init__()
-        self.conv = torch.nn.Conv2d(1, 2, 3)
-        self.fc = torch.nn.Linear(2 * 26 * 26, 3)
 
     def forward(self, images):
         columns = torch.relu(self.conv(images)).flatten(1).t()  # (features, batch)
         return self.fc(columns.reshape(columns.size(0), -1).t())
 
 
-def test_a_size_read_after_the_layer_is_left_alone():
+def cut_at_relu(model: ConvThenLinear) -> tuple[torch.nn.Module | None, dict]:
+    """``model`` cut at ``relu``, and the whole model's outputs on 4 random images."""
     torch.manual_seed(0)
-    model = SizeAfterTheLayer().eval()
     images = torch.rand(4, 1, 28, 28)
-    head = layer_to_logits(model, "relu")
+    extractor = feature_extractor(model.eval(), ["relu"], with_logits=True)
     with torch.no_grad():
-        whole = feature_extractor(model, ["relu"], with_logits=True)(images)
+        return layer_to_logits(extractor, "relu"), extractor(images)
+
+
+def test_the_batch_size_read_before_the_layer_is_read_from_the_activations():
+    head, whole = cut_at_relu(BatchSizeFromInput())
+    assert head is not None
+    assert head_agrees(head, whole["relu"], whole[LOGITS])
+    assert not head_agrees(head, whole["relu"], whole[LOGITS] + 1e-3)
+    assert not head_agrees(head, whole["relu"][:, :1], whole[LOGITS])  # the head raises
+
+
+def test_a_size_read_after_the_layer_is_left_alone():
+    head, whole = cut_at_relu(SizeAfterTheLayer())
     assert head_agrees(head, whole["relu"], whole[LOGITS])

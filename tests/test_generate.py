@@ -388,7 +388,7 @@ def test_a_head_that_does_not_reproduce_the_logits_is_not_used(trained_model,
         def forward(self, activation):
             return {LOGITS: torch.zeros(len(activation), 10)}
 
-    monkeypatch.setattr(generate, "layer_to_logits", lambda model, layer: Wrong())
+    monkeypatch.setattr(generate, "layer_to_logits", lambda extractor, layer: Wrong())
     synthesis = MetamerSynthesis([Member("cnn", trained_model, "relu2", 0.5)],
                                  small_references[0], CPU)
     assert synthesis.heads == [None]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import torch
 from torch import nn
@@ -36,15 +38,16 @@ def feature_extractor(model: nn.Module, layers: list[str], model_name: str = "mo
     return extractor.eval().requires_grad_(False)
 
 
-def layer_to_logits(model: nn.Module, layer: str) -> nn.Module | None:
-    """The part of ``model`` after ``layer``: a module taking the layer's activations (unflattened)
-    to the logits, or None where that part also reads something computed before ``layer`` (a
-    skip connection across it, e.g. inside a residual block). The batch size read from a value
-    before the layer (``x.size(0)``, EfficientNet's ``view(batch, -1)``) is read from the layer's
-    activations instead; callers check the result against the whole model (see
+def layer_to_logits(extractor: torch.fx.GraphModule, layer: str) -> nn.Module | None:
+    """The part of a model after ``layer``, cut from its ``extractor`` (:func:`feature_extractor`
+    of ``layer`` with the logits, left as it is): a module taking the layer's activations
+    (unflattened) to the logits, or None where that part also reads something computed before
+    ``layer`` (a skip connection across it, e.g. inside a residual block). The batch size read
+    from a value before the layer (``x.size(0)``, EfficientNet's ``view(batch, -1)``) is read from
+    the layer's activations instead; callers check the result against the whole model (see
     :func:`head_agrees`)."""
-    graph_module = feature_extractor(model, [layer], with_logits=True)
-    graph = graph_module.graph
+    head = torch.fx.GraphModule(extractor, copy.deepcopy(extractor.graph))
+    graph = head.graph
     inputs = [node for node in graph.nodes if node.op == "placeholder"]
     output = next(node for node in graph.nodes if node.op == "output")
     cut = output.args[0][layer]
@@ -67,7 +70,8 @@ def layer_to_logits(model: nn.Module, layer: str) -> nn.Module | None:
     for node in inputs:
         graph.erase_node(node)
     graph.lint()
-    return torch.fx.GraphModule(graph_module, graph).eval().requires_grad_(False)
+    head.recompile()
+    return head.eval().requires_grad_(False)
 
 
 @torch.no_grad()

@@ -246,18 +246,18 @@ class MetamerSynthesis:
                                       for member_logits in logits]
         # checks between steps classify from the step's activations where the graph allows
         self.heads = [self._head(*arguments)
-                      for arguments in zip(members, layer_activations, logits)]
+                      for arguments in zip(members, self.checkers, layer_activations, logits)]
         self.reference_ranks = [rank_once(activation.cpu().numpy())
                                 for activation in self.reference_activations]
 
-    def _head(self, member: Member, layer_activations: torch.Tensor,
+    @staticmethod
+    def _head(member: Member, checker: nn.Module, layer_activations: torch.Tensor,
               logits: torch.Tensor) -> nn.Module | None:
-        """The member's model after its layer, if it exists and turns the references'
-        ``layer_activations`` into their ``logits`` (the whole model's)."""
-        head = layer_to_logits(member.model, member.layer)
+        """The member's model after its layer, cut from its ``checker``, if it exists and turns
+        the references' ``layer_activations`` into their ``logits`` (the whole model's)."""
+        head = layer_to_logits(checker, member.layer)
         if head is None:
             return None
-        head = head.to(self.device)
         if head_agrees(head, layer_activations, logits):
             return head
         log.info("%s: the model after %s does not reproduce its logits; checks classify "
