@@ -4,7 +4,9 @@
    (:class:`metamers.generate.MetamerSynthesis`, the config's first optimiser) divided by the
    seconds of a bare forward + backward of the same model truncated at that layer
    (``create_feature_extractor``) on the same batch, the backward started from a fixed gradient
-   at the layer (no loss). Synthesis time per iteration is the
+   at the layer (no loss), in the model's own memory layout. The pipeline runs conv nets in
+   channels-last layout (``generation.channels_last``), so a second ratio divides by the same
+   floor in that layout: the pipeline's overhead alone. Synthesis time per iteration is the
    difference of a long and a short run divided by the difference of their iterations, so set-up
    and the checks at both ends cancel. Three columns: the step alone (no check in between),
    and with the success check every ``check_every`` iterations, which correlates the step's
@@ -22,6 +24,7 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import logging
 import time
 from pathlib import Path
@@ -46,10 +49,11 @@ def synthesis_seconds(synthesis: MetamerSynthesis, starts: torch.Tensor,
 
 
 def pipeline_iteration(model, layer: str, references: torch.Tensor,
-                       settings: OptimizerSettings, check_every: int, short: int,
-                       long: int, threshold: float = 2.0) -> float:
+                       settings: OptimizerSettings, channels_last: bool, check_every: int,
+                       short: int, long: int, threshold: float = 2.0) -> float:
     """Seconds per iteration of the pipeline's synthesis (nobody stops)."""
-    synthesis = MetamerSynthesis([Member("model", model, layer, threshold)], references, CPU)
+    synthesis = MetamerSynthesis([Member("model", model, layer, threshold)], references, CPU,
+                                 channels_last)
     starts = inits.initial_images("uniform", references, seed=0)
     synthesis_seconds(synthesis, starts, settings, 2, check_every)  # warm-up
     return ((synthesis_seconds(synthesis, starts, settings, long, check_every)
@@ -57,9 +61,12 @@ def pipeline_iteration(model, layer: str, references: torch.Tensor,
             / (long - short))
 
 
-def bare_iteration(model, layer: str, references: torch.Tensor, iterations: int) -> float:
+def bare_iteration(model, layer: str, references: torch.Tensor, iterations: int,
+                   channels_last: bool = False) -> float:
     """Seconds of forward to ``layer`` + backward from a fixed gradient there, nothing else
-    (the floor: no loss, no optimiser step)."""
+    (the floor: no loss, no optimiser step), in channels-last layout if ``channels_last``."""
+    if channels_last:
+        model = copy.deepcopy(model).to(memory_format=torch.channels_last)
     truncated = create_feature_extractor(model, return_nodes={layer: layer})
     with torch.no_grad():
         upstream = torch.randn_like(truncated(references)[layer])
@@ -86,33 +93,41 @@ def main() -> None:
     generation = config["generation"]
     settings = OptimizerSettings.from_config(config["optimizers"][generation["optimizers"][0]])
     check_every = generation["check_every"]
+    channels_last = generation.get("channels_last", True)
     references = torch.from_numpy(store.read_references(args.references)["images"])
     print(f"batch {len(references)}, optimizer {generation['optimizers'][0]}, check every "
-          f"{check_every}, {args.threads} threads, medians of {args.repeats}")
-    print(f"{'model/layer':<45} {'bare ms':>8} {'step ms':>8} {'ratio':>6} "
-          f"{'far ms':>8} {'ratio':>6} {'near ms':>8} {'ratio':>6}")
-    step_ratios, far_ratios, near_ratios = [], [], []
+          f"{check_every}, channels-last {channels_last}, {args.threads} threads, medians of "
+          f"{args.repeats}; 'own': the step over the floor in the pipeline's layout")
+    print(f"{'model/layer':<45} {'bare ms':>8} {'own ms':>8} {'step ms':>8} {'ratio':>6} "
+          f"{'own':>5} {'far ms':>8} {'ratio':>6} {'near ms':>8} {'ratio':>6}")
+    step_ratios, own_ratios, far_ratios, near_ratios = [], [], [], []
     for name, layers in generation["generators"].items():
         if name not in config["models"]:
             continue  # generator sets: the floor is the members' sum, measured per member
         model = stages.load_zoo_model(Path(args.models_dir) / f"{name}.pt",
                                       config["models"][name], CPU)
         for layer in layers:
-            # one repeat measures all four in turn, so drifts in machine load hit each alike
-            bare, step, far, near = np.median([
+            # one repeat measures all five in turn, so drifts in machine load hit each alike
+            bare, own, step, far, near = np.median([
                 (bare_iteration(model, layer, references, 50),
-                 pipeline_iteration(model, layer, references, settings, 1000, 10, 60),
-                 pipeline_iteration(model, layer, references, settings, check_every, 10, 60),
-                 pipeline_iteration(model, layer, references, settings, check_every, 10, 60,
-                                    threshold=-2.0))
+                 bare_iteration(model, layer, references, 50, channels_last),
+                 pipeline_iteration(model, layer, references, settings, channels_last, 1000, 10,
+                                    60),
+                 pipeline_iteration(model, layer, references, settings, channels_last,
+                                    check_every, 10, 60),
+                 pipeline_iteration(model, layer, references, settings, channels_last,
+                                    check_every, 10, 60, threshold=-2.0))
                 for _ in range(args.repeats)], axis=0)
             step_ratios.append(step / bare)
+            own_ratios.append(step / own)
             far_ratios.append(far / bare)
             near_ratios.append(near / bare)
-            print(f"{name + '/' + layer:<45} {1000 * bare:>8.2f} {1000 * step:>8.2f} "
-                  f"{step / bare:>6.2f} {1000 * far:>8.2f} {far / bare:>6.2f} "
-                  f"{1000 * near:>8.2f} {near / bare:>6.2f}", flush=True)
+            print(f"{name + '/' + layer:<45} {1000 * bare:>8.2f} {1000 * own:>8.2f} "
+                  f"{1000 * step:>8.2f} {step / bare:>6.2f} {step / own:>5.2f} "
+                  f"{1000 * far:>8.2f} {far / bare:>6.2f} {1000 * near:>8.2f} "
+                  f"{near / bare:>6.2f}", flush=True)
     for label, ratios in [("step alone", step_ratios),
+                          ("step alone, to the floor in the pipeline's layout", own_ratios),
                           (f"checks every {check_every}, far", far_ratios),
                           (f"checks every {check_every}, near", near_ratios)]:
         print(f"ratio to bare, {label}: median {np.median(ratios):.2f}, max "
@@ -127,7 +142,7 @@ def main() -> None:
     for batch in (int(size) for size in args.batch_sizes.split(",")):
         batch_references = references[torch.arange(batch) % len(references)]
         seconds = np.median([pipeline_iteration(model, layer, batch_references, settings,
-                                                check_every, 5, 25)
+                                                channels_last, check_every, 5, 25)
                              for _ in range(args.repeats)])
         throughput[batch] = batch / seconds
         print(f"batch {batch:>4}: {throughput[batch]:>9.1f}  ({throughput[batch] / throughput[1]:.1f}x "

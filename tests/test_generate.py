@@ -9,6 +9,7 @@ import pytest
 import torch
 import yaml
 from snakemake.utils import validate
+from torchvision.models.feature_extraction import create_feature_extractor
 
 from metamers import criteria, generate, inits
 from metamers.activations import LOGITS, extract
@@ -45,12 +46,12 @@ def small_references(references):
 def synthesis_at(trained_model, small_references, null_at):
     cache = {}
 
-    def build(layer: str) -> MetamerSynthesis:
-        if layer not in cache:
-            cache[layer] = MetamerSynthesis(
+    def build(layer: str, channels_last: bool = False) -> MetamerSynthesis:
+        if (layer, channels_last) not in cache:
+            cache[layer, channels_last] = MetamerSynthesis(
                 [Member("cnn", trained_model, layer, null_at(layer).threshold)],
-                small_references[0], CPU)
-        return cache[layer]
+                small_references[0], CPU, channels_last)
+        return cache[layer, channels_last]
 
     return build
 
@@ -241,6 +242,54 @@ def test_joint_metamer_satisfies_every_member(trained_model, second_model, small
         np.testing.assert_allclose(check.spearman, result.final_spearman[:, column], atol=1e-6)
 
 
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_the_images_gradient_is_that_of_the_loss(trained_model, second_model, small_references,
+                                                 channels_last):
+    """The gradient started at the layer in closed form and scaled per image at the pixels is
+    autograd's through the mean loss over members, also for a subset of the metamers, pixels
+    outside [0, 1] under a range penalty, and a channels-last copy of the models."""
+    images, _ = small_references
+    members = [Member("a", trained_model, "relu1", 0.5), Member("b", second_model, "relu2", 0.5)]
+    synthesis = MetamerSynthesis(members, images, CPU, channels_last)
+    indices = torch.tensor([0, 2, 3])
+    starts = inits.initial_images("uniform", images, seed=0)[indices] * 1.4 - 0.2
+    pixels = starts.clone().requires_grad_(True)
+    per_image, penalty, _ = synthesis.backward(pixels, indices, range_penalty=0.5)
+
+    expected_pixels = starts.clone().requires_grad_(True)
+    member_losses = []
+    for member in members:
+        extractor = create_feature_extractor(member.model, {member.layer: "layer"})
+        activation = extractor(expected_pixels)["layer"].flatten(1)
+        target = extractor(images[indices])["layer"].flatten(1).detach()
+        member_losses.append((activation - target).pow(2).sum(1) / target.pow(2).sum(1))
+    expected_per_image = torch.stack(member_losses).mean(0)
+    expected_penalty = 0.5 * (expected_pixels - expected_pixels.clamp(0, 1)).pow(2).sum()
+    (expected_per_image.sum() + expected_penalty).backward()
+
+    assert expected_penalty > 0
+    torch.testing.assert_close(per_image, expected_per_image.detach(), rtol=1e-5, atol=0)
+    torch.testing.assert_close(penalty, expected_penalty.detach())
+    torch.testing.assert_close(pixels.grad, expected_pixels.grad, rtol=1e-4, atol=1e-7)
+
+
+def test_channels_last_runs_a_copy_of_the_model(trained_model, small_references):
+    synthesis = MetamerSynthesis([Member("cnn", trained_model, "relu2", 0.5)],
+                                 small_references[0], CPU, channels_last=True)
+    kernels = [p for p in synthesis.members[0].model.parameters() if p.ndim == 4]
+    assert kernels and all(p.is_contiguous(memory_format=torch.channels_last) for p in kernels)
+    assert all(p.is_contiguous() for p in trained_model.parameters())
+
+
+def test_optimizers_run_their_fused_kernel_unless_the_config_picks_one():
+    parameter = torch.zeros(2, 3, requires_grad=True)
+    assert build_optimizer(OptimizerSettings("SGD"), parameter)[0].defaults["fused"] is True
+    assert build_optimizer(OptimizerSettings("Adam"), parameter)[0].defaults["fused"] is True
+    chosen = build_optimizer(OptimizerSettings("Adam", {"foreach": True}), parameter)[0]
+    assert chosen.defaults["foreach"] is True and not chosen.defaults["fused"]
+    assert "fused" not in build_optimizer(OptimizerSettings("RMSprop"), parameter)[0].defaults
+
+
 def test_start_at_the_reference_succeeds_at_iteration_zero(synthesis_at, small_references):
     images, _ = small_references
     result = synthesis_at("relu2").synthesize(images.clone(), OptimizerSettings(), 50,
@@ -404,12 +453,14 @@ def test_metamers_of_the_output_layer(synthesis_at, uniform_starts):
                                   result.reference_class[result.success])
 
 
-def test_same_seed_gives_bit_identical_metamers(synthesis_at, small_references):
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_same_seed_gives_bit_identical_metamers(synthesis_at, small_references, channels_last):
     images, _ = small_references
 
     def run(seed: int):
         starts = inits.initial_images("uniform", images, seed=seed)
-        return synthesis_at("relu1").synthesize(starts, OptimizerSettings(), 20, check_every=5)
+        return synthesis_at("relu1", channels_last).synthesize(starts, OptimizerSettings(), 20,
+                                                               check_every=5)
 
     first, second, other = run(3), run(3), run(4)
     np.testing.assert_array_equal(first.metamers, second.metamers)

@@ -137,8 +137,9 @@ def generate_metamers(weights_paths: dict[str, Path], specs: dict[str, dict],
                       layers: dict[str, str], null_paths: dict[str, Path],
                       references_path: Path, optimizer: dict, init: dict, budget: dict,
                       seed: int, path: Path, device: str = "auto",
-                      threads: int | None = None) -> None:
-    """Synthesise and write one condition's metamers (every reference, one batch).
+                      threads: int | None = None, channels_last: bool = True) -> None:
+    """Synthesise and write one condition's metamers (every reference, one batch), with the
+    generators in channels-last memory layout if ``channels_last``.
 
     With ``budget["checkpoint_every"]`` > 0 the state is saved to :func:`checkpoint_path`
     that often; a killed job started again resumes there and ends with identical outputs.
@@ -156,7 +157,7 @@ def generate_metamers(weights_paths: dict[str, Path], specs: dict[str, dict],
                               criteria.NullDistribution(correlations, percentile).threshold))
     starts = inits.initial_images(init["kind"], reference_images, seed, init.get("strength", 0.5),
                                   reference_labels)
-    synthesis = MetamerSynthesis(members, reference_images, torch_device)
+    synthesis = MetamerSynthesis(members, reference_images, torch_device, channels_last)
     checkpoint = None
     if budget.get("checkpoint_every"):
         inputs = [*weights_paths.values(), *null_paths.values(), references_path]
@@ -164,7 +165,8 @@ def generate_metamers(weights_paths: dict[str, Path], specs: dict[str, dict],
                                 _job_fingerprint(inputs, {
                                     "layers": layers, "optimizer": optimizer, "init": init,
                                     "budget": budget, "seed": seed, "device": str(torch_device),
-                                    "threads": torch.get_num_threads()}))
+                                    "threads": torch.get_num_threads(),
+                                    "channels_last": channels_last}))
     result = synthesis.synthesize(starts, OptimizerSettings.from_config(optimizer),
                                   budget["max_iterations"], budget["check_every"],
                                   budget.get("stop_on_success", True), checkpoint)
@@ -177,7 +179,8 @@ def generate_metamers(weights_paths: dict[str, Path], specs: dict[str, dict],
     store.write_metamers(path, result, np.arange(len(reference_images)),
                          reference_set["labels"], distance, initial_distance,
                          {"layers": layers, "optimizer": optimizer, "init": init,
-                          "budget": budget, "seed": seed, "device": str(torch_device)})
+                          "budget": budget, "seed": seed, "device": str(torch_device),
+                          "channels_last": channels_last})
 
 
 def _evaluator_activations(weights_paths: dict[str, Path], specs: dict[str, dict],

@@ -42,6 +42,7 @@ rule generate_metamers:
             k: GENERATION[k]
             for k in ("max_iterations", "check_every", "stop_on_success", "checkpoint_every")
         },
+        channels_last=GENERATION["channels_last"],
         seed=config["seed"],
         device=config["device"],
     script:

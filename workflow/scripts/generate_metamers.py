@@ -15,6 +15,7 @@ stages.generate_metamers(
     optimizer=snakemake.params.optimizer,
     init=snakemake.params.init,
     budget=snakemake.params.budget,
+    channels_last=snakemake.params.channels_last,
     seed=snakemake.params.seed,
     path=snakemake.output[0],
     device=snakemake.params.device,
