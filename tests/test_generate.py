@@ -273,6 +273,32 @@ def test_the_images_gradient_is_that_of_the_loss(trained_model, second_model, sm
     torch.testing.assert_close(pixels.grad, expected_pixels.grad, rtol=1e-4, atol=1e-7)
 
 
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("name", ["SGD", "Adam"])
+def test_a_step_on_colour_images_follows_the_loss_gradient(name, channels_last):
+    """One step of a (fused) optimiser on 3-channel images moves them as the same optimiser
+    does on autograd's gradient. A channels-last model returns the images' gradient in its own
+    layout; a fused optimiser that read it as laid out like the images would scramble it."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(),
+                                torch.nn.Conv2d(8, 8, 3), torch.nn.ReLU(), torch.nn.Flatten(),
+                                torch.nn.Linear(8 * 8 * 8, 4)).eval().requires_grad_(False)
+    references, starts = torch.rand(2, 3, 3, 12, 12)
+    synthesis = MetamerSynthesis([Member("rgb", model, "3", 0.5)], references, CPU,
+                                 channels_last)
+    settings = OptimizerSettings(name, {"lr": 0.01})
+    result = synthesis.synthesize(starts, settings, 1, check_every=1000, stop_on_success=False)
+
+    expected = starts.clone().requires_grad_(True)
+    extractor = create_feature_extractor(model, {"3": "layer"})
+    activation = extractor(expected)["layer"].flatten(1)
+    target = extractor(references)["layer"].flatten(1)
+    ((activation - target).pow(2).sum(1) / target.pow(2).sum(1)).sum().backward()
+    getattr(torch.optim, name)([expected], lr=0.01, foreach=False).step()
+    np.testing.assert_allclose(result.metamers, expected.detach().clamp(0, 1).numpy(),
+                               atol=1e-5)
+
+
 def test_channels_last_runs_a_copy_of_the_model(trained_model, small_references):
     synthesis = MetamerSynthesis([Member("cnn", trained_model, "relu2", 0.5)],
                                  small_references[0], CPU, channels_last=True)

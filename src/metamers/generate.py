@@ -343,6 +343,9 @@ class MetamerSynthesis:
                 penalty = range_penalty * outside.pow(2).sum()
                 pixel_gradient.add_(outside, alpha=2 * range_penalty)
         if images.is_leaf and images.grad is None:  # the parameter itself: nothing between
+            if pixel_gradient.stride() != images.stride():  # from a channels-last model:
+                # fused optimisers read the gradient's memory as laid out like the parameter's
+                pixel_gradient = torch.empty_like(images).copy_(pixel_gradient)
             images.grad = pixel_gradient
         else:
             images.backward(pixel_gradient)
