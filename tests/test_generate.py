@@ -242,6 +242,15 @@ def test_joint_metamer_satisfies_every_member(trained_model, second_model, small
         np.testing.assert_allclose(check.spearman, result.final_spearman[:, column], atol=1e-6)
 
 
+def normalised_error(model: torch.nn.Module, layer: str, images: torch.Tensor,
+                     references: torch.Tensor) -> torch.Tensor:
+    """The loss per image through autograd: ||a(x) - a(ref)||^2 / ||a(ref)||^2 at ``layer``."""
+    extractor = create_feature_extractor(model, {layer: "layer"})
+    activation = extractor(images)["layer"].flatten(1)
+    target = extractor(references)["layer"].flatten(1).detach()
+    return (activation - target).pow(2).sum(1) / target.pow(2).sum(1)
+
+
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_the_images_gradient_is_that_of_the_loss(trained_model, second_model, small_references,
                                                  channels_last):
@@ -257,13 +266,9 @@ def test_the_images_gradient_is_that_of_the_loss(trained_model, second_model, sm
     per_image, penalty, _ = synthesis.backward(pixels, indices, range_penalty=0.5)
 
     expected_pixels = starts.clone().requires_grad_(True)
-    member_losses = []
-    for member in members:
-        extractor = create_feature_extractor(member.model, {member.layer: "layer"})
-        activation = extractor(expected_pixels)["layer"].flatten(1)
-        target = extractor(images[indices])["layer"].flatten(1).detach()
-        member_losses.append((activation - target).pow(2).sum(1) / target.pow(2).sum(1))
-    expected_per_image = torch.stack(member_losses).mean(0)
+    expected_per_image = torch.stack([
+        normalised_error(member.model, member.layer, expected_pixels, images[indices])
+        for member in members]).mean(0)
     expected_penalty = 0.5 * (expected_pixels - expected_pixels.clamp(0, 1)).pow(2).sum()
     (expected_per_image.sum() + expected_penalty).backward()
 
@@ -290,10 +295,7 @@ def test_a_step_on_colour_images_follows_the_loss_gradient(name, channels_last):
     result = synthesis.synthesize(starts, settings, 1, check_every=1000, stop_on_success=False)
 
     expected = starts.clone().requires_grad_(True)
-    extractor = create_feature_extractor(model, {"3": "layer"})
-    activation = extractor(expected)["layer"].flatten(1)
-    target = extractor(references)["layer"].flatten(1)
-    ((activation - target).pow(2).sum(1) / target.pow(2).sum(1)).sum().backward()
+    normalised_error(model, "3", expected, references).sum().backward()
     getattr(torch.optim, name)([expected], lr=0.01, foreach=False).step()
     np.testing.assert_allclose(result.metamers, expected.detach().clamp(0, 1).numpy(),
                                atol=1e-5)

@@ -258,18 +258,20 @@ class MetamerSynthesis:
                                  for extractor, m in zip(self.extractors, members)]
             logits = [checker(self.reference_images)[LOGITS] for checker in self.checkers]
         self.reference_targets = layer_activations  # the layer's own shape and memory layout
-        self.reference_activations = [flat(activation) for activation in layer_activations]
-        self.reference_norms = [act.pow(2).sum(1).clamp_min(1e-12)
-                                for act in self.reference_activations]
-        # d loss / d a = 2 (a - a_ref) / (||a_ref||^2 members): the factor per image
-        self.gradient_scales = [2 / len(members) / norm for norm in self.reference_norms]
+        flat_references = [flat(activation) for activation in layer_activations]
+        self.reference_norms = [act.pow(2).sum(1).clamp_min(1e-12) for act in flat_references]
+        # d loss / d a = 2 (a - a_ref) / (||a_ref||^2 members): the factor per image, shaped
+        # to scale the images' gradient
+        image_rows = (-1,) + (1,) * (reference_images.ndim - 1)
+        self.gradient_scales = [(2 / len(members) / norm).view(image_rows)
+                                for norm in self.reference_norms]
         self.reference_predictions = [member_logits.argmax(1).cpu().numpy()
                                       for member_logits in logits]
         # checks between steps classify from the step's activations where the graph allows
         self.heads = [self._head(*arguments)
                       for arguments in zip(members, self.checkers, layer_activations, logits)]
         self.reference_ranks = [rank_once(activation.cpu().numpy())
-                                for activation in self.reference_activations]
+                                for activation in flat_references]
 
     @staticmethod
     def _head(member: Member, checker: nn.Module, layer_activations: torch.Tensor,
@@ -324,14 +326,13 @@ class MetamerSynthesis:
         each member's detached activations (for :meth:`check_activations`).
         """
         pixels = images.detach().requires_grad_(True)
-        rows = (-1,) + (1,) * (pixels.ndim - 1)
         losses, activations, pixel_gradient = [], [], None
         for loss, difference, scale, activation in self.member_losses(pixels, indices):
             (gradient,) = torch.autograd.grad(activation, pixels, difference)
             if pixel_gradient is None:
-                pixel_gradient = gradient.mul_(scale.view(rows))
+                pixel_gradient = gradient.mul_(scale)
             else:
-                pixel_gradient.addcmul_(gradient, scale.view(rows))
+                pixel_gradient.addcmul_(gradient, scale)
             losses.append(loss)
             if keep_activations:
                 activations.append(activation.detach())

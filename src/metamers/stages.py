@@ -158,15 +158,14 @@ def generate_metamers(weights_paths: dict[str, Path], specs: dict[str, dict],
     starts = inits.initial_images(init["kind"], reference_images, seed, init.get("strength", 0.5),
                                   reference_labels)
     synthesis = MetamerSynthesis(members, reference_images, torch_device, channels_last)
+    settings = {"layers": layers, "optimizer": optimizer, "init": init, "budget": budget,
+                "seed": seed, "device": str(torch_device), "channels_last": channels_last}
     checkpoint = None
     if budget.get("checkpoint_every"):
         inputs = [*weights_paths.values(), *null_paths.values(), references_path]
         checkpoint = Checkpoint(checkpoint_path(path), budget["checkpoint_every"],
                                 _job_fingerprint(inputs, {
-                                    "layers": layers, "optimizer": optimizer, "init": init,
-                                    "budget": budget, "seed": seed, "device": str(torch_device),
-                                    "threads": torch.get_num_threads(),
-                                    "channels_last": channels_last}))
+                                    **settings, "threads": torch.get_num_threads()}))
     result = synthesis.synthesize(starts, OptimizerSettings.from_config(optimizer),
                                   budget["max_iterations"], budget["check_every"],
                                   budget.get("stop_on_success", True), checkpoint)
@@ -177,10 +176,7 @@ def generate_metamers(weights_paths: dict[str, Path], specs: dict[str, dict],
              np.median(result.iterations_to_success[result.success]) if result.success.any()
              else "n/a", result.wall_time)
     store.write_metamers(path, result, np.arange(len(reference_images)),
-                         reference_set["labels"], distance, initial_distance,
-                         {"layers": layers, "optimizer": optimizer, "init": init,
-                          "budget": budget, "seed": seed, "device": str(torch_device),
-                          "channels_last": channels_last})
+                         reference_set["labels"], distance, initial_distance, settings)
 
 
 def _evaluator_activations(weights_paths: dict[str, Path], specs: dict[str, dict],
