@@ -18,6 +18,9 @@
 2. Batched throughput, metamer-iterations per second, over batch sizes 1..256 for one model and
    layer (``--throughput``); the ratio of the best batch size to batch size 1.
 
+On a GPU (``--device``, default CUDA when present) every timing synchronises the device before
+it reads the clock.
+
     python benchmarks/iteration_cost.py --models-dir resources/models    # after a pipeline run
 """
 
@@ -33,12 +36,11 @@ import numpy as np
 import torch
 import yaml
 from torchvision.models.feature_extraction import create_feature_extractor
+from zoo_generators import generator_pairs
 
 from metamers import inits, stages, store
 from metamers.generate import Member, MetamerSynthesis, OptimizerSettings
-from metamers.runtime import configure
-
-CPU = torch.device("cpu")
+from metamers.runtime import configure, pick_device
 
 
 def synthesis_seconds(synthesis: MetamerSynthesis, starts: torch.Tensor,
@@ -51,8 +53,10 @@ def synthesis_seconds(synthesis: MetamerSynthesis, starts: torch.Tensor,
 def pipeline_iteration(model, layer: str, references: torch.Tensor,
                        settings: OptimizerSettings, channels_last: bool, check_every: int,
                        short: int, long: int, threshold: float = 2.0) -> float:
-    """Seconds per iteration of the pipeline's synthesis (nobody stops)."""
-    synthesis = MetamerSynthesis([Member("model", model, layer, threshold)], references, CPU,
+    """Seconds per iteration of the pipeline's synthesis (nobody stops; its results end on the
+    CPU, so the device is synchronised)."""
+    device = next(model.parameters()).device
+    synthesis = MetamerSynthesis([Member("model", model, layer, threshold)], references, device,
                                  channels_last)
     starts = inits.initial_images("uniform", references, seed=0)
     synthesis_seconds(synthesis, starts, settings, 2, check_every)  # warm-up
@@ -70,11 +74,21 @@ def bare_iteration(model, layer: str, references: torch.Tensor, iterations: int,
     truncated = create_feature_extractor(model, return_nodes={layer: layer})
     with torch.no_grad():
         upstream = torch.randn_like(truncated(references)[layer])
-    images = inits.initial_images("uniform", references, seed=0).requires_grad_(True)
+    images = inits.initial_images("uniform", references, seed=0).to(references.device)
+    images.requires_grad_(True)
+    truncated(images)[layer].backward(upstream)  # warm-up (kernel choice on a GPU)
+    synchronize(images.device)
     started = time.perf_counter()
     for _ in range(iterations):
         truncated(images)[layer].backward(upstream)
+    synchronize(images.device)
     return (time.perf_counter() - started) / iterations
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work (a no-op on the CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def main() -> None:
@@ -84,48 +98,53 @@ def main() -> None:
     parser.add_argument("--references", default="resources/references/fashion_mnist.h5")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--throughput", default="resnet_s0:layer3")
+    parser.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda")
+    parser.add_argument("--generators", default=None,
+                        help="model:layer,... (default: every zoo generator of the config)")
+    parser.add_argument("--throughput", default="resnet_s0:layer3",
+                        help="model:layer of the throughput curve ('' for none)")
     parser.add_argument("--batch-sizes", default="1,2,4,8,16,32,64,128,256")
     args = parser.parse_args()
     configure(args.threads, 0)
+    device = pick_device(args.device)
     logging.getLogger("metamers.generate").setLevel(logging.WARNING)  # no progress lines
     config = yaml.safe_load(Path(args.config).read_text())
     generation = config["generation"]
     settings = OptimizerSettings.from_config(config["optimizers"][generation["optimizers"][0]])
     check_every = generation["check_every"]
     channels_last = generation.get("channels_last", True)
-    references = torch.from_numpy(store.read_references(args.references)["images"])
-    print(f"batch {len(references)}, optimizer {generation['optimizers'][0]}, check every "
+    references = torch.from_numpy(store.read_references(args.references)["images"]).to(device)
+    print(f"{device}, batch {len(references)}, optimizer {generation['optimizers'][0]}, check every "
           f"{check_every}, channels-last {channels_last}, {args.threads} threads, medians of "
           f"{args.repeats}; 'own': the step over the floor in the pipeline's layout")
     print(f"{'model/layer':<45} {'bare ms':>8} {'own ms':>8} {'step ms':>8} {'ratio':>6} "
           f"{'own':>5} {'far ms':>8} {'ratio':>6} {'near ms':>8} {'ratio':>6}")
     step_ratios, own_ratios, far_ratios, near_ratios = [], [], [], []
-    for name, layers in generation["generators"].items():
-        if name not in config["models"]:
-            continue  # generator sets: the floor is the members' sum, measured per member
-        model = stages.load_zoo_model(Path(args.models_dir) / f"{name}.pt",
-                                      config["models"][name], CPU)
-        for layer in layers:
-            # one repeat measures all five in turn, so drifts in machine load hit each alike
-            bare, own, step, far, near = np.median([
-                (bare_iteration(model, layer, references, 50),
-                 bare_iteration(model, layer, references, 50, channels_last),
-                 pipeline_iteration(model, layer, references, settings, channels_last, 1000, 10,
-                                    60),
-                 pipeline_iteration(model, layer, references, settings, channels_last,
-                                    check_every, 10, 60),
-                 pipeline_iteration(model, layer, references, settings, channels_last,
-                                    check_every, 10, 60, threshold=-2.0))
-                for _ in range(args.repeats)], axis=0)
-            step_ratios.append(step / bare)
-            own_ratios.append(step / own)
-            far_ratios.append(far / bare)
-            near_ratios.append(near / bare)
-            print(f"{name + '/' + layer:<45} {1000 * bare:>8.2f} {1000 * own:>8.2f} "
-                  f"{1000 * step:>8.2f} {step / bare:>6.2f} {step / own:>5.2f} "
-                  f"{1000 * far:>8.2f} {far / bare:>6.2f} {1000 * near:>8.2f} "
-                  f"{near / bare:>6.2f}", flush=True)
+    models = {}
+    for name, layer in generator_pairs(config, args.generators):
+        if name not in models:
+            models[name] = stages.load_zoo_model(Path(args.models_dir) / f"{name}.pt",
+                                                 config["models"][name], device)
+        model = models[name]
+        # one repeat measures all five in turn, so drifts in machine load hit each alike
+        bare, own, step, far, near = np.median([
+            (bare_iteration(model, layer, references, 50),
+             bare_iteration(model, layer, references, 50, channels_last),
+             pipeline_iteration(model, layer, references, settings, channels_last, 1000, 10,
+                                60),
+             pipeline_iteration(model, layer, references, settings, channels_last,
+                                check_every, 10, 60),
+             pipeline_iteration(model, layer, references, settings, channels_last,
+                                check_every, 10, 60, threshold=-2.0))
+            for _ in range(args.repeats)], axis=0)
+        step_ratios.append(step / bare)
+        own_ratios.append(step / own)
+        far_ratios.append(far / bare)
+        near_ratios.append(near / bare)
+        print(f"{name + '/' + layer:<45} {1000 * bare:>8.2f} {1000 * own:>8.2f} "
+              f"{1000 * step:>8.2f} {step / bare:>6.2f} {step / own:>5.2f} "
+              f"{1000 * far:>8.2f} {far / bare:>6.2f} {1000 * near:>8.2f} "
+              f"{near / bare:>6.2f}", flush=True)
     for label, ratios in [("step alone", step_ratios),
                           ("step alone, to the floor in the pipeline's layout", own_ratios),
                           (f"checks every {check_every}, far", far_ratios),
@@ -134,9 +153,11 @@ def main() -> None:
               f"{np.max(ratios):.2f}, <= 1.15 on {np.sum(np.array(ratios) <= 1.15)} of "
               f"{len(ratios)}")
 
-    name, layer = args.throughput.split(":")
-    model = stages.load_zoo_model(Path(args.models_dir) / f"{name}.pt", config["models"][name],
-                                  CPU)
+    if not args.throughput:
+        return
+    name, layer = args.throughput.split(":", 1)
+    model = models.get(name) or stages.load_zoo_model(Path(args.models_dir) / f"{name}.pt",
+                                                      config["models"][name], device)
     print(f"\nthroughput, {name}/{layer}: metamer-iterations per second")
     throughput = {}
     for batch in (int(size) for size in args.batch_sizes.split(",")):

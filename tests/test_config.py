@@ -42,6 +42,7 @@ def test_validation_fills_defaults_and_keeps_given_values(test_config):
     assert generation["null_percentile"] == 99  # default
     assert generation["stop_on_success"] is True
     assert generation["null_max_pairs"] is None
+    assert generation["channels_last"] is True and generation["compile"] is None
     adam = test_config["optimizers"]["adam"]
     assert adam["constraint"] == "clamp" and adam["gradient_normalization"] is False
     assert adam["scheduler"] is None and adam["range_penalty"] == 0.0
@@ -66,6 +67,7 @@ def test_validation_fills_defaults_and_keeps_given_values(test_config):
     (lambda c: c["models"]["cnn_a"].update(source="hub"), "hub"),
     (lambda c: c["generation"].update(max_iterations=0), "0"),
     (lambda c: c["generation"].update(check_every="ten"), "ten"),
+    (lambda c: c["generation"].update(compile="fast"), "fast"),
     (lambda c: c["training"]["quick"].update(epochs=0), "0"),
     (lambda c: c["training"]["quick"].update(norm="l1"), "l1"),
     (lambda c: c["evaluation"].update(batch_size=2.5), "2.5"),

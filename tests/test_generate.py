@@ -9,7 +9,6 @@ import pytest
 import torch
 import yaml
 from snakemake.utils import validate
-from torchvision.models.feature_extraction import create_feature_extractor
 
 from metamers import criteria, generate, inits
 from metamers.activations import LOGITS, extract
@@ -240,65 +239,6 @@ def test_joint_metamer_satisfies_every_member(trained_model, second_model, small
                                          reference["__logits__"].argmax(1), thresholds[name])
         assert check.passed.all(), name
         np.testing.assert_allclose(check.spearman, result.final_spearman[:, column], atol=1e-6)
-
-
-def normalised_error(model: torch.nn.Module, layer: str, images: torch.Tensor,
-                     references: torch.Tensor) -> torch.Tensor:
-    """The loss per image through autograd: ||a(x) - a(ref)||^2 / ||a(ref)||^2 at ``layer``."""
-    extractor = create_feature_extractor(model, {layer: "layer"})
-    activation = extractor(images)["layer"].flatten(1)
-    target = extractor(references)["layer"].flatten(1).detach()
-    return (activation - target).pow(2).sum(1) / target.pow(2).sum(1)
-
-
-@pytest.mark.parametrize("channels_last", [False, True])
-def test_the_images_gradient_is_that_of_the_loss(trained_model, second_model, small_references,
-                                                 channels_last):
-    """The gradient started at the layer in closed form and scaled per image at the pixels is
-    autograd's through the mean loss over members, also for a subset of the metamers, pixels
-    outside [0, 1] under a range penalty, and a channels-last copy of the models."""
-    images, _ = small_references
-    members = [Member("a", trained_model, "relu1", 0.5), Member("b", second_model, "relu2", 0.5)]
-    synthesis = MetamerSynthesis(members, images, CPU, channels_last)
-    indices = torch.tensor([0, 2, 3])
-    starts = inits.initial_images("uniform", images, seed=0)[indices] * 1.4 - 0.2
-    pixels = starts.clone().requires_grad_(True)
-    per_image, penalty, _ = synthesis.backward(pixels, indices, range_penalty=0.5)
-
-    expected_pixels = starts.clone().requires_grad_(True)
-    expected_per_image = torch.stack([
-        normalised_error(member.model, member.layer, expected_pixels, images[indices])
-        for member in members]).mean(0)
-    expected_penalty = 0.5 * (expected_pixels - expected_pixels.clamp(0, 1)).pow(2).sum()
-    (expected_per_image.sum() + expected_penalty).backward()
-
-    assert expected_penalty > 0
-    torch.testing.assert_close(per_image, expected_per_image.detach(), rtol=1e-5, atol=0)
-    torch.testing.assert_close(penalty, expected_penalty.detach())
-    torch.testing.assert_close(pixels.grad, expected_pixels.grad, rtol=1e-4, atol=1e-7)
-
-
-@pytest.mark.parametrize("channels_last", [False, True])
-@pytest.mark.parametrize("name", ["SGD", "Adam"])
-def test_a_step_on_colour_images_follows_the_loss_gradient(name, channels_last):
-    """One step of a (fused) optimiser on 3-channel images moves them as the same optimiser
-    does on autograd's gradient. A channels-last model returns the images' gradient in its own
-    layout; a fused optimiser that read it as laid out like the images would scramble it."""
-    torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(),
-                                torch.nn.Conv2d(8, 8, 3), torch.nn.ReLU(), torch.nn.Flatten(),
-                                torch.nn.Linear(8 * 8 * 8, 4)).eval().requires_grad_(False)
-    references, starts = torch.rand(2, 3, 3, 12, 12)
-    synthesis = MetamerSynthesis([Member("rgb", model, "3", 0.5)], references, CPU,
-                                 channels_last)
-    settings = OptimizerSettings(name, {"lr": 0.01})
-    result = synthesis.synthesize(starts, settings, 1, check_every=1000, stop_on_success=False)
-
-    expected = starts.clone().requires_grad_(True)
-    normalised_error(model, "3", expected, references).sum().backward()
-    getattr(torch.optim, name)([expected], lr=0.01, foreach=False).step()
-    np.testing.assert_allclose(result.metamers, expected.detach().clamp(0, 1).numpy(),
-                               atol=1e-5)
 
 
 def test_channels_last_runs_a_copy_of_the_model(trained_model, small_references):

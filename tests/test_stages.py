@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from metamers import stages
+from metamers import stages, store
 
 
 @pytest.fixture
@@ -29,3 +29,22 @@ def test_evaluation_stages_set_torch_threads_from_their_rule(job_inputs, tmp_pat
                                  {"batch_size": 8, "projection_dim": 64}, 0,
                                  tmp_path / "references.h5", "cpu", threads=2)
     assert torch.get_num_threads() == 2
+
+
+def test_a_generation_job_compiles_its_steps_in_the_configured_mode(job_inputs, tmp_path,
+                                                                    monkeypatch):
+    """``generation.compile`` reaches ``torch.compile`` (recorded here, the model left eager)
+    and the job's attrs."""
+    modes = []
+
+    def record(module, mode=None):
+        modes.append(mode)
+        return module
+
+    monkeypatch.setattr(torch, "compile", record)
+    path = tmp_path / "compiled.h5"
+    budget = {**job_inputs["budget"], "max_iterations": 5, "checkpoint_every": 0}
+    stages.generate_metamers(**{**job_inputs, "budget": budget, "path": path},
+                             compile_mode="reduce-overhead")
+    assert modes == ["reduce-overhead"]
+    assert store.read_metamers(path)["attrs"]["compile"] == "reduce-overhead"

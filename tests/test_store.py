@@ -29,7 +29,8 @@ def synthesis_result() -> SynthesisResult:
 
 def test_metamers_round_trip(tmp_path, synthesis_result):
     path = tmp_path / "results" / "metamers.h5"
-    attrs = {"optimizer": {"name": "Adam", "kwargs": {"lr": 0.05}}, "seed": 7, "layer": "relu2"}
+    attrs = {"optimizer": {"name": "Adam", "kwargs": {"lr": 0.05}}, "seed": 7, "layer": "relu2",
+             "compile": None}
     store.write_metamers(path, synthesis_result, np.arange(3), np.array([4, 5, 6]),
                          np.array([1.0, 2.0, 3.0]), np.array([4.0, 5.0, 6.0]), attrs)
     content = store.read_metamers(path)
@@ -44,6 +45,7 @@ def test_metamers_round_trip(tmp_path, synthesis_result):
     np.testing.assert_array_equal(content["initial_distance"], [4.0, 5.0, 6.0])
     assert content["attrs"]["optimizer"] == attrs["optimizer"]
     assert content["attrs"]["seed"] == 7 and content["attrs"]["layer"] == "relu2"
+    assert content["attrs"]["compile"] is None
     assert content["attrs"]["members"] == ["cnn_a", "cnn_b"]
     assert content["attrs"]["wall_time_s"] == 1.5
     assert "torch" in content["attrs"]["versions"]

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from metamers.stats import (
     RankedRows,
@@ -58,14 +59,15 @@ class CriterionCheck:
     passed: np.ndarray
 
 
-def check_criterion(metamer_activations: np.ndarray,
+def check_criterion(metamer_activations: np.ndarray | torch.Tensor,
                     reference_activations: np.ndarray | RankedRows,
                     metamer_predictions: np.ndarray, reference_predictions: np.ndarray,
                     threshold: float, correlate_all: bool = True) -> CriterionCheck:
     """Apply the success criterion to (N, D) activations and (N,) predicted classes.
 
     ``reference_activations`` may come ranked (``stats.rank_once``): a synthesis ranks its
-    references once, not at every check.
+    references once, not at every check; ranked from tensors, they correlate with the metamers'
+    tensor on its device.
     ``correlate_all=False`` computes the Spearman correlation only where the class matches
     (elsewhere NaN): those metamers fail whatever it is, and ranking a wide layer costs more
     than the forward pass that produced it. The pass/fail outcome is the same either way.
@@ -74,16 +76,19 @@ def check_criterion(metamer_activations: np.ndarray,
     rows = slice(None) if correlate_all or class_matches.all() else class_matches
     spearman = np.full(len(class_matches), np.nan)
     if np.any(class_matches) or correlate_all:
-        metamers = np.asarray(metamer_activations)[rows]
+        metamers = (metamer_activations[rows] if isinstance(metamer_activations, torch.Tensor)
+                    else np.asarray(metamer_activations)[rows])
         if isinstance(reference_activations, RankedRows):
             spearman[rows] = spearman_to_ranked(metamers, reference_activations[rows])
         else:
-            spearman[rows] = spearman_rows(metamers, np.asarray(reference_activations)[rows])
+            spearman[rows] = spearman_rows(np.asarray(metamers),
+                                           np.asarray(reference_activations)[rows])
     passed = np.nan_to_num(spearman, nan=-np.inf) > threshold
     return CriterionCheck(spearman, class_matches, passed & class_matches)
 
 
-def check_correlation_first(metamer_activations: np.ndarray, reference_ranks: RankedRows,
+def check_correlation_first(metamer_activations: np.ndarray | torch.Tensor,
+                            reference_ranks: RankedRows,
                             classify: Callable[[np.ndarray], np.ndarray],
                             reference_predictions: np.ndarray,
                             threshold: float) -> tuple[CriterionCheck, np.ndarray]:
@@ -94,7 +99,7 @@ def check_correlation_first(metamer_activations: np.ndarray, reference_ranks: Ra
     (-1 where not computed, which counts as no match). The pass/fail outcome is
     :func:`check_criterion`'s.
     """
-    spearman = spearman_to_ranked(np.asarray(metamer_activations), reference_ranks)
+    spearman = spearman_to_ranked(metamer_activations, reference_ranks)
     candidates = np.flatnonzero(np.nan_to_num(spearman, nan=-np.inf) > threshold)
     predictions = np.full(len(spearman), -1, dtype=np.int64)
     if len(candidates):

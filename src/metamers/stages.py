@@ -137,9 +137,11 @@ def generate_metamers(weights_paths: dict[str, Path], specs: dict[str, dict],
                       layers: dict[str, str], null_paths: dict[str, Path],
                       references_path: Path, optimizer: dict, init: dict, budget: dict,
                       seed: int, path: Path, device: str = "auto",
-                      threads: int | None = None, channels_last: bool = True) -> None:
+                      threads: int | None = None, channels_last: bool = True,
+                      compile_mode: str | None = None) -> None:
     """Synthesise and write one condition's metamers (every reference, one batch), with the
-    generators in channels-last memory layout if ``channels_last``.
+    generators in channels-last memory layout if ``channels_last`` and their steps through
+    ``torch.compile`` in ``compile_mode`` (if any).
 
     With ``budget["checkpoint_every"]`` > 0 the state is saved to :func:`checkpoint_path`
     that often; a killed job started again resumes there and ends with identical outputs.
@@ -157,9 +159,11 @@ def generate_metamers(weights_paths: dict[str, Path], specs: dict[str, dict],
                               criteria.NullDistribution(correlations, percentile).threshold))
     starts = inits.initial_images(init["kind"], reference_images, seed, init.get("strength", 0.5),
                                   reference_labels)
-    synthesis = MetamerSynthesis(members, reference_images, torch_device, channels_last)
+    synthesis = MetamerSynthesis(members, reference_images, torch_device, channels_last,
+                                 compile_mode)
     settings = {"layers": layers, "optimizer": optimizer, "init": init, "budget": budget,
-                "seed": seed, "device": str(torch_device), "channels_last": channels_last}
+                "seed": seed, "device": str(torch_device), "channels_last": channels_last,
+                "compile": compile_mode}
     checkpoint = None
     if budget.get("checkpoint_every"):
         inputs = [*weights_paths.values(), *null_paths.values(), references_path]

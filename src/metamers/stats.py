@@ -1,7 +1,9 @@
 """Statistics on activations: row-wise correlations, null distributions, bootstrap, RSA, CKA.
 
 Activations are 2-D arrays (images, features). Spearman ranks use average ranks for ties (as
-``scipy.stats.spearmanr``): ReLU layers hold many exact zeros, which tie.
+``scipy.stats.spearmanr``): ReLU layers hold many exact zeros, which tie. The success check's
+Spearman correlation (:func:`rank_once`, :func:`spearman_to_ranked`) also takes torch tensors
+and then runs on their device (a GPU's sort instead of the host's).
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 from scipy import stats as scipy_stats
 
 
@@ -71,17 +74,23 @@ RANKED_BLOCK_VALUES = 1 << 18  # values correlated at once by spearman_to_ranked
 @dataclass(frozen=True)
 class RankedRows:
     """Rows ranked once, to be correlated with many others by :func:`spearman_to_ranked`:
-    twice their average ranks (integers) and the centred sum of squares of those."""
+    twice their average ranks (integers) and the centred sum of squares of those; arrays, or
+    tensors on the device of the tensors they were ranked from."""
 
-    doubled_ranks: np.ndarray  # (N, D) uint32
-    sum_squares: np.ndarray    # (N,) float64
+    doubled_ranks: np.ndarray | torch.Tensor  # (N, D) uint32 (tensors: int64)
+    sum_squares: np.ndarray | torch.Tensor    # (N,) float64
 
     def __getitem__(self, rows) -> RankedRows:
         return RankedRows(self.doubled_ranks[rows], self.sum_squares[rows])
 
 
-def rank_once(values: np.ndarray) -> RankedRows:
+def rank_once(values: np.ndarray | torch.Tensor) -> RankedRows:
     """:class:`RankedRows` of ``values`` (a row holding NaN correlates as NaN)."""
+    if isinstance(values, torch.Tensor):
+        nan_rows = values.isnan().any(1, keepdim=True)
+        doubled = _doubled_ranks_tensor(values).masked_fill_(nan_rows, 0)
+        sum_squares = (doubled.double() - (values.shape[1] + 1.0)).square_().sum(1)
+        return RankedRows(doubled, sum_squares.masked_fill_(nan_rows[:, 0], float("nan")))
     values = np.asarray(values)
     if values.shape[1] >= 2**31:
         raise ValueError(f"rows of {values.shape[1]} values are too wide to rank as uint32")
@@ -103,6 +112,8 @@ def spearman_to_ranked(values: np.ndarray, ranked: RankedRows) -> np.ndarray:
     The sums are of integers: exact in float64 while they stay below 2^53 (e.g. 40 rows of
     25,088 values), within float64 rounding beyond.
     """
+    if isinstance(values, torch.Tensor):
+        return _spearman_to_ranked_tensor(values, ranked)
     values = np.asarray(values)
     rows, width = values.shape
     block = max(1, RANKED_BLOCK_VALUES // max(width, 1))
@@ -131,6 +142,31 @@ def spearman_to_ranked(values: np.ndarray, ranked: RankedRows) -> np.ndarray:
         spearman = products / np.sqrt(own_squares * ranked.sum_squares)
     spearman[np.isnan(values).any(1)] = np.nan
     return spearman
+
+
+def _doubled_ranks_tensor(values: torch.Tensor) -> torch.Tensor:
+    """Twice the average ranks within each row (int64), on the tensor's device, from one sort
+    per row: a tied run at sorted positions s..e (from 0) has doubled rank s + e + 2."""
+    rows, width = values.shape
+    ordered, order = torch.sort(values, dim=1)
+    positions = torch.arange(width, device=values.device).expand(rows, width)
+    starts_run = torch.ones_like(ordered, dtype=torch.bool)
+    starts_run[:, 1:] = ordered[:, 1:] != ordered[:, :-1]  # -0.0 == 0.0: they tie
+    ends_run = torch.ones_like(starts_run)
+    ends_run[:, :-1] = starts_run[:, 1:]
+    first = torch.where(starts_run, positions, 0).cummax(1).values
+    last = torch.where(ends_run, positions, width).flip(1).cummin(1).values.flip(1)
+    return torch.empty_like(first).scatter_(1, order, first + last + 2)
+
+
+def _spearman_to_ranked_tensor(values: torch.Tensor, ranked: RankedRows) -> np.ndarray:
+    """:func:`spearman_to_ranked` on the tensors' device. The sums are of integers, exact in
+    float64 below 2^53 as on the host path, so both give the same correlations."""
+    middle = values.shape[1] + 1.0
+    own = _doubled_ranks_tensor(values).double() - middle
+    products = (own * (ranked.doubled_ranks.double() - middle)).sum(1)
+    spearman = products / torch.sqrt(own.square_().sum(1) * ranked.sum_squares)
+    return spearman.masked_fill_(values.isnan().any(1), float("nan")).cpu().numpy()
 
 
 def _tied_runs(sorted_bits: np.ndarray, other: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -74,7 +74,9 @@ def open_h5(path: Path, required: tuple[str, ...] = ()):
 def _write_attrs(handle: h5py.File, attrs: dict) -> None:
     handle.attrs["schema_version"] = SCHEMA_VERSION
     for key, value in attrs.items():
-        handle.attrs[key] = json.dumps(value) if isinstance(value, (dict, list)) else value
+        # JSON for what HDF5 attributes cannot hold: mappings, lists, None
+        handle.attrs[key] = (json.dumps(value) if isinstance(value, (dict, list)) or value is None
+                             else value)
 
 
 def write_json(path: Path, content: dict) -> None:
@@ -145,7 +147,7 @@ def read_metamers(path: Path) -> dict:
 
 
 def _decode(value):
-    if isinstance(value, str) and value[:1] in "[{":
+    if isinstance(value, str) and (value[:1] in "[{" or value == "null"):
         return json.loads(value)
     return value.item() if isinstance(value, np.generic) else value
 

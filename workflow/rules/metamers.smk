@@ -43,6 +43,7 @@ rule generate_metamers:
             for k in ("max_iterations", "check_every", "stop_on_success", "checkpoint_every")
         },
         channels_last=GENERATION["channels_last"],
+        compile_mode=GENERATION["compile"],
         seed=config["seed"],
         device=config["device"],
     script:

@@ -16,6 +16,7 @@ stages.generate_metamers(
     init=snakemake.params.init,
     budget=snakemake.params.budget,
     channels_last=snakemake.params.channels_last,
+    compile_mode=snakemake.params.compile_mode,
     seed=snakemake.params.seed,
     path=snakemake.output[0],
     device=snakemake.params.device,

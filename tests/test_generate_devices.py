@@ -1,0 +1,140 @@
+"""Synthesis on every device present (the CPU, and CUDA where there is one) and its speed
+options: fused optimiser steps in both memory layouts, torch.compile, the success check's
+Spearman correlation on the device.
+
+Small random models, no data set: these tests also run on a GPU machine without the project's
+data (``pytest tests/test_generate_devices.py``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torchvision.models.feature_extraction import create_feature_extractor
+
+from metamers import stats
+from metamers.generate import Member, MetamerSynthesis, OptimizerSettings
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.fixture(autouse=True)
+def _float32_matrix_units():
+    """Exact float32 on a GPU: these tests compare formulas, not TF32's rounding (cuDNN's
+    default for convolutions, which differs between memory layouts)."""
+    convolutions = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False
+    yield
+    torch.backends.cudnn.allow_tf32 = convolutions
+
+
+def colour_model(device: str, seed: int = 0) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.Conv2d(8, 8, 3), torch.nn.ReLU(),
+        torch.nn.Flatten(), torch.nn.Linear(8 * 8 * 8, 4)).eval().requires_grad_(False).to(device)
+
+
+def colour_images(device: str, count: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
+    """References and starts, (count, 3, 12, 12) each."""
+    generator = torch.Generator().manual_seed(1)
+    references, starts = torch.rand(2, count, 3, 12, 12, generator=generator).to(device)
+    return references, starts
+
+
+def normalised_error(model: torch.nn.Module, layer: str, images: torch.Tensor,
+                     references: torch.Tensor) -> torch.Tensor:
+    """The loss per image through autograd: ||a(x) - a(ref)||^2 / ||a(ref)||^2 at ``layer``."""
+    extractor = create_feature_extractor(model, {layer: "layer"})
+    activation = extractor(images)["layer"].flatten(1)
+    target = extractor(references)["layer"].flatten(1).detach()
+    return (activation - target).pow(2).sum(1) / target.pow(2).sum(1)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_the_images_gradient_is_that_of_the_loss(channels_last, device):
+    """The gradient started at the layer in closed form and scaled per image at the pixels is
+    autograd's through the mean loss over members, also for a subset of the metamers, pixels
+    outside [0, 1] under a range penalty, and a channels-last copy of the models."""
+    references, starts = colour_images(device, count=4)
+    members = [Member("a", colour_model(device, seed=0), "1", 0.5),
+               Member("b", colour_model(device, seed=1), "3", 0.5)]
+    synthesis = MetamerSynthesis(members, references, torch.device(device), channels_last)
+    indices = torch.tensor([0, 2, 3], device=device)
+    starts = starts[indices] * 1.4 - 0.2
+    pixels = starts.clone().requires_grad_(True)
+    per_image, penalty, _ = synthesis.backward(pixels, indices, range_penalty=0.5)
+
+    expected_pixels = starts.clone().requires_grad_(True)
+    expected_per_image = torch.stack([
+        normalised_error(member.model, member.layer, expected_pixels, references[indices])
+        for member in members]).mean(0)
+    expected_penalty = 0.5 * (expected_pixels - expected_pixels.clamp(0, 1)).pow(2).sum()
+    (expected_per_image.sum() + expected_penalty).backward()
+
+    assert expected_penalty > 0
+    torch.testing.assert_close(per_image, expected_per_image.detach(), rtol=1e-5, atol=0)
+    torch.testing.assert_close(penalty, expected_penalty.detach())
+    torch.testing.assert_close(pixels.grad, expected_pixels.grad, rtol=1e-4, atol=1e-7)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("name", ["SGD", "Adam"])
+def test_a_step_on_colour_images_follows_the_loss_gradient(name, channels_last, device):
+    """One step of a (fused) optimiser on 3-channel images moves them as the same optimiser
+    does on autograd's gradient. A channels-last model returns the images' gradient in its own
+    layout; a fused optimiser that read it as laid out like the images would scramble it."""
+    model = colour_model(device)
+    references, starts = colour_images(device)
+    synthesis = MetamerSynthesis([Member("rgb", model, "3", 0.5)], references,
+                                 torch.device(device), channels_last)
+    settings = OptimizerSettings(name, {"lr": 0.01})
+    result = synthesis.synthesize(starts, settings, 1, check_every=1000, stop_on_success=False)
+
+    expected = starts.clone().requires_grad_(True)
+    normalised_error(model, "3", expected, references).sum().backward()
+    getattr(torch.optim, name)([expected], lr=0.01, foreach=False).step()
+    np.testing.assert_allclose(result.metamers, expected.detach().clamp(0, 1).cpu().numpy(),
+                               atol=1e-5)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_compiled_steps_give_the_eager_metamers(device):
+    """torch.compile of the steps' forward passes computes the same metamers."""
+    model = colour_model(device)
+    references, starts = colour_images(device)
+    settings = OptimizerSettings("SGD", {"lr": 0.05, "momentum": 0.9})
+    eager, compiled = (MetamerSynthesis([Member("rgb", model, "3", 0.5)], references,
+                                        torch.device(device), compile_mode=mode)
+                       .synthesize(starts, settings, 5, check_every=5, stop_on_success=False)
+                       for mode in (None, "default"))
+    np.testing.assert_allclose(compiled.metamers, eager.metamers, atol=1e-5)
+    np.testing.assert_allclose(compiled.loss, eager.loss, rtol=1e-4)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_spearman_of_tensors_equals_the_host_path(device):
+    """The check's Spearman correlation ranked on the tensors' device equals the host's,
+    bit for bit: ties (ReLU zeros, rounded values), -0.0, inf, a constant row, NaN rows, and
+    a selection of rows."""
+    rng = np.random.default_rng(1)
+    values = np.maximum(rng.normal(size=(9, 300)), 0).astype(np.float32)
+    others = np.maximum(values + rng.normal(size=values.shape), 0).astype(np.float32)
+    values[:, :150] = np.round(values[:, :150], 1)
+    others[1, :100] = 0.25
+    values[2, :3] = [-0.0, -2.0, np.inf]
+    values[3] = 1.0  # constant: no correlation
+    values[4, 7] = np.nan
+    others[5, 9] = np.nan
+    expected = stats.spearman_to_ranked(values, stats.rank_once(others))
+    ranked = stats.rank_once(torch.from_numpy(others).to(device))
+    got = stats.spearman_to_ranked(torch.from_numpy(values).to(device), ranked)
+    assert np.isnan(got[[3, 4, 5]]).all()
+    np.testing.assert_array_equal(got, expected)
+    rows = np.array([0, 2, 6])
+    np.testing.assert_array_equal(
+        stats.spearman_to_ranked(torch.from_numpy(values[rows]).to(device), ranked[rows]),
+        expected[rows])
