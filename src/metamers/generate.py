@@ -123,33 +123,48 @@ class Checkpoint:
 
 @dataclass
 class _State:
-    """Everything a synthesis carries from one iteration to the next."""
+    """Everything a synthesis carries from one iteration to the next. Which metamers run is
+    kept on the host (``active``): reading it costs a GPU no synchronisation."""
 
     parameter: torch.Tensor
     frozen: torch.Tensor
-    active: torch.Tensor
+    active: np.ndarray
     loss_trace: np.ndarray
     iterations_to_success: np.ndarray
     iterations_run: np.ndarray
     final_spearman: np.ndarray
     predicted_class: np.ndarray
     non_finite: np.ndarray
+    _rows: tuple[torch.Tensor, torch.Tensor] | None = None
 
-    ARRAYS = ("loss_trace", "iterations_to_success", "iterations_run", "final_spearman",
-              "predicted_class", "non_finite")
+    ARRAYS = ("active", "loss_trace", "iterations_to_success", "iterations_run",
+              "final_spearman", "predicted_class", "non_finite")
 
     def tensors(self) -> dict[str, torch.Tensor]:
         return {"parameter": self.parameter.detach().cpu(), "frozen": self.frozen.cpu(),
-                "active": self.active.cpu(),
                 **{name: torch.from_numpy(getattr(self, name)) for name in self.ARRAYS}}
 
     def load(self, saved: dict) -> None:
         with torch.no_grad():
             self.parameter.copy_(saved["parameter"])
         self.frozen.copy_(saved["frozen"])
-        self.active.copy_(saved["active"])
         for name in self.ARRAYS:
             getattr(self, name)[...] = saved[name].numpy()
+        self._rows = None
+
+    def rows(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Indices of the running and of the stopped metamers on the parameter's device,
+        made again only after metamers stop."""
+        if self._rows is None:
+            self._rows = tuple(torch.as_tensor(np.flatnonzero(mask),
+                                               device=self.parameter.device)
+                               for mask in (self.active, ~self.active))
+        return self._rows
+
+    def stop(self, rows: np.ndarray) -> None:
+        """Metamers ``rows`` run no more."""
+        self.active[rows] = False
+        self._rows = None
 
 
 def _save_checkpoint(checkpoint: Checkpoint, iteration: int, state: _State, optimizer,
@@ -327,7 +342,8 @@ class MetamerSynthesis:
                 self.extractors, images, indices)]).mean(0)
 
     def backward(self, images: torch.Tensor, indices: torch.Tensor, range_penalty: float,
-                 keep_activations: bool = False) -> tuple[torch.Tensor, torch.Tensor, list]:
+                 keep_activations: bool = False
+                 ) -> tuple[torch.Tensor, torch.Tensor | None, list]:
         """Backpropagate the loss into ``images``' graph, one member at a time.
 
         The loss's gradient at the layer is written down, not derived by autograd through
@@ -337,8 +353,9 @@ class MetamerSynthesis:
         images do not interact in a model in eval mode, so row i of the pixels' gradient
         depends on row i of the layer's only. Each member's graph is freed before the next
         member runs, so memory is bounded by the largest member, not their sum. Returns the
-        per-image loss, the range penalty (summed over images) and, if ``keep_activations``,
-        each member's detached activations (for :meth:`check_activations`).
+        per-image loss, the range penalty (summed over images; None without one) and, if
+        ``keep_activations``, each member's detached activations (for
+        :meth:`check_activations`).
         """
         pixels = images.detach().requires_grad_(True)
         losses, activations, pixel_gradient = [], [], None
@@ -353,7 +370,7 @@ class MetamerSynthesis:
             if keep_activations:
                 activations.append(activation.detach())
         per_image = losses[0] if len(losses) == 1 else torch.stack(losses).mean(0)
-        penalty = torch.zeros((), device=pixels.device)
+        penalty = None
         if range_penalty:
             with torch.no_grad():
                 outside = pixels - pixels.clamp(0, 1)
@@ -450,7 +467,7 @@ class MetamerSynthesis:
         members = len(self.members)
         state = _State(
             parameter=parameter, frozen=parameter.detach().clone(),
-            active=torch.ones(count, dtype=torch.bool, device=self.device),
+            active=np.ones(count, dtype=bool),
             loss_trace=np.full((max_iterations + 1, count), np.nan, dtype=np.float32),
             iterations_to_success=np.full(count, -1, dtype=np.int64),
             iterations_run=np.full(count, max_iterations, dtype=np.int64),
@@ -473,19 +490,21 @@ class MetamerSynthesis:
         no_rows = all_indices[:0]
 
         def closure() -> torch.Tensor:
-            optimizer.zero_grad(set_to_none=True)
-            if bool(state.active.all()):  # the usual case: no gather, no scatter of gradients
+            parameter.grad = None  # what zero_grad does, without its bookkeeping
+            if state.active.all():  # the usual case: no gather, no scatter of gradients
                 indices, images = all_indices, _to_images(parameter, settings.constraint)
             else:
-                indices = torch.nonzero(state.active).flatten()
+                indices = state.rows()[0]
                 images = _to_images(parameter[indices], settings.constraint)
             per_image, penalty, activations = self.backward(
                 images, indices, settings.range_penalty, keep_activations=closure.checks)
-            finite = torch.isfinite(per_image)
-            if bool(finite.all()):
+            losses = per_image.cpu().numpy()  # the one wait for a GPU in a step
+            finite = np.isfinite(losses)
+            if finite.all():
                 bad_rows, loss = no_rows, per_image.sum()
             else:
-                bad_rows, loss = indices[~finite], per_image[finite].sum()
+                finite_rows = torch.as_tensor(finite, device=self.device)
+                bad_rows, loss = indices[~finite_rows], per_image[finite_rows].sum()
             if settings.range_penalty:
                 loss = loss + penalty
             if len(bad_rows):  # their gradients are not finite either: they take no step
@@ -493,7 +512,7 @@ class MetamerSynthesis:
             # The trace keeps the first evaluation of each iteration, at its starting images:
             # L-BFGS evaluates the closure again inside its step (line search).
             if closure.per_image is None:
-                closure.per_image, closure.indices = per_image, indices
+                closure.per_image, closure.losses, closure.indices = per_image, losses, indices
                 closure.bad_rows = bad_rows
                 closure.bad_images = (parameter[bad_rows].detach().clone() if len(bad_rows)
                                       else None)
@@ -510,7 +529,7 @@ class MetamerSynthesis:
 
         for iteration in range(first_iteration, max_iterations + 1):
             if (checkpoint and iteration > first_iteration and iteration % checkpoint.every == 0
-                    and bool(state.active.any())):
+                    and state.active.any()):
                 _save_checkpoint(checkpoint, iteration, state, optimizer, scheduler,
                                  resumed_elapsed + time.perf_counter() - started)
             checks = iteration % check_every == 0 or iteration == max_iterations
@@ -520,7 +539,7 @@ class MetamerSynthesis:
                                      last=iteration == max_iterations)
                 self._log_progress(iteration, max_iterations, state.loss_trace, state.active,
                                    started)
-            if iteration == max_iterations or not bool(state.active.any()):
+            if iteration == max_iterations or not state.active.any():
                 break
             closure.per_image = None
             if uses_closure:
@@ -534,16 +553,17 @@ class MetamerSynthesis:
                                       stop_on_success)
                     self._log_progress(iteration, max_iterations, state.loss_trace,
                                        state.active, started)
-                    stepping = state.active[closure.indices]
-                    if not bool(stepping.all()):  # the loss is that of the metamers that step
-                        loss = closure.per_image[stepping & torch.isfinite(closure.per_image)].sum()
+                    stepping = state.active[self._reference_rows(closure.indices)]
+                    if not stepping.all():  # the loss is that of the metamers that step
+                        counted = torch.as_tensor(stepping & np.isfinite(closure.losses),
+                                                  device=self.device)
+                        loss = closure.per_image[counted].sum()
                 if settings.gradient_normalization:
                     grad = parameter.grad
                     norms = grad.flatten(1).norm(dim=1).clamp_min(1e-12)
                     grad.div_(norms.view(-1, *([1] * (grad.ndim - 1))))
                 optimizer.step()
-            state.loss_trace[iteration, self._reference_rows(closure.indices)] = (
-                closure.per_image.cpu().numpy())
+            state.loss_trace[iteration, self._reference_rows(closure.indices)] = closure.losses
             if scheduler is not None:
                 if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
                     scheduler.step(float(loss.detach()))
@@ -553,8 +573,9 @@ class MetamerSynthesis:
                 if settings.constraint == "clamp":
                     parameter.clamp_(0, 1)
                 self._stop_non_finite(state, closure.bad_rows, closure.bad_images, iteration)
-                if not bool(state.active.all()):  # optimiser state must not move stopped rows
-                    parameter[~state.active] = state.frozen[~state.active]
+                if not state.active.all():  # optimiser state must not move stopped rows
+                    stopped = state.rows()[1]
+                    parameter[stopped] = state.frozen[stopped]
         with torch.no_grad():
             final_images = _to_images(parameter, settings.constraint).clamp(0, 1)
             final_losses = self.loss_per_image(final_images, torch.arange(count,
@@ -591,9 +612,9 @@ class MetamerSynthesis:
         """Stop metamers whose loss was not finite, at their image before this step."""
         if not len(rows):
             return
-        state.active[rows] = False
-        state.frozen[rows] = images
         row_array = rows.cpu().numpy()
+        state.stop(row_array)
+        state.frozen[rows] = images
         state.non_finite[row_array] = True
         state.iterations_run[row_array] = iteration
         log.warning("metamer(s) %s: non-finite loss at iteration %d; stopped there, the "
@@ -604,7 +625,7 @@ class MetamerSynthesis:
         """Check the running metamers; stop those that pass. Only the budget's last check
         correlates every metamer (the recorded final Spearman); earlier ones skip metamers
         whose class differs, which cannot pass."""
-        indices = torch.nonzero(state.active).flatten()
+        indices = state.rows()[0]
         if len(indices) == 0:
             return
         with torch.no_grad():
@@ -623,8 +644,8 @@ class MetamerSynthesis:
         state.iterations_to_success[newly] = iteration
         if stop_on_success and len(newly):
             state.iterations_run[newly] = iteration
+            state.stop(newly)
             stopped = torch.as_tensor(newly, device=self.device)
-            state.active[stopped] = False
             with torch.no_grad():
                 state.frozen[stopped] = state.parameter[stopped].detach()
 
