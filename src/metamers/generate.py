@@ -256,7 +256,7 @@ class MetamerSynthesis:
     layers' passes 1.04-2.1x faster on the CPU (and is the usual choice on GPUs).
     ``compile_mode`` runs the steps' forward passes through ``torch.compile`` in that mode
     (``default``, ``reduce-overhead``: CUDA graphs, ...): an option for long runs on a GPU
-    (ResNet ``layer3`` on an H200: 1.2x and 1.7x faster per iteration after 16-18 s of
+    (ResNet ``layer3`` on an H200: 1.2x and 1.7x faster per iteration after 15-17 s of
     compilation; no faster at a small CNN layer; slower on the CPU).
     """
 
