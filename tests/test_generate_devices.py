@@ -1,6 +1,6 @@
 """Synthesis on every device present (the CPU, and CUDA where there is one) and its speed
-options: fused optimiser steps in both memory layouts, torch.compile, the success check's
-Spearman correlation on the device.
+options: fused optimiser steps in both memory layouts, torch.compile. (The success check's
+Spearman correlation on the device: ``test_stats.py``.)
 
 Small random models, no data set: these tests also run on a GPU machine without the project's
 data (``pytest tests/test_generate_devices.py``).
@@ -13,7 +13,6 @@ import pytest
 import torch
 from torchvision.models.feature_extraction import create_feature_extractor
 
-from metamers import stats
 from metamers.generate import Member, MetamerSynthesis, OptimizerSettings
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
@@ -114,27 +113,3 @@ def test_compiled_steps_give_the_eager_metamers(device):
     np.testing.assert_allclose(compiled.metamers, eager.metamers, atol=1e-5)
     np.testing.assert_allclose(compiled.loss, eager.loss, rtol=1e-4)
 
-
-@pytest.mark.parametrize("device", DEVICES)
-def test_spearman_of_tensors_equals_the_host_path(device):
-    """The check's Spearman correlation ranked on the tensors' device equals the host's,
-    bit for bit: ties (ReLU zeros, rounded values), -0.0, inf, a constant row, NaN rows, and
-    a selection of rows."""
-    rng = np.random.default_rng(1)
-    values = np.maximum(rng.normal(size=(9, 300)), 0).astype(np.float32)
-    others = np.maximum(values + rng.normal(size=values.shape), 0).astype(np.float32)
-    values[:, :150] = np.round(values[:, :150], 1)
-    others[1, :100] = 0.25
-    values[2, :3] = [-0.0, -2.0, np.inf]
-    values[3] = 1.0  # constant: no correlation
-    values[4, 7] = np.nan
-    others[5, 9] = np.nan
-    expected = stats.spearman_to_ranked(values, stats.rank_once(others))
-    ranked = stats.rank_once(torch.from_numpy(others).to(device))
-    got = stats.spearman_to_ranked(torch.from_numpy(values).to(device), ranked)
-    assert np.isnan(got[[3, 4, 5]]).all()
-    np.testing.assert_array_equal(got, expected)
-    rows = np.array([0, 2, 6])
-    np.testing.assert_array_equal(
-        stats.spearman_to_ranked(torch.from_numpy(values[rows]).to(device), ranked[rows]),
-        expected[rows])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from scipy import stats as scipy_stats
 
 from metamers import stats
@@ -196,11 +197,9 @@ def test_float32_single_column_ranks_are_one():
     np.testing.assert_array_equal(stats.rank_rows(np.zeros((3, 1), np.float32)), np.ones((3, 1)))
 
 
-@pytest.mark.filterwarnings("ignore::scipy.stats.ConstantInputWarning")
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_spearman_to_ranked_rows_equals_scipy(dtype):
-    """Against rows ranked once: ties (ReLU zeros, rounded values), -0.0, inf, a constant row
-    and a NaN row, in float32 (the sorted-key path) and float64 (the general path)."""
+def tied_rows(dtype=np.float32) -> tuple[np.ndarray, np.ndarray]:
+    """Rows to correlate with ``others`` (float32) row by row: ties (ReLU zeros, rounded
+    values), -0.0, inf, a constant row (3) and NaN rows (4 in the first, 5 in the second)."""
     rng = np.random.default_rng(1)
     values = np.maximum(rng.normal(size=(9, 300)), 0).astype(dtype)
     others = np.maximum(values + rng.normal(size=values.shape), 0).astype(np.float32)
@@ -209,12 +208,38 @@ def test_spearman_to_ranked_rows_equals_scipy(dtype):
     values[2, :3] = [-0.0, -2.0, np.inf]
     values[3] = 1.0  # constant: no correlation
     values[4, 7] = np.nan
+    others[5, 9] = np.nan
+    return values, others
+
+
+@pytest.mark.filterwarnings("ignore::scipy.stats.ConstantInputWarning")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_spearman_to_ranked_rows_equals_scipy(dtype):
+    """Against rows ranked once (:func:`tied_rows`), in float32 (the sorted-key path) and
+    float64 (the general path)."""
+    values, others = tied_rows(dtype)
     expected = np.array([scipy_stats.spearmanr(row, other).statistic
                          for row, other in zip(values.astype(np.float64), others)])
     got = stats.spearman_to_ranked(values, stats.rank_once(others))
     np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
-    assert np.isnan(got[[3, 4]]).all()
+    assert np.isnan(got[[3, 4, 5]]).all()
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-14)
+
+
+@pytest.mark.parametrize("device", ["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
+def test_spearman_of_tensors_equals_the_host_path(device):
+    """The check's Spearman correlation ranked on the tensors' device (:func:`tied_rows`, and a
+    selection of rows) equals the host's bit for bit."""
+    values, others = tied_rows()
+    expected = stats.spearman_to_ranked(values, stats.rank_once(others))
+    ranked = stats.rank_once(torch.from_numpy(others).to(device))
+    got = stats.spearman_to_ranked(torch.from_numpy(values).to(device), ranked)
+    assert np.isnan(got[[3, 4, 5]]).all()
+    np.testing.assert_array_equal(got, expected)
+    rows = np.array([0, 2, 6])
+    np.testing.assert_array_equal(
+        stats.spearman_to_ranked(torch.from_numpy(values[rows]).to(device), ranked[rows]),
+        expected[rows])
 
 
 def test_rank_once_keeps_doubled_ranks_and_rows_select():
