@@ -253,11 +253,12 @@ class MetamerSynthesis:
 
     Life cycle: construct with the members and references, then :meth:`synthesize`. With
     ``channels_last``, it runs a channels-last copy of each member's model, which makes conv
-    layers' passes 1.04-2.1x faster on the CPU (and is the usual choice on GPUs).
+    layers' passes 1.04-2.1x faster on the CPU (on an H200 no faster for the zoo's models).
     ``compile_mode`` runs the steps' forward passes through ``torch.compile`` in that mode
     (``default``, ``reduce-overhead``: CUDA graphs, ...): an option for long runs on a GPU
     (ResNet ``layer3`` on an H200: 1.2x and 1.7x faster per iteration after 15-17 s of
-    compilation; no faster at a small CNN layer; slower on the CPU).
+    compilation; no faster at a small CNN layer; on 2 CPU cores 1.1x faster at ``layer3``
+    and 3x slower at ``relu2``).
     """
 
     def __init__(self, members: list[Member], reference_images: torch.Tensor,

@@ -102,7 +102,7 @@ def rank_once(values: np.ndarray | torch.Tensor) -> RankedRows:
     return RankedRows(doubled, sum_squares)
 
 
-def spearman_to_ranked(values: np.ndarray, ranked: RankedRows) -> np.ndarray:
+def spearman_to_ranked(values: np.ndarray | torch.Tensor, ranked: RankedRows) -> np.ndarray:
     """:func:`spearman_rows` of ``values`` against rows ranked by :func:`rank_once`.
 
     float32 rows take one sort of 64-bit keys, each value's ordered bits above the other row's
