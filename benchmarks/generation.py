@@ -59,7 +59,8 @@ from torch import nn
 
 from metamers import activations, criteria, inits, stages
 from metamers.data import load_dataset
-from metamers.generate import Member, MetamerSynthesis, OptimizerSettings
+from metamers.generate import Member, MetamerSynthesis
+from metamers.optimizers import OptimizerSettings
 from metamers.references import sample_balanced
 from metamers.runtime import configure
 

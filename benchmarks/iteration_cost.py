@@ -39,7 +39,8 @@ from torchvision.models.feature_extraction import create_feature_extractor
 from zoo_generators import generator_pairs
 
 from metamers import inits, stages, store
-from metamers.generate import Member, MetamerSynthesis, OptimizerSettings
+from metamers.generate import Member, MetamerSynthesis
+from metamers.optimizers import OptimizerSettings
 from metamers.runtime import configure, pick_device
 
 

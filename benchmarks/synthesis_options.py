@@ -35,7 +35,8 @@ import yaml
 from zoo_generators import generator_pairs
 
 from metamers import activations, criteria, inits, stages, store
-from metamers.generate import Member, MetamerSynthesis, OptimizerSettings
+from metamers.generate import Member, MetamerSynthesis
+from metamers.optimizers import OptimizerSettings
 from metamers.runtime import configure, pick_device
 
 VARIANTS = {  # name -> (channels_last, compile_mode)

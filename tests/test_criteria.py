@@ -8,7 +8,8 @@ import torch
 
 from metamers import criteria, inits, stats
 from metamers.activations import extract
-from metamers.generate import Member, MetamerSynthesis, OptimizerSettings
+from metamers.generate import Member, MetamerSynthesis
+from metamers.optimizers import OptimizerSettings
 
 CPU = torch.device("cpu")
 LAYER = "relu2"

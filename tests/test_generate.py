@@ -12,12 +12,8 @@ from snakemake.utils import validate
 
 from metamers import criteria, generate, inits
 from metamers.activations import LOGITS, extract
-from metamers.generate import (
-    Member,
-    MetamerSynthesis,
-    OptimizerSettings,
-    build_optimizer,
-)
+from metamers.generate import Member, MetamerSynthesis
+from metamers.optimizers import OptimizerSettings, build_optimizer
 
 CPU = torch.device("cpu")
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -69,7 +65,7 @@ def assert_valid_images(images: np.ndarray, shape: tuple[int, ...]) -> None:
 
 def initial_loss(synthesis: MetamerSynthesis, starts: torch.Tensor) -> np.ndarray:
     with torch.no_grad():
-        return synthesis.loss_per_image(starts, torch.arange(len(starts))).numpy()
+        return synthesis.loss_per_image(starts, torch.arange(len(starts)))
 
 
 @pytest.mark.parametrize("label", list(OPTIMIZERS))

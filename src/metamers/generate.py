@@ -32,9 +32,9 @@ uninterrupted one (on the CPU).
 from __future__ import annotations
 
 import copy
-import inspect
+import math
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 
@@ -50,6 +50,7 @@ from metamers.activations import (
     layer_to_logits,
 )
 from metamers.criteria import CriterionCheck, check_correlation_first, check_criterion
+from metamers.optimizers import OptimizerSettings, build_optimizer, step_function
 from metamers.runtime import get_logger
 from metamers.stats import rank_once
 from metamers.store import CHECKPOINT_LOAD_ERRORS, atomic_path
@@ -68,29 +69,6 @@ class Member:
     model: nn.Module
     layer: str
     threshold: float
-
-
-@dataclass
-class OptimizerSettings:
-    """An optimiser and optional scheduler from ``torch.optim``, named with keyword arguments."""
-
-    name: str = "Adam"
-    kwargs: dict = field(default_factory=lambda: {"lr": 0.05})
-    scheduler: str | None = None
-    scheduler_kwargs: dict = field(default_factory=dict)
-    gradient_normalization: bool = False
-    constraint: str = "clamp"
-    range_penalty: float = 0.0
-
-    @classmethod
-    def from_config(cls, config: dict) -> OptimizerSettings:
-        """From an ``optimizers.<name>`` config entry."""
-        return cls(name=config["name"], kwargs=dict(config.get("kwargs", {})),
-                   scheduler=config.get("scheduler"),
-                   scheduler_kwargs=dict(config.get("scheduler_kwargs", {})),
-                   gradient_normalization=bool(config.get("gradient_normalization", False)),
-                   constraint=config.get("constraint", "clamp"),
-                   range_penalty=float(config.get("range_penalty", 0.0)))
 
 
 @dataclass
@@ -135,6 +113,7 @@ class _State:
     final_spearman: np.ndarray
     predicted_class: np.ndarray
     non_finite: np.ndarray
+    all_running: bool = True  # active.all(), kept so that a step need not ask
     _rows: tuple[torch.Tensor, torch.Tensor] | None = None
 
     ARRAYS = ("active", "loss_trace", "iterations_to_success", "iterations_run",
@@ -150,6 +129,7 @@ class _State:
         self.frozen.copy_(saved["frozen"])
         for name in self.ARRAYS:
             getattr(self, name)[...] = saved[name].numpy()
+        self.all_running = bool(self.active.all())
         self._rows = None
 
     def rows(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -164,6 +144,7 @@ class _State:
     def stop(self, rows: np.ndarray) -> None:
         """Metamers ``rows`` run no more."""
         self.active[rows] = False
+        self.all_running = False
         self._rows = None
 
 
@@ -194,38 +175,6 @@ def _load_checkpoint(checkpoint: Checkpoint) -> dict | None:
                     checkpoint.path)
         return None
     return saved
-
-
-def build_optimizer(settings: OptimizerSettings, parameter: torch.Tensor):
-    """The named ``torch.optim`` optimiser (and scheduler) over ``parameter``."""
-    try:
-        optimizer_class = getattr(torch.optim, settings.name)
-    except AttributeError:
-        raise ValueError(f"torch.optim has no optimizer {settings.name!r} (e.g. SGD, Adam, "
-                         "AdamW, RMSprop, LBFGS).") from None
-    try:  # one kernel per step instead of several: a third to half of a step's bookkeeping
-        optimizer = optimizer_class([parameter], **_fused(optimizer_class, settings.kwargs))
-    except RuntimeError:  # no fused kernel for this device
-        optimizer = optimizer_class([parameter], **settings.kwargs)
-    scheduler = None
-    if settings.scheduler:
-        try:
-            scheduler_class = getattr(torch.optim.lr_scheduler, settings.scheduler)
-        except AttributeError:
-            raise ValueError(f"torch.optim.lr_scheduler has no scheduler "
-                             f"{settings.scheduler!r} (e.g. StepLR, CosineAnnealingLR, "
-                             "ReduceLROnPlateau).") from None
-        scheduler = scheduler_class(optimizer, **settings.scheduler_kwargs)
-    return optimizer, scheduler
-
-
-def _fused(optimizer_class: type, kwargs: dict) -> dict:
-    """``kwargs`` with ``fused=True`` where the optimiser has a fused implementation and the
-    config chose none (neither ``fused`` nor ``foreach``)."""
-    if ("fused" in kwargs or "foreach" in kwargs
-            or "fused" not in inspect.signature(optimizer_class).parameters):
-        return kwargs
-    return {**kwargs, "fused": True}
 
 
 def _to_parameter(images: torch.Tensor, constraint: str) -> torch.Tensor:
@@ -280,12 +229,14 @@ class MetamerSynthesis:
             logits = [checker(self.reference_images)[LOGITS] for checker in self.checkers]
         self.reference_targets = layer_activations  # the layer's own shape and memory layout
         flat_references = [flat(activation) for activation in layer_activations]
-        self.reference_norms = [act.pow(2).sum(1).clamp_min(1e-12) for act in flat_references]
+        reference_norms = [act.pow(2).sum(1).clamp_min(1e-12) for act in flat_references]
+        # ||a_ref||^2 per member and reference, where losses are formed (on the host)
+        self.squared_reference_norms = torch.stack(reference_norms).cpu().numpy()
         # d loss / d a = 2 (a - a_ref) / (||a_ref||^2 members): the factor per image, shaped
         # to scale the images' gradient
         image_rows = (-1,) + (1,) * (reference_images.ndim - 1)
         self.gradient_scales = [(2 / len(members) / norm).view(image_rows)
-                                for norm in self.reference_norms]
+                                for norm in reference_norms]
         self.reference_predictions = [member_logits.argmax(1).cpu().numpy()
                                       for member_logits in logits]
         # checks between steps classify from the step's activations where the graph allows
@@ -315,36 +266,44 @@ class MetamerSynthesis:
                  "from the images", member.name, member.layer)
         return None
 
-    def member_losses(self, extractors: list[nn.Module], images: torch.Tensor,
-                      indices: torch.Tensor):
-        """Per member (a generator), from its ``extractors`` entry: the normalised squared
-        activation error per image, the difference a - a_ref of the generating layer's
-        activations, its factor per image in the loss's gradient (as a share of the mean over
-        members), so that the gradient is 2 (a - a_ref) / (||a_ref||^2 members), and the
-        activations. Activations keep the layer's shape and memory layout: flattening a
-        channels-last one would copy it."""
-        all_rows = len(indices) == len(self.reference_images)  # indices are sorted, unique
-        for extractor, member, target, norm, scale in zip(
-                extractors, self.members, self.reference_targets, self.reference_norms,
-                self.gradient_scales):
+    def member_distances(self, extractors: list[nn.Module], images: torch.Tensor,
+                         indices: torch.Tensor):
+        """Per member (a generator), from its ``extractors`` entry: the distance ||a - a_ref||
+        per image at the generating layer, the difference a - a_ref, its factor per image in
+        the loss's gradient (as a share of the mean over members), so that the gradient is
+        2 (a - a_ref) / (||a_ref||^2 members), and the activations a. Activations keep the
+        layer's shape and memory layout: flattening a channels-last one would copy it."""
+        all_rows = self._all_rows(indices)
+        for extractor, member, target, scale in zip(extractors, self.members,
+                                                    self.reference_targets,
+                                                    self.gradient_scales):
             if not all_rows:  # a copy of the targets costs as much as an activation pass
-                target, norm, scale = target[indices], norm[indices], scale[indices]
+                target, scale = target[indices], scale[indices]
             activation = extractor(images)[member.layer]
-            with torch.no_grad():
-                difference = activation - target
-                loss = torch.linalg.vector_norm(
-                    difference, dim=tuple(range(1, difference.ndim))).square_() / norm
-            yield loss, difference, scale, activation
+            difference = activation.detach() - target  # outside autograd's graph
+            distance = torch.linalg.vector_norm(difference, dim=tuple(range(1, difference.ndim)))
+            yield distance, difference, scale, activation
 
-    def loss_per_image(self, images: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+    def losses(self, distances: list[torch.Tensor], indices: torch.Tensor) -> np.ndarray:
+        """Per image, the mean over members of ||a - a_ref||^2 / ||a_ref||^2, from each
+        member's ``distances`` of the metamers ``indices``. Squared and divided on the host,
+        where the trace needs them anyway (one transfer from a GPU), not as device operations:
+        each costs a step some microseconds."""
+        rows = self._reference_rows(indices)
+        if len(distances) == 1:
+            return np.square(distances[0].cpu().numpy()) / self.squared_reference_norms[0, rows]
+        return (np.square(torch.stack(distances).cpu().numpy())
+                / self.squared_reference_norms[:, rows]).mean(0)
+
+    def loss_per_image(self, images: torch.Tensor, indices: torch.Tensor) -> np.ndarray:
         """Mean over members of the normalised squared activation error, per image."""
         with torch.no_grad():
-            return torch.stack([loss for loss, *_ in self.member_losses(
-                self.extractors, images, indices)]).mean(0)
+            return self.losses([distance for distance, *_ in self.member_distances(
+                self.extractors, images, indices)], indices)
 
     def backward(self, images: torch.Tensor, indices: torch.Tensor, range_penalty: float,
-                 keep_activations: bool = False
-                 ) -> tuple[torch.Tensor, torch.Tensor | None, list]:
+                 keep_activations: bool = False, scale_gradient: bool = True
+                 ) -> tuple[np.ndarray, float, list]:
         """Backpropagate the loss into ``images``' graph, one member at a time.
 
         The loss's gradient at the layer is written down, not derived by autograd through
@@ -352,30 +311,31 @@ class MetamerSynthesis:
         a wide, cheap layer (``relu1``). The layer's backward starts from the difference
         a - a_ref and each image's factor scales its (far smaller) gradient at the pixels:
         images do not interact in a model in eval mode, so row i of the pixels' gradient
-        depends on row i of the layer's only. Each member's graph is freed before the next
-        member runs, so memory is bounded by the largest member, not their sum. Returns the
-        per-image loss, the range penalty (summed over images; None without one) and, if
-        ``keep_activations``, each member's detached activations (for
+        depends on row i of the layer's only. Without ``scale_gradient`` the factor is left
+        out of the first member's gradient, for a caller that divides each image's gradient by
+        its norm anyway (one member, no range penalty). Each member's graph is freed before
+        the next member runs, so memory is bounded by the largest member, not their sum.
+        Returns the per-image loss (on the host), the range penalty (summed over images; 0
+        without one) and, if ``keep_activations``, each member's detached activations (for
         :meth:`check_activations`).
         """
         pixels = images.detach().requires_grad_(True)
-        losses, activations, pixel_gradient = [], [], None
-        for loss, difference, scale, activation in self.member_losses(
+        distances, activations, pixel_gradient = [], [], None
+        for distance, difference, scale, activation in self.member_distances(
                 self.step_extractors, pixels, indices):
             (gradient,) = torch.autograd.grad(activation, pixels, difference)
             if pixel_gradient is None:
-                pixel_gradient = gradient.mul_(scale)
+                pixel_gradient = gradient.mul_(scale) if scale_gradient else gradient
             else:
                 pixel_gradient.addcmul_(gradient, scale)
-            losses.append(loss)
+            distances.append(distance)
             if keep_activations:
                 activations.append(activation.detach())
-        per_image = losses[0] if len(losses) == 1 else torch.stack(losses).mean(0)
-        penalty = None
+        penalty = 0.0
         if range_penalty:
             with torch.no_grad():
                 outside = pixels - pixels.clamp(0, 1)
-                penalty = range_penalty * outside.pow(2).sum()
+                penalty = range_penalty * float(outside.pow(2).sum())
                 pixel_gradient.add_(outside, alpha=2 * range_penalty)
         if images.is_leaf and images.grad is None:  # the parameter itself: nothing between
             if not (pixel_gradient.stride() == images.stride()  # from a channels-last model:
@@ -385,7 +345,7 @@ class MetamerSynthesis:
             images.grad = pixel_gradient
         else:
             images.backward(pixel_gradient)
-        return per_image, penalty, activations
+        return self.losses(distances, indices), penalty, activations
 
     @torch.no_grad()
     def check(self, images: torch.Tensor, indices: torch.Tensor, correlate_all: bool = True):
@@ -444,9 +404,11 @@ class MetamerSynthesis:
 
     def _reference_rows(self, indices: torch.Tensor) -> slice | np.ndarray:
         """Rows of per-reference arrays for metamers ``indices`` (a view when all of them)."""
-        if len(indices) == len(self.reference_images):  # indices are sorted, unique
-            return slice(None)
-        return indices.cpu().numpy()
+        return slice(None) if self._all_rows(indices) else indices.cpu().numpy()
+
+    def _all_rows(self, indices: torch.Tensor) -> bool:
+        """Whether metamers ``indices`` are all of them (indices are sorted and unique)."""
+        return indices.shape[0] == self.reference_images.shape[0]
 
     def synthesize(self, initial_images: torch.Tensor, settings: OptimizerSettings,
                    max_iterations: int, check_every: int = 10, stop_on_success: bool = True,
@@ -488,36 +450,37 @@ class MetamerSynthesis:
                      first_iteration)
 
         all_indices = torch.arange(count, device=self.device)
-        no_rows = all_indices[:0]
+        values = parameter.detach()  # the parameter's memory, changed outside autograd
+        pixel_dims = tuple(range(1, parameter.ndim))
+        # each image's gradient is divided by its norm, which cancels its positive factor
+        scale_gradient = not (settings.gradient_normalization and members == 1
+                              and not settings.range_penalty)
+        step = step_function(optimizer)
 
-        def closure() -> torch.Tensor:
+        def closure() -> float:
             parameter.grad = None  # what zero_grad does, without its bookkeeping
-            if state.active.all():  # the usual case: no gather, no scatter of gradients
+            if state.all_running:  # the usual case: no gather, no scatter of gradients
                 indices, images = all_indices, _to_images(parameter, settings.constraint)
             else:
                 indices = state.rows()[0]
                 images = _to_images(parameter[indices], settings.constraint)
-            per_image, penalty, activations = self.backward(
-                images, indices, settings.range_penalty, keep_activations=closure.checks)
-            losses = per_image.cpu().numpy()  # the one wait for a GPU in a step
-            finite = np.isfinite(losses)
-            if finite.all():
-                bad_rows, loss = no_rows, per_image.sum()
-            else:
-                finite_rows = torch.as_tensor(finite, device=self.device)
-                bad_rows, loss = indices[~finite_rows], per_image[finite_rows].sum()
-            if settings.range_penalty:
-                loss = loss + penalty
-            if len(bad_rows):  # their gradients are not finite either: they take no step
-                parameter.grad[bad_rows] = 0
+            losses, penalty, activations = self.backward(  # a GPU's one wait in a step
+                images, indices, settings.range_penalty, keep_activations=closure.checks,
+                scale_gradient=scale_gradient)
+            loss, bad_rows = float(losses.sum()) + penalty, None
+            finite = np.isfinite(losses) if not math.isfinite(loss) else None
+            if finite is not None and not finite.all():  # their gradients are not finite
+                bad_rows = indices[torch.as_tensor(~finite, device=self.device)]
+                loss = float(losses[finite].sum()) + penalty
+                parameter.grad[bad_rows] = 0  # either: they take no step
             # The trace keeps the first evaluation of each iteration, at its starting images:
             # L-BFGS evaluates the closure again inside its step (line search).
-            if closure.per_image is None:
-                closure.per_image, closure.losses, closure.indices = per_image, losses, indices
+            if closure.losses is None:
+                closure.losses, closure.indices = losses, indices
                 closure.bad_rows = bad_rows
-                closure.bad_images = (parameter[bad_rows].detach().clone() if len(bad_rows)
-                                      else None)
-                closure.images, closure.activations = images.detach(), activations
+                closure.bad_images = (None if bad_rows is None
+                                      else parameter[bad_rows].detach().clone())
+                closure.images, closure.activations = images, activations
             return loss
 
         def check_in_step(iteration: int) -> bool:
@@ -540,9 +503,9 @@ class MetamerSynthesis:
                                      last=iteration == max_iterations)
                 self._log_progress(iteration, max_iterations, state.loss_trace, state.active,
                                    started)
-            if iteration == max_iterations or not state.active.any():
+            if iteration == max_iterations or not (state.all_running or state.active.any()):
                 break
-            closure.per_image = None
+            closure.losses = None
             if uses_closure:
                 loss = optimizer.step(closure)
             else:
@@ -556,27 +519,25 @@ class MetamerSynthesis:
                                        state.active, started)
                     stepping = state.active[self._reference_rows(closure.indices)]
                     if not stepping.all():  # the loss is that of the metamers that step
-                        counted = torch.as_tensor(stepping & np.isfinite(closure.losses),
-                                                  device=self.device)
-                        loss = closure.per_image[counted].sum()
+                        loss = float(closure.losses[stepping
+                                                    & np.isfinite(closure.losses)].sum())
                 if settings.gradient_normalization:
                     grad = parameter.grad
-                    norms = grad.flatten(1).norm(dim=1).clamp_min(1e-12)
-                    grad.div_(norms.view(-1, *([1] * (grad.ndim - 1))))
-                optimizer.step()
+                    grad.div_(torch.linalg.vector_norm(grad, dim=pixel_dims,
+                                                       keepdim=True).clamp_min_(1e-12))
+                step()
             state.loss_trace[iteration, self._reference_rows(closure.indices)] = closure.losses
             if scheduler is not None:
                 if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-                    scheduler.step(float(loss.detach()))
+                    scheduler.step(loss)
                 else:
                     scheduler.step()
-            with torch.no_grad():
-                if settings.constraint == "clamp":
-                    parameter.clamp_(0, 1)
-                self._stop_non_finite(state, closure.bad_rows, closure.bad_images, iteration)
-                if not state.active.all():  # optimiser state must not move stopped rows
-                    stopped = state.rows()[1]
-                    parameter[stopped] = state.frozen[stopped]
+            if settings.constraint == "clamp":
+                values.clamp_(0, 1)
+            self._stop_non_finite(state, closure.bad_rows, closure.bad_images, iteration)
+            if not state.all_running:  # optimiser state must not move stopped rows
+                stopped = state.rows()[1]
+                values[stopped] = state.frozen[stopped]
         with torch.no_grad():
             final_images = _to_images(parameter, settings.constraint).clamp(0, 1)
             final_losses = self.loss_per_image(final_images, torch.arange(count,
@@ -587,7 +548,6 @@ class MetamerSynthesis:
                 state.final_spearman[state.non_finite] = spearman
                 state.predicted_class[state.non_finite] = predicted
         last_rows = np.clip(state.iterations_run, 0, max_iterations)
-        final_losses = final_losses.cpu().numpy()
         finite_end = ~state.non_finite
         state.loss_trace[last_rows[finite_end], np.arange(count)[finite_end]] = (
             final_losses[finite_end])
@@ -608,10 +568,11 @@ class MetamerSynthesis:
                                  np.where(success, "success", "budget")))
 
     @staticmethod
-    def _stop_non_finite(state: _State, rows: torch.Tensor, images: torch.Tensor,
+    def _stop_non_finite(state: _State, rows: torch.Tensor | None, images: torch.Tensor | None,
                          iteration: int) -> None:
-        """Stop metamers whose loss was not finite, at their image before this step."""
-        if not len(rows):
+        """Stop metamers ``rows`` (None: none), whose loss was not finite, at their
+        ``images`` before this step."""
+        if rows is None:
             return
         row_array = rows.cpu().numpy()
         state.stop(row_array)

@@ -17,7 +17,8 @@ import torch
 from metamers import activations as activation_lib
 from metamers import criteria, findings, inits, references, scores, store, train, transfer, zoo
 from metamers.data import LabelledImages, load_dataset, load_sample
-from metamers.generate import Checkpoint, Member, MetamerSynthesis, OptimizerSettings
+from metamers.generate import Checkpoint, Member, MetamerSynthesis
+from metamers.optimizers import OptimizerSettings
 from metamers.runtime import configure, get_logger, pick_device
 
 log = get_logger("metamers.stages")
