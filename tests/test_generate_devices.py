@@ -162,6 +162,10 @@ def test_other_optimizers_step_through_torch_optim():
                      OptimizerSettings("RMSprop")):
         optimizer, _ = build_optimizer(settings, parameter)
         assert step_function(optimizer) == optimizer.step
+    two_groups = torch.optim.SGD([{"params": [parameter]},
+                                  {"params": [torch.zeros(2, requires_grad=True)]}],
+                                 lr=0.1, fused=True)
+    assert step_function(two_groups) == two_groups.step
 
 
 @pytest.mark.parametrize("device", DEVICES)

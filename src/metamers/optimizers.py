@@ -66,21 +66,23 @@ def _fused(optimizer_class: type, kwargs: dict) -> dict:
 
 
 def step_function(optimizer: torch.optim.Optimizer) -> Callable[[], None]:
-    """A call taking ``optimizer``'s step (without a closure).
+    """A call taking ``optimizer``'s step (without a closure), its parameters' gradients set.
 
     For a fused SGD over one parameter, the one a synthesis builds by default, every step after
     the first calls the fused kernel itself, with the optimiser's own state and the current
     values of its group (a scheduler's learning rate included), which is what
-    ``optimizer.step`` does around it. The Python around that kernel costs 25-85 us per step on
-    2 CPU cores, a tenth of a step at a small layer, and more on a GPU, where a step's host time
-    is its floor. The first step goes through ``optimizer.step``: it checks the device and makes
-    the momentum buffer. Other optimisers step through ``optimizer.step``. Step hooks registered
-    on the optimiser are not called by the direct path.
+    ``optimizer.step`` does around it. The Python around that kernel cost 25-85 us per step on
+    2 CPU cores, a tenth of a step at a small layer (on a GPU, where host time bounds a step at
+    small layers, not yet measured). The first step goes through ``optimizer.step``: it checks
+    the device and makes the momentum buffer. Other optimisers step through
+    ``optimizer.step``. Step hooks registered on the optimiser are not called by the direct
+    path.
     """
-    (group,) = optimizer.param_groups
-    if not (isinstance(optimizer, torch.optim.SGD) and group["fused"]
-            and len(group["params"]) == 1 and not group["differentiable"]):
+    groups = optimizer.param_groups
+    if not (isinstance(optimizer, torch.optim.SGD) and len(groups) == 1
+            and groups[0]["fused"] and len(groups[0]["params"]) == 1):
         return optimizer.step
+    group = groups[0]
     (parameter,) = group["params"]
     first = True
 
