@@ -13,8 +13,10 @@
    activations with the reference's (a sort per metamer) and classifies, running the model on
    from the layer, only where the correlation passes: ``far`` with threshold 2 (no correlation passes,
    the least a check costs) and ``near`` with threshold -2 (every metamer correlates and is
-   classified, the most a check costs). No metamer stops. Medians of ``--repeats``, each
-   timing all four in turn. Target: <= 1.15.
+   classified, the most a check costs). No metamer stops. Each timing runs at least
+   ``--sample-seconds`` (at least 50 iterations: small layers run more, so that a timing is not
+   a few milliseconds of a noisy machine). Medians of ``--repeats``, each timing all five in
+   turn. Target: <= 1.15.
 2. Batched throughput, metamer-iterations per second, over batch sizes 1..256 for one model and
    layer (``--throughput``); the ratio of the best batch size to batch size 1.
 
@@ -29,6 +31,7 @@ from __future__ import annotations
 import argparse
 import copy
 import logging
+import math
 import time
 from pathlib import Path
 
@@ -105,6 +108,8 @@ def main() -> None:
     parser.add_argument("--throughput", default="resnet_s0:layer3",
                         help="model:layer of the throughput curve ('' for none)")
     parser.add_argument("--batch-sizes", default="1,2,4,8,16,32,64,128,256")
+    parser.add_argument("--sample-seconds", type=float, default=0.15,
+                        help="least duration of one timing of the floor")
     args = parser.parse_args()
     configure(args.threads, 0)
     device = pick_device(args.device)
@@ -119,7 +124,7 @@ def main() -> None:
           f"{check_every}, channels-last {channels_last}, {args.threads} threads, medians of "
           f"{args.repeats}; 'own': the step over the floor in the pipeline's layout")
     print(f"{'model/layer':<45} {'bare ms':>8} {'own ms':>8} {'step ms':>8} {'ratio':>6} "
-          f"{'own':>5} {'far ms':>8} {'ratio':>6} {'near ms':>8} {'ratio':>6}")
+          f"{'own':>5} {'far ms':>8} {'ratio':>6} {'near ms':>8} {'ratio':>6} {'iters':>6}")
     step_ratios, own_ratios, far_ratios, near_ratios = [], [], [], []
     models = {}
     for name, layer in generator_pairs(config, args.generators):
@@ -127,16 +132,18 @@ def main() -> None:
             models[name] = stages.load_zoo_model(Path(args.models_dir) / f"{name}.pt",
                                                  config["models"][name], device)
         model = models[name]
+        iterations = max(50, math.ceil(args.sample_seconds
+                                       / bare_iteration(model, layer, references, 10)))
         # one repeat measures all five in turn, so drifts in machine load hit each alike
         bare, own, step, far, near = np.median([
-            (bare_iteration(model, layer, references, 50),
-             bare_iteration(model, layer, references, 50, channels_last),
+            (bare_iteration(model, layer, references, iterations),
+             bare_iteration(model, layer, references, iterations, channels_last),
              pipeline_iteration(model, layer, references, settings, channels_last, 1000, 10,
-                                60),
+                                10 + iterations),
              pipeline_iteration(model, layer, references, settings, channels_last,
-                                check_every, 10, 60),
+                                check_every, 10, 10 + iterations),
              pipeline_iteration(model, layer, references, settings, channels_last,
-                                check_every, 10, 60, threshold=-2.0))
+                                check_every, 10, 10 + iterations, threshold=-2.0))
             for _ in range(args.repeats)], axis=0)
         step_ratios.append(step / bare)
         own_ratios.append(step / own)
@@ -145,7 +152,7 @@ def main() -> None:
         print(f"{name + '/' + layer:<45} {1000 * bare:>8.2f} {1000 * own:>8.2f} "
               f"{1000 * step:>8.2f} {step / bare:>6.2f} {step / own:>5.2f} "
               f"{1000 * far:>8.2f} {far / bare:>6.2f} {1000 * near:>8.2f} "
-              f"{near / bare:>6.2f}", flush=True)
+              f"{near / bare:>6.2f} {iterations:>6}", flush=True)
     for label, ratios in [("step alone", step_ratios),
                           ("step alone, to the floor in the pipeline's layout", own_ratios),
                           (f"checks every {check_every}, far", far_ratios),

@@ -71,7 +71,7 @@ def step_function(optimizer: torch.optim.Optimizer) -> Callable[[], None]:
     For a fused SGD over one parameter, the one a synthesis builds by default, every step after
     the first calls the fused kernel itself, with the optimiser's own state and the current
     values of its group (a scheduler's learning rate included), which is what
-    ``optimizer.step`` does around it. The Python around that kernel cost 25-85 us per step on
+    ``optimizer.step`` does around it. The Python around that kernel cost 25-90 us per step on
     2 CPU cores, a tenth of a step at a small layer (on a GPU, where host time bounds a step at
     small layers, not yet measured). The first step goes through ``optimizer.step``: it checks
     the device and makes the momentum buffer. Other optimisers step through
