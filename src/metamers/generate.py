@@ -468,11 +468,12 @@ class MetamerSynthesis:
                 images, indices, settings.range_penalty, keep_activations=closure.checks,
                 scale_gradient=scale_gradient)
             loss, bad_rows = float(losses.sum()) + penalty, None
-            finite = np.isfinite(losses) if not math.isfinite(loss) else None
-            if finite is not None and not finite.all():  # their gradients are not finite
-                bad_rows = indices[torch.as_tensor(~finite, device=self.device)]
-                loss = float(losses[finite].sum()) + penalty
-                parameter.grad[bad_rows] = 0  # either: they take no step
+            if not math.isfinite(loss):  # a finite sum: every loss is finite
+                finite = np.isfinite(losses)
+                if not finite.all():  # their gradients are not finite either: no step
+                    bad_rows = indices[torch.as_tensor(~finite, device=self.device)]
+                    loss = float(losses[finite].sum()) + penalty
+                    parameter.grad[bad_rows] = 0
             # The trace keeps the first evaluation of each iteration, at its starting images:
             # L-BFGS evaluates the closure again inside its step (line search).
             if closure.losses is None:
@@ -540,8 +541,7 @@ class MetamerSynthesis:
                 values[stopped] = state.frozen[stopped]
         with torch.no_grad():
             final_images = _to_images(parameter, settings.constraint).clamp(0, 1)
-            final_losses = self.loss_per_image(final_images, torch.arange(count,
-                                                                          device=self.device))
+            final_losses = self.loss_per_image(final_images, all_indices)
             if state.non_finite.any():  # their last check may have skipped a part: redo it
                 rows = torch.as_tensor(np.flatnonzero(state.non_finite), device=self.device)
                 spearman, predicted, _ = self.check(final_images[rows], rows)
