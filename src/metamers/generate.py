@@ -189,6 +189,15 @@ def _to_images(parameter: torch.Tensor, constraint: str) -> torch.Tensor:
     return torch.sigmoid(parameter) if constraint == "sigmoid" else parameter
 
 
+def _vector_jacobian_product(output: torch.Tensor, leaf: torch.Tensor,
+                             upstream: torch.Tensor) -> tuple[torch.Tensor]:
+    """``torch.autograd.grad(output, leaf, upstream)`` through autograd's engine itself, which
+    checks the shapes: the Python of ``autograd.grad`` around the engine (argument handling and
+    a shape check in Python) cost 7-12 us per call on 2 CPU cores, 3-5% of a step of the MLP."""
+    return torch.autograd.Variable._execution_engine.run_backward(
+        (output,), (upstream,), False, False, (leaf,), False)
+
+
 def _across_members(per_member: list[tuple[CriterionCheck, np.ndarray]]):
     """Each member's check and predicted classes -> (N, members) Spearman, (N, members)
     classes, and (N,) whether every member passed."""
@@ -323,7 +332,7 @@ class MetamerSynthesis:
         distances, activations, pixel_gradient = [], [], None
         for distance, difference, scale, activation in self.member_distances(
                 self.step_extractors, pixels, indices):
-            (gradient,) = torch.autograd.grad(activation, pixels, difference)
+            (gradient,) = _vector_jacobian_product(activation, pixels, difference)
             if pixel_gradient is None:
                 pixel_gradient = gradient.mul_(scale) if scale_gradient else gradient
             else:
