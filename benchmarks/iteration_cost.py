@@ -6,16 +6,18 @@
    (``create_feature_extractor``) on the same batch, the backward started from a fixed gradient
    at the layer (no loss), in the model's own memory layout. The pipeline runs conv nets in
    channels-last layout (``generation.channels_last``), so a second ratio divides by the same
-   floor in that layout: the pipeline's overhead alone. Synthesis time per iteration is the
+   floor in that layout: the pipeline's overhead alone. The column ``calls`` times the step's tensor
+   calls written plainly in a bare loop (:func:`calls_iteration`), the work an eager step does
+   beyond the floor without the pipeline's code around it. Synthesis time per iteration is the
    difference of a long and a short run divided by the difference of their iterations, so set-up
-   and the checks at both ends cancel. Three columns: the step alone (no check in between),
+   and the checks at both ends cancel. Three synthesis timings: the step alone (no check between),
    and with the success check every ``check_every`` iterations, which correlates the step's
    activations with the reference's (a sort per metamer) and classifies, running the model on
    from the layer, only where the correlation passes: ``far`` with threshold 2 (no correlation passes,
    the least a check costs) and ``near`` with threshold -2 (every metamer correlates and is
    classified, the most a check costs). No metamer stops. Each timing runs at least
    ``--sample-seconds`` (at least 50 iterations: small layers run more, so that a timing is not
-   a few milliseconds of a noisy machine). Medians of ``--repeats``, each timing all five in
+   a few milliseconds of a noisy machine). Medians of ``--repeats``, each timing all six in
    turn. Target: <= 1.15.
 2. Batched throughput, metamer-iterations per second, over batch sizes 1..256 for one model and
    layer (``--throughput``); the ratio of the best batch size to batch size 1.
@@ -43,7 +45,7 @@ from zoo_generators import generator_pairs
 
 from metamers import inits, stages, store
 from metamers.generate import Member, MetamerSynthesis
-from metamers.optimizers import OptimizerSettings
+from metamers.optimizers import OptimizerSettings, build_optimizer, step_function
 from metamers.runtime import configure, pick_device
 
 
@@ -89,6 +91,48 @@ def bare_iteration(model, layer: str, references: torch.Tensor, iterations: int,
     return (time.perf_counter() - started) / iterations
 
 
+def calls_iteration(model, layer: str, references: torch.Tensor, settings: OptimizerSettings,
+                    channels_last: bool, iterations: int) -> float:
+    """Seconds of the tensor calls of a step, one after another in a bare loop, without the
+    pipeline's Python around them: forward to ``layer``, a - a_ref and its norm per image, the
+    backward from a - a_ref, the gradient's normalisation (if ``settings`` has it), the
+    optimiser's step (:func:`metamers.optimizers.step_function`) and the clamp (constraint
+    ``clamp``), in the pipeline's layout. Between the floor and the step: what an eager step
+    cannot leave out, apart from the loss's few host operations."""
+    if channels_last:
+        model = copy.deepcopy(model).to(memory_format=torch.channels_last)
+    truncated = create_feature_extractor(model, return_nodes={layer: layer})
+    with torch.no_grad():
+        target = truncated(references)[layer]
+    layer_dims, pixel_dims = tuple(range(1, target.ndim)), tuple(range(1, references.ndim))
+    parameter = inits.initial_images("uniform", references, seed=0).to(references.device)
+    parameter.requires_grad_(True)
+    step = step_function(build_optimizer(settings, parameter)[0])
+
+    def iterate() -> None:
+        parameter.grad = None
+        images = parameter.sigmoid() if settings.constraint == "sigmoid" else parameter
+        activation = truncated(images)[layer]
+        difference = activation.detach() - target
+        torch.linalg.vector_norm(difference, dim=layer_dims)
+        activation.backward(difference)
+        if settings.gradient_normalization:
+            gradient = parameter.grad
+            gradient.div_(torch.linalg.vector_norm(gradient, dim=pixel_dims,
+                                                   keepdim=True).clamp_min_(1e-12))
+        step()
+        if settings.constraint == "clamp":
+            parameter.detach().clamp_(0, 1)
+
+    iterate()  # the first step makes the optimiser's state
+    synchronize(references.device)
+    started = time.perf_counter()
+    for _ in range(iterations):
+        iterate()
+    synchronize(references.device)
+    return (time.perf_counter() - started) / iterations
+
+
 def synchronize(device: torch.device) -> None:
     """Wait for the device's queued work (a no-op on the CPU)."""
     if device.type == "cuda":
@@ -122,10 +166,12 @@ def main() -> None:
     references = torch.from_numpy(store.read_references(args.references)["images"]).to(device)
     print(f"{device}, batch {len(references)}, optimizer {generation['optimizers'][0]}, check every "
           f"{check_every}, channels-last {channels_last}, {args.threads} threads, medians of "
-          f"{args.repeats}; 'own': the step over the floor in the pipeline's layout")
-    print(f"{'model/layer':<45} {'bare ms':>8} {'own ms':>8} {'step ms':>8} {'ratio':>6} "
+          f"{args.repeats}; 'calls': the step's tensor calls in a bare loop; 'own': the step "
+          "over the floor in the pipeline's layout")
+    print(f"{'model/layer':<45} {'bare ms':>8} {'own ms':>8} {'calls ms':>8} {'ratio':>6} "
+          f"{'step ms':>8} {'ratio':>6} "
           f"{'own':>5} {'far ms':>8} {'ratio':>6} {'near ms':>8} {'ratio':>6} {'iters':>6}")
-    step_ratios, own_ratios, far_ratios, near_ratios = [], [], [], []
+    calls_ratios, step_ratios, own_ratios, far_ratios, near_ratios = [], [], [], [], []
     models = {}
     for name, layer in generator_pairs(config, args.generators):
         if name not in models:
@@ -134,10 +180,11 @@ def main() -> None:
         model = models[name]
         iterations = max(50, math.ceil(args.sample_seconds
                                        / bare_iteration(model, layer, references, 10)))
-        # one repeat measures all five in turn, so drifts in machine load hit each alike
-        bare, own, step, far, near = np.median([
+        # one repeat measures all six in turn, so drifts in machine load hit each alike
+        bare, own, calls, step, far, near = np.median([
             (bare_iteration(model, layer, references, iterations),
              bare_iteration(model, layer, references, iterations, channels_last),
+             calls_iteration(model, layer, references, settings, channels_last, iterations),
              pipeline_iteration(model, layer, references, settings, channels_last, 1000, 10,
                                 10 + iterations),
              pipeline_iteration(model, layer, references, settings, channels_last,
@@ -145,15 +192,17 @@ def main() -> None:
              pipeline_iteration(model, layer, references, settings, channels_last,
                                 check_every, 10, 10 + iterations, threshold=-2.0))
             for _ in range(args.repeats)], axis=0)
+        calls_ratios.append(calls / bare)
         step_ratios.append(step / bare)
         own_ratios.append(step / own)
         far_ratios.append(far / bare)
         near_ratios.append(near / bare)
         print(f"{name + '/' + layer:<45} {1000 * bare:>8.2f} {1000 * own:>8.2f} "
-              f"{1000 * step:>8.2f} {step / bare:>6.2f} {step / own:>5.2f} "
+              f"{1000 * calls:>8.2f} {calls / bare:>6.2f} {1000 * step:>8.2f} {step / bare:>6.2f} {step / own:>5.2f} "
               f"{1000 * far:>8.2f} {far / bare:>6.2f} {1000 * near:>8.2f} "
               f"{near / bare:>6.2f} {iterations:>6}", flush=True)
-    for label, ratios in [("step alone", step_ratios),
+    for label, ratios in [("the step's tensor calls in a bare loop", calls_ratios),
+                          ("step alone", step_ratios),
                           ("step alone, to the floor in the pipeline's layout", own_ratios),
                           (f"checks every {check_every}, far", far_ratios),
                           (f"checks every {check_every}, near", near_ratios)]:
