@@ -48,6 +48,7 @@ from metamers.activations import (
     flat,
     head_agrees,
     layer_to_logits,
+    relus_in_place,
 )
 from metamers.criteria import CriterionCheck, check_correlation_first, check_criterion
 from metamers.optimizers import OptimizerSettings, build_optimizer, step_function
@@ -228,8 +229,8 @@ class MetamerSynthesis:
         self.members = members
         self.device = device
         self.reference_images = reference_images.to(device)
-        self.extractors = [feature_extractor(m.model, [m.layer], m.name).to(device)
-                           for m in members]
+        self.extractors = [relus_in_place(feature_extractor(m.model, [m.layer], m.name))
+                           .to(device) for m in members]
         self.checkers = [feature_extractor(m.model, [m.layer], m.name, with_logits=True)
                          .to(device) for m in members]
         with torch.no_grad():
