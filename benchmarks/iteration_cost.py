@@ -13,8 +13,8 @@
    and the checks at both ends cancel. Three synthesis timings: the step alone (no check between),
    and with the success check every ``check_every`` iterations, which correlates the step's
    activations with the reference's (a sort per metamer) and classifies, running the model on
-   from the layer, only where the correlation passes: ``far`` with threshold 2 (no correlation passes,
-   the least a check costs) and ``near`` with threshold -2 (every metamer correlates and is
+   from the layer, only where the correlation passes: ``far`` with threshold 2 (no correlation
+   passes, the least a check costs) and ``near`` with threshold -2 (every metamer correlates and is
    classified, the most a check costs). No metamer stops. Each timing runs at least
    ``--sample-seconds`` (at least 50 iterations: small layers run more, so that a timing is not
    a few milliseconds of a noisy machine). Medians of ``--repeats``, each timing all six in
@@ -164,10 +164,10 @@ def main() -> None:
     check_every = generation["check_every"]
     channels_last = generation.get("channels_last", True)
     references = torch.from_numpy(store.read_references(args.references)["images"]).to(device)
-    print(f"{device}, batch {len(references)}, optimizer {generation['optimizers'][0]}, check every "
-          f"{check_every}, channels-last {channels_last}, {args.threads} threads, medians of "
-          f"{args.repeats}; 'calls': the step's tensor calls in a bare loop; 'own': the step "
-          "over the floor in the pipeline's layout")
+    print(f"{device}, batch {len(references)}, optimizer {generation['optimizers'][0]}, "
+          f"check every {check_every}, channels-last {channels_last}, {args.threads} threads, "
+          f"medians of {args.repeats}; 'calls': the step's tensor calls in a bare loop; 'own': "
+          "the step over the floor in the pipeline's layout")
     print(f"{'model/layer':<45} {'bare ms':>8} {'own ms':>8} {'calls ms':>8} {'ratio':>6} "
           f"{'step ms':>8} {'ratio':>6} "
           f"{'own':>5} {'far ms':>8} {'ratio':>6} {'near ms':>8} {'ratio':>6} {'iters':>6}")
@@ -198,7 +198,8 @@ def main() -> None:
         far_ratios.append(far / bare)
         near_ratios.append(near / bare)
         print(f"{name + '/' + layer:<45} {1000 * bare:>8.2f} {1000 * own:>8.2f} "
-              f"{1000 * calls:>8.2f} {calls / bare:>6.2f} {1000 * step:>8.2f} {step / bare:>6.2f} {step / own:>5.2f} "
+              f"{1000 * calls:>8.2f} {calls / bare:>6.2f} "
+              f"{1000 * step:>8.2f} {step / bare:>6.2f} {step / own:>5.2f} "
               f"{1000 * far:>8.2f} {far / bare:>6.2f} {1000 * near:>8.2f} "
               f"{near / bare:>6.2f} {iterations:>6}", flush=True)
     for label, ratios in [("the step's tensor calls in a bare loop", calls_ratios),
@@ -223,8 +224,8 @@ def main() -> None:
                                                 channels_last, check_every, 5, 25)
                              for _ in range(args.repeats)])
         throughput[batch] = batch / seconds
-        print(f"batch {batch:>4}: {throughput[batch]:>9.1f}  ({throughput[batch] / throughput[1]:.1f}x "
-              "batch 1)", flush=True)
+        print(f"batch {batch:>4}: {throughput[batch]:>9.1f}  "
+              f"({throughput[batch] / throughput[1]:.1f}x batch 1)", flush=True)
     best = max(throughput, key=throughput.get)
     print(f"best batch {best}: {throughput[best] / throughput[1]:.1f}x the single-metamer "
           "throughput")
