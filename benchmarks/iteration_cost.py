@@ -45,7 +45,12 @@ from zoo_generators import generator_pairs
 
 from metamers import inits, stages, store
 from metamers.generate import Member, MetamerSynthesis
-from metamers.optimizers import OptimizerSettings, build_optimizer, step_function
+from metamers.optimizers import (
+    OptimizerSettings,
+    build_optimizer,
+    normalize_per_image_,
+    step_function,
+)
 from metamers.runtime import configure, pick_device
 
 
@@ -104,7 +109,7 @@ def calls_iteration(model, layer: str, references: torch.Tensor, settings: Optim
     truncated = create_feature_extractor(model, return_nodes={layer: layer})
     with torch.no_grad():
         target = truncated(references)[layer]
-    layer_dims, pixel_dims = tuple(range(1, target.ndim)), tuple(range(1, references.ndim))
+    layer_dims = tuple(range(1, target.ndim))
     parameter = inits.initial_images("uniform", references, seed=0).to(references.device)
     parameter.requires_grad_(True)
     step = step_function(build_optimizer(settings, parameter)[0])
@@ -117,9 +122,7 @@ def calls_iteration(model, layer: str, references: torch.Tensor, settings: Optim
         torch.linalg.vector_norm(difference, dim=layer_dims)
         activation.backward(difference)
         if settings.gradient_normalization:
-            gradient = parameter.grad
-            gradient.div_(torch.linalg.vector_norm(gradient, dim=pixel_dims,
-                                                   keepdim=True).clamp_min_(1e-12))
+            normalize_per_image_(parameter.grad)
         step()
         if settings.constraint == "clamp":
             parameter.detach().clamp_(0, 1)

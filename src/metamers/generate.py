@@ -51,7 +51,12 @@ from metamers.activations import (
     relus_in_place,
 )
 from metamers.criteria import CriterionCheck, check_correlation_first, check_criterion
-from metamers.optimizers import OptimizerSettings, build_optimizer, step_function
+from metamers.optimizers import (
+    OptimizerSettings,
+    build_optimizer,
+    normalize_per_image_,
+    step_function,
+)
 from metamers.runtime import get_logger
 from metamers.stats import rank_once
 from metamers.store import CHECKPOINT_LOAD_ERRORS, atomic_path
@@ -461,7 +466,6 @@ class MetamerSynthesis:
 
         all_indices = torch.arange(count, device=self.device)
         values = parameter.detach()  # the parameter's memory, changed outside autograd
-        pixel_dims = tuple(range(1, parameter.ndim))
         # each image's gradient is divided by its norm, which cancels its positive factor
         scale_gradient = not (settings.gradient_normalization and members == 1
                               and not settings.range_penalty)
@@ -533,9 +537,7 @@ class MetamerSynthesis:
                         loss = float(closure.losses[stepping
                                                     & np.isfinite(closure.losses)].sum())
                 if settings.gradient_normalization:
-                    grad = parameter.grad
-                    grad.div_(torch.linalg.vector_norm(grad, dim=pixel_dims,
-                                                       keepdim=True).clamp_min_(1e-12))
+                    normalize_per_image_(parameter.grad)
                 step()
             state.loss_trace[iteration, self._reference_rows(closure.indices)] = closure.losses
             if scheduler is not None:

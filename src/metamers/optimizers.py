@@ -65,6 +65,13 @@ def _fused(optimizer_class: type, kwargs: dict) -> dict:
     return {**kwargs, "fused": True}
 
 
+def normalize_per_image_(gradient: torch.Tensor) -> torch.Tensor:
+    """``gradient`` divided in place by each image's L2 norm (rows of its first dimension; at
+    least 1e-12): what ``gradient_normalization`` does before each step."""
+    norms = torch.linalg.vector_norm(gradient, dim=tuple(range(1, gradient.ndim)), keepdim=True)
+    return gradient.div_(norms.clamp_min_(1e-12))
+
+
 def step_function(optimizer: torch.optim.Optimizer) -> Callable[[], None]:
     """A call taking ``optimizer``'s step (without a closure), its parameters' gradients set.
 
