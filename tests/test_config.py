@@ -10,10 +10,11 @@ import yaml
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import update_config, validate
 
-from metamers.config import ConfigError, check_config
+from metamers.config import ConfigError, check_config, path_names
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = str(REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml")
+ESCAPING_LAYER = "../../../../escdir/sub/x"
 CONFIGS = ["config.yaml", "test.yaml", "imagenet.yaml", "imagenet_offline.yaml", "mnist_robust.yaml",
            "imagenet_offline_test.yaml"]
 
@@ -107,12 +108,27 @@ def test_schema_requires_the_main_sections():
     (lambda c: c["generation"]["generators"].update(cnn_a=["../../etc"]), "etc"),
     (lambda c: c["data"].update(root="/etc/data"), "data.root"),
     (lambda c: c["data"].update(root="resources/../../outside"), "data.root"),
+    (lambda c: c["generator_sets"]["pair"]["layers"]["deep"].update(cnn_a=ESCAPING_LAYER),
+     r"generator_sets\.pair\.layers\.deep\.cnn_a: '\.\./\.\./\.\./\.\./escdir/sub/x'"),
+    (lambda c: c["generator_sets"]["pair"]["layers"].update({"a/b": {}}),
+     r"generator_sets\.pair\.layers: 'a/b'"),
+    (lambda c: c["models"]["cnn_a"]["layers"].append("x/../../y"), r"models\.cnn_a\.layers"),
+    (lambda c: c["generation"].update(optimizers=["../adam"]), r"generation\.optimizers"),
 ])
 def test_check_config_names_the_dangling_reference(test_config, change, named):
     config = copy.deepcopy(test_config)
     change(config)
     with pytest.raises(ConfigError, match=named):
         check_config(config)
+
+
+def test_dotted_layer_names_are_path_safe(test_config):
+    config = copy.deepcopy(test_config)
+    layers = ["encoder.layers.encoder_layer_0", "_blocks.2", "net.layer4.1.relu_1"]
+    config["generation"]["generators"]["cnn_a"] = layers
+    config["generator_sets"]["pair"]["layers"]["deep"]["cnn_a"] = "_blocks.2"
+    check_config(config)
+    assert set(layers) <= {name for _, name in path_names(config)}
 
 
 def test_generation_study_overlay_extends_the_default():

@@ -26,9 +26,32 @@ def _require(condition: bool, message: str) -> None:
         raise ConfigError(message)
 
 
-def _require_safe_names(names, where: str) -> None:
-    for name in names:
-        _require(bool(SAFE_NAME.match(name)),
+def path_names(config: dict) -> list[tuple[str, str]]:
+    """(key path, value) of every config value that becomes part of an output path, a log
+    path or an HDF5 group name: model, set, alias, layer, optimizer, init and data names."""
+    names = [("data.name", config["data"]["name"])]
+    for section in ("models", "generator_sets", "optimizers", "inits"):
+        names += [(section, name) for name in config.get(section) or {}]
+    for model, spec in config["models"].items():
+        names += [(f"models.{model}.layers", layer) for layer in spec.get("layers", [])]
+    for name, spec in (config.get("generator_sets") or {}).items():
+        names += [(f"generator_sets.{name}.members", member) for member in spec["members"]]
+        for alias, layers in spec["layers"].items():
+            names.append((f"generator_sets.{name}.layers", alias))
+            names += [(f"generator_sets.{name}.layers.{alias}.{member}", layer)
+                      for member, layer in layers.items()]
+    generation = config["generation"]
+    for generator, layers in generation["generators"].items():
+        names.append(("generation.generators", generator))
+        names += [(f"generation.generators.{generator}", layer) for layer in layers]
+    for key in ("optimizers", "inits"):
+        names += [(f"generation.{key}", name) for name in generation[key]]
+    return names
+
+
+def _require_safe_names(config: dict) -> None:
+    for where, name in path_names(config):
+        _require(isinstance(name, str) and bool(SAFE_NAME.match(name)),
                  f"{where}: {name!r} is used in output paths; use letters, digits, '_', '-' "
                  "and '.' (no '/', no '..', not starting with '.').")
 
@@ -48,12 +71,7 @@ def check_config(config: dict) -> None:
     """Raise :class:`ConfigError` naming the first dangling reference in ``config``."""
     models, sets = config["models"], config.get("generator_sets", {})
     _writes_inside_resources(config["data"])
-    _require_safe_names(models, "models")
-    _require_safe_names(sets, "generator_sets")
-    _require_safe_names(config["optimizers"], "optimizers")
-    _require_safe_names(config["inits"], "inits")
-    for generator, layers in config["generation"]["generators"].items():
-        _require_safe_names(layers, f"generation.generators.{generator}")
+    _require_safe_names(config)
     training = config.get("training", {})
     for name, spec in models.items():
         where = f"models.{name}"
