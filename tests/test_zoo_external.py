@@ -19,7 +19,7 @@ import yaml
 from torchvision.models.feature_extraction import create_feature_extractor
 
 from metamers import stages, zoo
-from metamers.config import check_config
+from metamers.config import check_config, validate_config
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RESNET50_V1_FILE = "resnet50-0676ba61.pth"
@@ -243,10 +243,8 @@ def test_package_efficientnet_lite0_round_trip(tmp_path):
 
 
 def test_imagenet_config_is_valid_and_names_real_layers():
-    from snakemake.utils import validate
-
     config = yaml.safe_load((REPO_ROOT / "config" / "imagenet.yaml").read_text())
-    validate(config, str(REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"))
+    validate_config(config, REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml")
     check_config(config)
     for name, spec in config["models"].items():
         if spec["source"] == "torchvision":

@@ -29,7 +29,7 @@ MAX_LISTED_PROBLEMS = 5
 
 
 class ConfigError(ValueError):
-    """A config that names something that does not exist; the message says what and where."""
+    """A config that cannot be used; the message says what is wrong, where, and the fix."""
 
 
 class _StrictLoader(yaml.SafeLoader):
@@ -80,10 +80,10 @@ def read_config_file(path: str | Path) -> dict:
                               f"JSON ({error.msg}). Fix the file there.") from None
         except yaml.MarkedYAMLError as error:
             mark = error.problem_mark or error.context_mark
-            raise ConfigError(f"{path}, line {mark.line + 1}, column {mark.column + 1}: not "
-                              f"valid YAML ({error.problem or error.context}). Fix the file "
-                              "there: indent with spaces, quote values holding ': ' or '#'."
-                              ) from None
+            where = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            raise ConfigError(f"{path}{where}: not valid YAML ({error.problem or error.context})"
+                              ". Fix the file there: indent with spaces, quote values holding "
+                              "': ' or '#'.") from None
     if not isinstance(content, dict):
         raise ConfigError(f"{path} holds a {type(content).__name__}, not a mapping of "
                           "sections (data:, models:, ...).")
