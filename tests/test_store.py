@@ -169,7 +169,8 @@ def test_a_full_disk_names_the_file_being_written(tmp_path):
         torch.save({"weight": torch.zeros(1000)}, partial)
     null = tmp_path / "nulls" / "relu2.h5"
     _full_disk(null)
-    with pytest.raises(OSError, match=rf"(?s)While writing {re.escape(str(null))}: .*No space left"):
+    expected = rf"(?s)While writing {re.escape(str(null))}: .*No space left"
+    with pytest.raises(OSError, match=expected):
         store.write_null(null, np.arange(3.0), 99.0, {})
     assert [item for item in tmp_path.rglob("*") if item.is_file()] == []
 

