@@ -2,12 +2,16 @@
 # Main use: snakemake --cores all results/transfer_matrix.pdf
 from snakemake.utils import min_version
 
+from metamers.config import check_config_files
+
 min_version("9.0")
 
 
 # The embedded default, unless `--configfile` names another (whole) config: merging the two
 # would mix both zoos.
 if not config:
+    # Snakemake's own loader would name neither the file nor the line of a syntax error.
+    check_config_files(["config/config.yaml"])
 
     configfile: "config/config.yaml"
 

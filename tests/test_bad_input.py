@@ -5,6 +5,7 @@ they were."""
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -85,6 +86,20 @@ def test_an_unreadable_image_is_named(tmp_path):
         data.load_sample(spec, False, lambda labels: np.arange(len(labels)))
 
 
+def test_a_job_error_reaches_the_terminal_and_the_log(tmp_path):
+    log = tmp_path / "job.log"
+    script = (f"from metamers.joblog import send_stderr_to; send_stderr_to({str(log)!r}); "
+              "import sys; print('progress', file=sys.stderr); "
+              "raise ValueError('weights.pt is broken:\\n' + '\\n'.join(map(str, range(9))))")
+    completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                               check=False)
+    assert completed.returncode == 1
+    assert completed.stderr.splitlines() == ["ValueError: weights.pt is broken:", "0", "1", "2",
+                                             "3", "...", f"(traceback in {log})"]
+    logged = log.read_text()
+    assert logged.startswith("progress\nTraceback") and logged.rstrip().endswith("8")
+
+
 def _snakemake(workdir: Path, config: dict) -> subprocess.CompletedProcess:
     config_path = workdir / "config.yaml"
     config_path.write_text(yaml.safe_dump(config))
@@ -107,5 +122,8 @@ def test_a_failing_job_names_the_problem_and_leaves_earlier_results(tmp_path):
     assert completed.returncode != 0
     logs = "".join(path.read_text() for path in (tmp_path / "logs").rglob("*.log"))
     assert "no layer(s) ['relu9']" in logs and "relu2" in logs
+    # The terminal shows the job's error itself, not only "check log file(s)".
+    assert "ValueError: Model 'cnn_a' has no layer(s) ['relu9']" in completed.stderr
+    assert "(traceback in logs/" in completed.stderr
     assert earlier.read_bytes() == b"earlier results"
     assert (tmp_path / "resources/models/cnn_a.pt").exists()  # finished work is kept

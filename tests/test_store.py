@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import re
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from metamers import store
 from metamers.generate import SynthesisResult
@@ -146,6 +151,53 @@ def test_atomic_write_keeps_the_old_file_until_success(tmp_path):
         raise ValueError("boom")
     assert store.read_json(path) == {"version": 1}
     assert [entry.name for entry in tmp_path.iterdir()] == ["card.json"]
+
+
+def _full_disk(path: Path) -> None:
+    """Every write to ``path`` through ``store.atomic_path`` meets a full disk: its temporary
+    file is a link to /dev/full (ENOSPC on write)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.with_name(f".{path.name}.partial").symlink_to("/dev/full")
+
+
+def test_a_full_disk_names_the_file_being_written(tmp_path):
+    weights = tmp_path / "models" / "cnn.pt"
+    _full_disk(weights)
+    # torch.save's own message names no file: "[enforce fail at ...] unexpected pos"
+    expected = rf"While writing {re.escape(str(weights))}: RuntimeError: .*unexpected pos.*disk"
+    with pytest.raises(RuntimeError, match=expected), store.atomic_path(weights) as partial:
+        torch.save({"weight": torch.zeros(1000)}, partial)
+    null = tmp_path / "nulls" / "relu2.h5"
+    _full_disk(null)
+    expected = rf"(?s)While writing {re.escape(str(null))}: .*No space left"
+    with pytest.raises(OSError, match=expected):
+        store.write_null(null, np.arange(3.0), 99.0, {})
+    assert [item for item in tmp_path.rglob("*") if item.is_file()] == []
+
+
+def _read_only_folder(tmp_path: Path) -> Path:
+    folder = tmp_path / "results"
+    folder.mkdir()
+    folder.chmod(0o555)
+    if os.access(folder, os.W_OK):  # root writes anyway
+        pytest.skip("this user may write into read-only folders")
+    return folder
+
+
+def _folder_that_is_a_file(tmp_path: Path) -> Path:
+    folder = tmp_path / "results"
+    folder.write_text("a file where a folder should be")
+    return folder
+
+
+@pytest.mark.parametrize("make_folder", [_read_only_folder, _folder_that_is_a_file])
+def test_an_unwritable_folder_names_the_file_being_written(tmp_path, make_folder):
+    path = make_folder(tmp_path) / "scores.parquet"
+    with pytest.raises(OSError, match=rf"While writing {re.escape(str(path))}: .*not writable"):
+        store.write_table(path, pd.DataFrame({"score": [1.0]}))
+    with (pytest.raises((OSError, RuntimeError), match=rf"While writing {re.escape(str(path))}"),
+          store.atomic_path(path) as partial):
+        torch.save({}, partial)
 
 
 def test_files_of_another_schema_version_are_refused_by_name(tmp_path):

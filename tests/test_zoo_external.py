@@ -5,7 +5,11 @@ Randomly initialised weights stand in for the real ones; any download attempt fa
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import os
+import pickle
+import re
 from pathlib import Path
 
 import pytest
@@ -15,10 +19,9 @@ import yaml
 from torchvision.models.feature_extraction import create_feature_extractor
 
 from metamers import stages, zoo
-from metamers.config import check_config
+from metamers.config import check_config, validate_config
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-RESNET18_V1_FILE = "resnet18-f37072fd.pth"
 RESNET50_V1_FILE = "resnet50-0676ba61.pth"
 IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
 IMAGENET_STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
@@ -48,6 +51,29 @@ def robustbench_dir(tmp_path, monkeypatch) -> Path:
     return tmp_path / "robustbench"
 
 
+class _RunsCommand:
+    """Unpickles into ``os.system(command)``: what a planted checkpoint could do."""
+
+    def __init__(self, command: str):
+        self.command = command
+
+    def __reduce__(self):
+        return os.system, (self.command,)
+
+
+def _plant_hub_checkpoint(hub_dir: Path, monkeypatch, weights, content) -> Path:
+    """Save ``content`` as the hub checkpoint of ``weights``, named as torch hub names files:
+    ``<name>-<SHA-256 prefix>.pth``, with the prefix of this file (the weights' URL follows)."""
+    folder = hub_dir / "checkpoints"
+    folder.mkdir(parents=True, exist_ok=True)
+    staged = folder / "staged"
+    torch.save(content, staged)
+    prefix = hashlib.sha256(staged.read_bytes()).hexdigest()[:8]
+    url = re.sub(r"-[a-f0-9]{6,}\.", f"-{prefix}.", weights.url)
+    monkeypatch.setattr(weights.value, "url", url)
+    return staged.rename(folder / Path(url).name)
+
+
 def _fetch_and_load(spec: dict, tmp_path: Path, model_dir: Path) -> tuple[dict, torch.nn.Module]:
     weights_path = tmp_path / "models" / "model.pt"
     card = stages.fetch_external_model(spec, weights_path, weights_path.with_suffix(".json"),
@@ -59,11 +85,11 @@ def _files(folder: Path) -> list[Path]:
     return [path for path in folder.rglob("*") if path.is_file()] if folder.exists() else []
 
 
-def test_torchvision_weights_from_hub_cache_round_trip(hub_dir, tmp_path):
+def test_torchvision_weights_from_hub_cache_round_trip(hub_dir, tmp_path, monkeypatch):
     torch.manual_seed(0)
     raw = torchvision.models.resnet18().eval()
-    (hub_dir / "checkpoints").mkdir(parents=True)
-    torch.save(raw.state_dict(), hub_dir / "checkpoints" / RESNET18_V1_FILE)
+    _plant_hub_checkpoint(hub_dir, monkeypatch, torchvision.models.ResNet18_Weights.IMAGENET1K_V1,
+                          raw.state_dict())
     spec = {"source": "torchvision", "architecture": "resnet18", "weights": "IMAGENET1K_V1",
             "layers": ["net.layer4"]}
 
@@ -89,6 +115,56 @@ def test_torchvision_weights_from_hub_cache_round_trip(hub_dir, tmp_path):
         stem = raw.maxpool(raw.relu(raw.bn1(raw.conv1(normalized))))
         layer4 = raw.layer4(raw.layer3(raw.layer2(raw.layer1(stem))))
         torch.testing.assert_close(extractor(images)["net.layer4"], layer4)
+
+
+def test_densenet_checkpoint_keys_of_the_old_naming_load(hub_dir, tmp_path, monkeypatch):
+    """torchvision's densenet files spell layers ``norm.1``; the modules are ``norm1``."""
+    torch.manual_seed(0)
+    raw = torchvision.models.densenet121().eval()
+    old_keys = {re.sub(r"(denselayer\d+\.(?:norm|relu|conv))([12])", r"\1.\2", key): value
+                for key, value in raw.state_dict().items()}
+    assert any(".norm.1." in key for key in old_keys)
+    _plant_hub_checkpoint(hub_dir, monkeypatch,
+                          torchvision.models.DenseNet121_Weights.IMAGENET1K_V1, old_keys)
+    model, _ = zoo.fetch_torchvision({"source": "torchvision", "architecture": "densenet121",
+                                      "weights": "IMAGENET1K_V1"})
+    images = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(model.eval()(images),
+                                   raw((images - IMAGENET_MEAN) / IMAGENET_STD))
+
+
+def test_a_planted_hub_checkpoint_is_refused_and_never_run(hub_dir, tmp_path, monkeypatch):
+    marker = tmp_path / "command_ran"
+    poison = _RunsCommand(f"touch {marker}")
+    spec = {"source": "torchvision", "architecture": "alexnet", "weights": "IMAGENET1K_V1"}
+    planted = hub_dir / "checkpoints" / "alexnet-owt-7be5be79.pth"
+    planted.parent.mkdir(parents=True)
+    planted.write_bytes(pickle.dumps(poison))
+    with pytest.raises(ValueError, match=rf"{re.escape(str(planted))} has SHA-256 .* not the "
+                                         r"7be5be79 its name declares"):
+        zoo.fetch_torchvision(spec)
+    assert not marker.exists()
+
+    # Named with its own hash, it passes the hash check: weights_only still refuses it.
+    weights = torchvision.models.AlexNet_Weights.IMAGENET1K_V1
+    planted = _plant_hub_checkpoint(hub_dir, monkeypatch, weights, poison)
+    with pytest.raises(ValueError, match=rf"{re.escape(str(planted))} is not a checkpoint of "
+                                         "plain tensors and was not loaded"):
+        zoo.fetch_torchvision(spec)
+    assert not marker.exists()
+    torch.load(planted, weights_only=False)  # what torch hub's loader would have done
+    assert marker.exists()
+
+
+def test_a_planted_robustbench_checkpoint_is_refused_and_never_run(robustbench_dir, tmp_path):
+    marker = tmp_path / "command_ran"
+    planted = robustbench_dir / "cifar10" / "Linf" / "Ding2020MMA.pt"
+    planted.parent.mkdir(parents=True)
+    torch.save({"state_dict": _RunsCommand(f"touch {marker}")}, planted)
+    with pytest.raises(ValueError, match=rf"{re.escape(str(planted))} is not a checkpoint"):
+        zoo.fetch_robustbench(SMALL_ROBUSTBENCH, robustbench_dir)
+    assert not marker.exists()
 
 
 def test_torchvision_missing_weights_name_the_file(hub_dir, tmp_path):
@@ -167,10 +243,8 @@ def test_package_efficientnet_lite0_round_trip(tmp_path):
 
 
 def test_imagenet_config_is_valid_and_names_real_layers():
-    from snakemake.utils import validate
-
     config = yaml.safe_load((REPO_ROOT / "config" / "imagenet.yaml").read_text())
-    validate(config, str(REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"))
+    validate_config(config, REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml")
     check_config(config)
     for name, spec in config["models"].items():
         if spec["source"] == "torchvision":

@@ -13,6 +13,8 @@ code runs in a notebook:
 - ``activations``: activations of named layers
 - ``scores``: long-format score tables and summaries
 - ``store``: HDF5 / Parquet / JSON input and output
+- ``config``: config files read strictly, schema validation, cross-reference checks
+- ``joblog``: a pipeline job's log, and its error shown in the terminal
 - ``plots``: figures
 """
 

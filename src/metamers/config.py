@@ -1,24 +1,155 @@
-"""Cross-reference checks of a config that the JSON schema cannot express.
+"""Config files: strict reading, schema validation with short messages, and the
+cross-reference checks that the JSON schema cannot express.
 
-The schema (``workflow/schemas/config.schema.yaml``) checks keys, types and ranges and fills
-defaults; :func:`check_config` then checks that every name refers to something that exists.
+:func:`read_config_file` reads a YAML or JSON file, naming the file and line of a syntax error
+or of a key given twice (Snakemake's loader names neither, and keeps the last duplicate).
+:func:`validate_config` checks keys, types and ranges against the schema
+(``workflow/schemas/config.schema.yaml``) and fills defaults, as ``snakemake.utils.validate``
+does, but says in a few lines which key is wrong and what is allowed; :func:`check_config` then
+checks that every name refers to something that exists and is safe in a path.
 """
 
 from __future__ import annotations
 
+import json
 import re
-from pathlib import PurePosixPath
+import sys
+from collections.abc import Hashable, Iterable
+from pathlib import Path, PurePosixPath
 
+import jsonschema
 import torch
+import yaml
 
 from metamers.inits import INIT_KINDS
 
 # Names become folder and file names of outputs: no separators, no leading dot, no "..".
 SAFE_NAME = re.compile(r"^(?!\.)(?!.*\.\.)[A-Za-z0-9_.\-]+$")
+MAX_LISTED_PROBLEMS = 5
 
 
 class ConfigError(ValueError):
-    """A config that names something that does not exist; the message says what and where."""
+    """A config that cannot be used; the message says what is wrong, where, and the fix."""
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """Safe YAML that refuses a key given twice in one mapping."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        first_lines: dict = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor` may be overridden
+                continue
+            key = self.construct_object(key_node, deep=True)
+            if not isinstance(key, Hashable):
+                continue  # the base class refuses it
+            line = key_node.start_mark.line + 1
+            if key in first_lines:
+                raise ConfigError(f"{key_node.start_mark.name}, line {line}: key {key!r} is "
+                                  f"given twice in one mapping (first at line "
+                                  f"{first_lines[key]}); YAML would silently keep the last. "
+                                  "Remove one of them.")
+            first_lines[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def _refuse_duplicate_pairs(path: Path):
+    def build(pairs: list[tuple[str, object]]) -> dict:
+        keys = [key for key, _ in pairs]
+        twice = sorted({key for key in keys if keys.count(key) > 1})
+        if twice:
+            raise ConfigError(f"{path}: key(s) {twice} given twice in one object; JSON readers "
+                              "would silently keep the last. Remove one of them.")
+        return dict(pairs)
+
+    return build
+
+
+def read_config_file(path: str | Path) -> dict:
+    """The mapping in a YAML or JSON config file; a syntax error or a key given twice is a
+    :class:`ConfigError` naming the file and the line."""
+    path = Path(path)
+    with open(path, encoding="utf-8") as stream:
+        try:
+            if path.suffix == ".json":
+                content = json.load(stream, object_pairs_hook=_refuse_duplicate_pairs(path))
+            else:
+                content = yaml.load(stream, Loader=_StrictLoader)
+        except json.JSONDecodeError as error:
+            raise ConfigError(f"{path}, line {error.lineno}, column {error.colno}: not valid "
+                              f"JSON ({error.msg}). Fix the file there.") from None
+        except yaml.MarkedYAMLError as error:
+            mark = error.problem_mark or error.context_mark
+            where = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            raise ConfigError(f"{path}{where}: not valid YAML ({error.problem or error.context})"
+                              ". Fix the file there: indent with spaces, quote values holding "
+                              "': ' or '#'.") from None
+    if not isinstance(content, dict):
+        raise ConfigError(f"{path} holds a {type(content).__name__}, not a mapping of "
+                          "sections (data:, models:, ...).")
+    return content
+
+
+def check_config_files(paths: Iterable[str | Path]) -> None:
+    """:func:`read_config_file` of each existing path: config files that Snakemake reads (and
+    names when missing), without saying where a syntax error is, or refusing duplicated keys."""
+    for path in paths:
+        if Path(path).exists():
+            read_config_file(path)
+
+
+def _with_defaults(validator_class: type) -> type:
+    """The validator, filling each absent property's ``default`` before checking it
+    (``snakemake.utils.validate``'s extension, from the jsonschema FAQ)."""
+    check_properties = validator_class.VALIDATORS["properties"]
+
+    def fill_then_check(validator, properties, instance, schema):
+        for name, subschema in properties.items():
+            if "default" in subschema:
+                instance.setdefault(name, subschema["default"])
+        yield from check_properties(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(validator_class, {"properties": fill_then_check})
+
+
+def _shorten(value: object, limit: int = 120) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _problem(error: jsonschema.ValidationError) -> str:
+    """One line: the key path, what is wrong, what is allowed."""
+    where = ".".join(str(part) for part in error.absolute_path) or "(top level)"
+    if error.validator == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        unknown = sorted(set(error.instance) - set(allowed))
+        return f"{where}: unknown key(s) {unknown}; allowed: {', '.join(allowed)}"
+    if error.validator == "required":
+        missing = [key for key in error.validator_value if key not in error.instance]
+        return f"{where}: missing required key(s) {missing}"
+    if error.validator == "enum":
+        return (f"{where}: {_shorten(error.instance)} is not allowed; choose one of "
+                f"{', '.join(map(repr, error.validator_value))}")
+    if error.validator == "type":
+        return f"{where}: {_shorten(error.instance)} is not of type {error.validator_value}"
+    return f"{where}: {_shorten(error.message, 200)}"
+
+
+def validate_config(config: dict, schema_path: str | Path,
+                    sources: Iterable[str | Path] = ()) -> None:
+    """Check ``config`` against the JSON schema at ``schema_path`` and fill in its defaults in
+    place, as ``snakemake.utils.validate`` does. Problems are a short :class:`ConfigError`:
+    one line each (key path, problem, allowed values), naming the config files ``sources``."""
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    validator = _with_defaults(jsonschema.Draft202012Validator)(schema)
+    problems = sorted(_problem(error) for error in validator.iter_errors(config))
+    if problems:
+        files = ", ".join(map(str, sources)) or "the config"
+        listed = problems[:MAX_LISTED_PROBLEMS]
+        if len(problems) > len(listed):
+            listed.append(f"... and {len(problems) - len(listed)} more")
+        raise ConfigError(f"{files} does not fit the schema {schema_path}:\n  "
+                          + "\n  ".join(listed) + "\nFix these keys in the config file.")
 
 
 def _require(condition: bool, message: str) -> None:
@@ -26,9 +157,32 @@ def _require(condition: bool, message: str) -> None:
         raise ConfigError(message)
 
 
-def _require_safe_names(names, where: str) -> None:
-    for name in names:
-        _require(bool(SAFE_NAME.match(name)),
+def path_names(config: dict) -> list[tuple[str, str]]:
+    """(key path, value) of every config value that becomes part of an output path, a log
+    path or an HDF5 group name: model, set, alias, layer, optimizer, init and data names."""
+    names = [("data.name", config["data"]["name"])]
+    for section in ("models", "generator_sets", "optimizers", "inits"):
+        names += [(section, name) for name in config.get(section) or {}]
+    for model, spec in config["models"].items():
+        names += [(f"models.{model}.layers", layer) for layer in spec.get("layers", [])]
+    for name, spec in (config.get("generator_sets") or {}).items():
+        names += [(f"generator_sets.{name}.members", member) for member in spec["members"]]
+        for alias, layers in spec["layers"].items():
+            names.append((f"generator_sets.{name}.layers", alias))
+            names += [(f"generator_sets.{name}.layers.{alias}.{member}", layer)
+                      for member, layer in layers.items()]
+    generation = config["generation"]
+    for generator, layers in generation["generators"].items():
+        names.append(("generation.generators", generator))
+        names += [(f"generation.generators.{generator}", layer) for layer in layers]
+    for key in ("optimizers", "inits"):
+        names += [(f"generation.{key}", name) for name in generation[key]]
+    return names
+
+
+def _require_safe_names(config: dict) -> None:
+    for where, name in path_names(config):
+        _require(isinstance(name, str) and bool(SAFE_NAME.match(name)),
                  f"{where}: {name!r} is used in output paths; use letters, digits, '_', '-' "
                  "and '.' (no '/', no '..', not starting with '.').")
 
@@ -48,12 +202,7 @@ def check_config(config: dict) -> None:
     """Raise :class:`ConfigError` naming the first dangling reference in ``config``."""
     models, sets = config["models"], config.get("generator_sets", {})
     _writes_inside_resources(config["data"])
-    _require_safe_names(models, "models")
-    _require_safe_names(sets, "generator_sets")
-    _require_safe_names(config["optimizers"], "optimizers")
-    _require_safe_names(config["inits"], "inits")
-    for generator, layers in config["generation"]["generators"].items():
-        _require_safe_names(layers, f"generation.generators.{generator}")
+    _require_safe_names(config)
     training = config.get("training", {})
     for name, spec in models.items():
         where = f"models.{name}"
@@ -111,3 +260,22 @@ def check_config(config: dict) -> None:
         _require(init["kind"] in INIT_KINDS, f"inits.{name}.kind must be one of {INIT_KINDS}.")
     for name in config.get("evaluation", {}).get("evaluators") or []:
         _require(name in models, f"evaluation.evaluators: {name!r} is not a model.")
+
+
+def main(paths: list[str] | None = None) -> int:
+    """``python -m metamers.config FILE...``: read each config file strictly, printing where a
+    syntax error or a duplicated key is (Snakemake's ``--configfile`` names neither)."""
+    failed = False
+    for path in sys.argv[1:] if paths is None else paths:
+        try:
+            read_config_file(path)
+        except (ConfigError, OSError) as error:
+            print(error, file=sys.stderr)
+            failed = True
+        else:
+            print(f"{path}: readable, no duplicated keys")
+    return int(failed)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

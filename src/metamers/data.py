@@ -22,6 +22,8 @@ import torchvision
 from PIL import Image
 from torchvision.transforms import v2
 
+from metamers.store import atomic_path
+
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_FILES = (
     "train-images-idx3-ubyte",
@@ -66,10 +68,9 @@ def unpack_fashion_mnist(root: Path, source_dir: Path = DEBIAN_FASHION_MNIST) ->
                 "`apt-get install dataset-fashion-mnist` (Debian), or put the IDX files in "
                 f"{raw_dir}, or set data.download: true on a machine with internet."
             )
-        partial = target.with_suffix(".partial")
-        with gzip.open(packed, "rb") as source, open(partial, "wb") as sink:
+        with (atomic_path(target) as partial, gzip.open(packed, "rb") as source,
+              open(partial, "wb") as sink):
             shutil.copyfileobj(source, sink)
-        partial.rename(target)
     return raw_dir
 
 

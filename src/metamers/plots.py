@@ -9,7 +9,8 @@ table return it, so tests can check what was drawn.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -22,6 +23,7 @@ from matplotlib.patches import Rectangle
 
 from metamers.scores import CONDITION, generation_summary
 from metamers.stats import rdm
+from metamers.store import atomic_path
 
 CEILING_ROW = "references (ceiling)"
 MAX_PANEL_COLUMNS = 3  # panels per row in multi-condition figures
@@ -54,16 +56,16 @@ def save_figure(figure: plt.Figure, target: Path | PdfPages) -> None:
     if isinstance(target, PdfPages):
         target.savefig(figure, bbox_inches="tight")
     else:
-        target = Path(target)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        figure.savefig(target, format="pdf", bbox_inches="tight")
+        with atomic_path(target) as partial:
+            figure.savefig(partial, format="pdf", bbox_inches="tight")
     plt.close(figure)
 
 
-def pdf_pages(path: Path) -> PdfPages:
+@contextmanager
+def pdf_pages(path: Path) -> Iterator[PdfPages]:
     """A multi-page PDF at ``path``: one page per (optimizer, init) run in per-run figures."""
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    return PdfPages(path)
+    with atomic_path(path) as partial, PdfPages(partial) as pages:
+        yield pages
 
 
 def runs(conditions: Sequence[Mapping]) -> dict[tuple[str, str], list[int]]:

@@ -28,13 +28,23 @@ if TYPE_CHECKING:  # generate imports this module (atomic writes of its checkpoi
 
 @contextmanager
 def atomic_path(path: Path):
-    """Yield a temporary path next to ``path``; rename it onto ``path`` only on success."""
+    """Yield a temporary path next to ``path``; rename it onto ``path`` only on success.
+
+    An ``OSError`` or ``RuntimeError`` on the way (a full disk, a folder without write
+    permission; torch.save reports a full disk as a ``RuntimeError`` without a path) is raised
+    again with ``path`` and the fix in its message, the original chained to it.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.partial")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         yield partial
         os.replace(partial, path)
+    except (OSError, RuntimeError) as error:
+        message = (f"While writing {path}: {type(error).__name__}: {error}. If the disk is full "
+                   f"or {path.parent} is not writable, free space or fix its permissions (or "
+                   "run in another folder) and rerun.")
+        raise (OSError if isinstance(error, OSError) else RuntimeError)(message) from error
     finally:
         if partial.exists():
             partial.unlink()

