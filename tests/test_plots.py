@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from metamers import plots
+from metamers import plots, stages, store, transfer
 
 CONDITIONS = [
     {"generator": generator, "layer": layer, "optimizer": optimizer, "init": "uniform"}
@@ -85,26 +85,54 @@ def summary(rng) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def test_transfer_matrix_draws_mean_top1(tmp_path, scores, reference_scores):
+def _mean_top1(scores, condition, image_set, evaluator) -> float:
+    """The mean top-1 correct of one cell, computed straight from the scores."""
+    rows = scores[(scores["image_set"] == image_set) & (scores["evaluator"] == evaluator)]
+    for key, value in condition.items():
+        rows = rows[rows[key] == value]
+    return rows["value"].mean()
+
+
+def test_transfer_matrix_holds_mean_top1_and_ceiling(scores, reference_scores):
+    matrix = transfer.transfer_matrix(scores, reference_scores)
+    image_sets, evaluators = ["metamer", "pixel_control"], ["net_a", "net_b"]
+    assert len(matrix) == len(CONDITIONS) * len(image_sets) * len(evaluators)
+    # configured order: run, then (generator, layer), image set, evaluator
+    runs = list(dict.fromkeys(zip(matrix["optimizer"], matrix["init"])))
+    assert runs == [("adam", "uniform"), ("sgd", "uniform")]
+    assert matrix["evaluator"].tolist()[:2] == evaluators
+    ceiling = reference_scores.groupby("evaluator")["value"].mean()
+    for row in matrix.itertuples():
+        condition = {key: getattr(row, key) for key in plots.CONDITION}
+        assert row.recognizability == pytest.approx(
+            _mean_top1(scores, condition, row.image_set, row.evaluator))
+        assert row.count == IMAGES
+        assert row.reference_recognizability == pytest.approx(ceiling[row.evaluator])
+
+
+def test_transfer_matrix_stage_writes_what_the_figure_draws(tmp_path, scores,
+                                                           reference_scores):
+    store.write_table(tmp_path / "scores.parquet", scores)
+    store.write_table(tmp_path / "reference_scores.parquet", reference_scores)
+    stages.transfer_matrix(tmp_path / "scores.parquet", tmp_path / "reference_scores.parquet",
+                           tmp_path / "transfer_matrix.parquet")
+    saved = store.read_table(tmp_path / "transfer_matrix.parquet")
+    pd.testing.assert_frame_equal(saved, transfer.transfer_matrix(scores, reference_scores))
     path = tmp_path / "transfer_matrix.pdf"
-    matrices = plots.plot_transfer_matrix(scores, reference_scores, MEMBERS, CLASSES, path)
+    grids = plots.plot_transfer_matrix(saved, MEMBERS, CLASSES, path)
     assert_pdf(path)
-    assert set(matrices) == {("adam", "uniform"), ("sgd", "uniform")}
-    metamers = scores[scores["image_set"] == "metamer"]
-    for (optimizer, init), matrix in matrices.items():
+    assert set(grids) == {("adam", "uniform"), ("sgd", "uniform")}
+    ceiling = reference_scores.groupby("evaluator")["value"].mean()
+    for (optimizer, init), grid in grids.items():
+        assert grid.index.tolist() == ["net_a · conv", "pair · deep", plots.CEILING_ROW]
         for condition in CONDITIONS:
             if (condition["optimizer"], condition["init"]) != (optimizer, init):
                 continue
             row = f"{condition['generator']} · {condition['layer']}"
             for evaluator in ["net_a", "net_b"]:
-                expected = metamers[
-                    (metamers["generator"] == condition["generator"])
-                    & (metamers["layer"] == condition["layer"])
-                    & (metamers["optimizer"] == optimizer)
-                    & (metamers["evaluator"] == evaluator)]["value"].mean()
-                assert matrix.loc[row, evaluator] == pytest.approx(expected)
-        ceiling = reference_scores.groupby("evaluator")["value"].mean()
-        assert matrix.loc[plots.CEILING_ROW].to_dict() == pytest.approx(ceiling.to_dict())
+                assert grid.loc[row, evaluator] == pytest.approx(
+                    _mean_top1(scores, condition, "metamer", evaluator))
+        assert grid.loc[plots.CEILING_ROW].to_dict() == pytest.approx(ceiling.to_dict())
 
 
 def test_convergence_holds_stopped_losses(tmp_path, rng):

@@ -86,39 +86,38 @@ def deepest_layer(layers: Mapping[str, Sequence[str]], evaluator: str | None = N
 # --- transfer matrix -----------------------------------------------------------------------
 
 
-def recognizability_matrices(scores: pd.DataFrame, reference_scores: pd.DataFrame,
-                             image_set: str = "metamer") -> dict[tuple[str, str], pd.DataFrame]:
-    """Mean top-1 correctness per ((generator, layer) row, evaluator column) per (optimizer, init).
+def recognizability_grids(transfer_matrix: pd.DataFrame, image_set: str = "metamer"
+                          ) -> dict[tuple[str, str], pd.DataFrame]:
+    """A ``transfer.transfer_matrix`` table as one grid per (optimizer, init): rows
+    ``generator · layer``, columns evaluators, both in the table's order, and a last row
+    ``CEILING_ROW`` with the references' recognizability."""
+    cells = transfer_matrix[transfer_matrix["image_set"] == image_set]
+    cells = cells.assign(row=[condition_label(row, ("generator", "layer"))
+                              for row in cells[["generator", "layer"]].to_dict("records")])
+    rows = list(dict.fromkeys(cells["row"]))
+    evaluators = list(dict.fromkeys(cells["evaluator"]))
+    ceiling = (cells.groupby("evaluator", sort=False)["reference_recognizability"].first()
+               .reindex(evaluators))
+    grids = {}
+    for (optimizer, init), group in cells.groupby(["optimizer", "init"], sort=False):
+        grid = group.pivot(index="row", columns="evaluator", values="recognizability")
+        grid = grid.reindex(index=rows, columns=evaluators)
+        grid.loc[CEILING_ROW] = ceiling
+        grid.index.name, grid.columns.name = "generator · layer", "evaluator"
+        grids[(optimizer, init)] = grid
+    return grids
 
-    Each matrix ends with the references' own recognizability (row ``CEILING_ROW``).
-    """
-    top1 = scores[(scores["metric"] == "top1_correct") & (scores["image_set"] == image_set)]
-    evaluators = list(dict.fromkeys(top1["evaluator"]))
-    rows = [condition_label(row, ("generator", "layer"))
-            for row in _conditions_in_order(top1, ("generator", "layer"))]
-    reference_top1 = reference_scores[reference_scores["metric"] == "top1_correct"]
-    ceiling = reference_top1.groupby("evaluator")["value"].mean().reindex(evaluators)
-    matrices = {}
-    for (optimizer, init), group in top1.groupby(["optimizer", "init"], sort=False):
-        cells = group.assign(row=group["generator"] + " · " + group["layer"])
-        matrix = cells.pivot_table(index="row", columns="evaluator", values="value",
-                                   aggfunc="mean").reindex(index=rows, columns=evaluators)
-        matrix.loc[CEILING_ROW] = ceiling
-        matrix.index.name, matrix.columns.name = "generator · layer", "evaluator"
-        matrices[(optimizer, init)] = matrix
-    return matrices
 
-
-def plot_transfer_matrix(scores: pd.DataFrame, reference_scores: pd.DataFrame,
-                         members: Mapping[str, Sequence[str]], class_count: int,
-                         path: Path) -> dict[tuple[str, str], pd.DataFrame]:
-    """Heatmaps of metamer recognizability, one panel per (optimizer, init); returns them.
+def plot_transfer_matrix(transfer_matrix: pd.DataFrame, members: Mapping[str, Sequence[str]],
+                         class_count: int, path: Path) -> dict[tuple[str, str], pd.DataFrame]:
+    """Heatmaps of metamer recognizability from a ``transfer.transfer_matrix`` table, one panel
+    per (optimizer, init); returns the drawn grids (:func:`recognizability_grids`).
 
     ``members[generator]`` lists the models a generator optimised (itself, or a set's members):
     those evaluator cells are outlined as self-evaluations. Chance (1 / ``class_count``) is
     marked on the colour bar.
     """
-    matrices = recognizability_matrices(scores, reference_scores)
+    matrices = recognizability_grids(transfer_matrix)
     chance = 1.0 / class_count
     first = next(iter(matrices.values()))
     width = 1.6 + 0.9 * first.shape[1]

@@ -294,6 +294,13 @@ def generation_rows(content: dict, condition: dict) -> pd.DataFrame:
     })
 
 
+def transfer_matrix(scores_path: Path, reference_scores_path: Path, path: Path) -> None:
+    """Write the recognizability of every condition's images by every evaluator
+    (``transfer.transfer_matrix``): the table ``transfer_matrix.pdf`` draws."""
+    store.write_table(path, transfer.transfer_matrix(store.read_table(scores_path),
+                                                     store.read_table(reference_scores_path)))
+
+
 def zoo_table(card_paths: dict[str, Path], facts: pd.DataFrame) -> pd.DataFrame:
     """One row per model: its facts, test accuracy and (robust models) robust accuracy."""
     rows = []

@@ -1,4 +1,6 @@
-"""Transfer grouped by how an evaluator relates to the generator that made the metamer.
+"""Transfer of metamers to other models: the recognizability matrix (generating condition by
+evaluator), and transfer grouped by how an evaluator relates to the generator that made the
+metamer.
 
 Relations, from closest to farthest: the ``same model`` (a generator set: any member), an
 ``other seed`` (same architecture family and training recipe, different seed), ``other
@@ -27,6 +29,27 @@ TRANSFER_METRICS = {
 }
 IMAGE_SETS = ["metamer", "pixel_control"]
 UNIT_KEYS = [*CONDITION, "relation", "image_set", "metric"]
+MATRIX_KEYS = ["optimizer", "init", "generator", "layer", "image_set", "evaluator"]
+
+
+def transfer_matrix(scores: pd.DataFrame, reference_scores: pd.DataFrame) -> pd.DataFrame:
+    """Recognizability of each condition's images by each evaluator: one row per (optimizer,
+    init, generator, layer, image set, evaluator) with ``recognizability`` (mean top-1
+    correct), ``count`` (images scored) and ``reference_recognizability`` (the evaluator's mean
+    top-1 correct on the references: the ceiling).
+
+    Rows are in the order of first appearance (the configured order) of (optimizer, init), then
+    (generator, layer), image set and evaluator.
+    """
+    top1 = scores[scores["metric"] == "top1_correct"]
+    cells = (top1.groupby(MATRIX_KEYS, sort=False)["value"]
+             .agg(recognizability="mean", count="count").reset_index())
+    order = [cells.groupby(keys, sort=False).ngroup() for keys in
+             (["optimizer", "init"], ["generator", "layer"], "image_set", "evaluator")]
+    cells = cells.iloc[np.lexsort(order[::-1])].reset_index(drop=True)
+    reference_top1 = reference_scores[reference_scores["metric"] == "top1_correct"]
+    ceiling = reference_top1.groupby("evaluator")["value"].mean()
+    return cells.assign(reference_recognizability=cells["evaluator"].map(ceiling))
 
 
 def model_facts(models: Mapping[str, Mapping], training: Mapping[str, Mapping]) -> pd.DataFrame:

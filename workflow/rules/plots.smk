@@ -1,7 +1,20 @@
-rule plot_transfer_matrix:
+rule transfer_matrix:
+    """Recognizability of every condition's images by every evaluator: the table the transfer
+    matrix figure draws."""
     input:
         scores="results/scores.parquet",
         references="results/reference_scores.parquet",
+    output:
+        "results/transfer_matrix.parquet",
+    log:
+        "logs/transfer_matrix.log",
+    script:
+        "../scripts/transfer_matrix.py"
+
+
+rule plot_transfer_matrix:
+    input:
+        matrix="results/transfer_matrix.parquet",
         reference_images=REFERENCES,
     output:
         report(
