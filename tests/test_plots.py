@@ -1,4 +1,5 @@
-"""Each figure function writes a non-trivial PDF from small synthetic tables and arrays."""
+"""Each figure function writes a non-trivial PDF from small synthetic tables and arrays, and
+the analysis functions compute what the figures draw."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from metamers import plots, stages, store, transfer
+from metamers import analysis, plots, stages, store, transfer
+from metamers.scores import generation_summary
 
 CONDITIONS = [
     {"generator": generator, "layer": layer, "optimizer": optimizer, "init": "uniform"}
@@ -142,7 +144,8 @@ def test_convergence_holds_stopped_losses(tmp_path, rng):
         loss[11:, 0] = np.nan  # metamer 0 stopped at iteration 10
         losses.append(loss)
     path = tmp_path / "convergence.pdf"
-    curves = plots.plot_convergence(CONDITIONS, losses, path)
+    curves = analysis.loss_quantiles(CONDITIONS, losses)
+    plots.plot_convergence(curves, path)
     assert_pdf(path)
     first = curves[curves["optimizer"] == "adam"].iloc[: len(losses[0])]
     held = np.where(np.isnan(losses[0]), losses[0][10], losses[0])
@@ -180,18 +183,25 @@ def test_generation_study(tmp_path, rng):
                          else -1, "pixel_distance": rng.random() * 10,
                          "initial_distance": 12.0, "final_spearman": 0.9, "wall_time_s": 1.0})
     generation = pd.DataFrame(rows)
+    summary = generation_summary(generation)
+    assert summary["success_rate"].tolist() == pytest.approx([5 / 6] * len(CONDITIONS))
+    assert summary["median_pixel_distance"].tolist() == pytest.approx(
+        generation.groupby(plots.CONDITION)["pixel_distance"].median().tolist())
     path = tmp_path / "generation_study.pdf"
-    table = plots.plot_generation_study(generation, path)
+    plots.plot_generation_study(generation, summary, path)
     assert_pdf(path)
     assert page_count(path) == 2  # iterations, pixel distances
-    assert table["success_rate"].tolist() == pytest.approx([5 / 6] * len(CONDITIONS))
-    assert table["median_pixel_distance"].tolist() == pytest.approx(
-        generation.groupby(plots.CONDITION, sort=False)["pixel_distance"].median().tolist())
 
 
 def test_representation_test(tmp_path, summary):
+    curves = analysis.representation_curves(summary, LAYERS)
+    assert set(curves["metric"]) == {"spearman", "passes"}
+    assert len(curves) == len(CONDITIONS) * 3 * 2 * 2 * 2  # image sets, evaluators, layers
+    assert (curves["depth"] == curves["evaluator_layer"].map({"conv": 0, "fc": 1})).all()
+    for _, panel in curves.groupby(["evaluator", "metric"]):
+        assert panel["depth"].is_monotonic_increasing
     path = tmp_path / "representation_test.pdf"
-    plots.plot_representation_test(summary, LAYERS, path)
+    plots.plot_representation_test(curves, LAYERS, path)
     assert_pdf(path)
     assert page_count(path) == RUNS
 
@@ -200,31 +210,48 @@ def test_rsa(tmp_path, rng, summary):
     references = rng.normal(size=(IMAGES, 16))
     metamers = [references + rng.normal(scale=0.3, size=references.shape) for _ in CONDITIONS]
     labels = np.arange(IMAGES) % CLASSES
+    rdms, points = analysis.representational_geometry(references, metamers)
+    assert len(rdms) == len(points) == len(CONDITIONS) + 1
+    assert rdms[0] == pytest.approx(1 - np.corrcoef(references))
+    rsa_scores = analysis.rsa_scores(summary, "net_a", "fc")
+    assert len(rsa_scores) == len(CONDITIONS) * 3 and set(rsa_scores["metric"]) == {"rsa"}
     path = tmp_path / "rsa.pdf"
-    plots.plot_rsa(references, metamers, CONDITIONS, summary, labels, ["a", "b", "c"],
-                   "net_a", "fc", path)
+    plots.plot_rsa(rdms, points, CONDITIONS, rsa_scores, labels, ["a", "b", "c"], "net_a",
+                   "fc", path)
     assert_pdf(path)
     assert page_count(path) == RUNS
     with pytest.raises(ValueError, match="pair"):
-        plots.plot_rsa(references, [metamers[0][:3]], CONDITIONS[:1], summary, labels,
-                       ["a", "b", "c"], "net_a", "fc", tmp_path / "bad.pdf")
+        analysis.representational_geometry(references, [metamers[0][:3]])
 
 
 def test_pca_projection_recovers_plane():
     references = np.array([[1.0, 0, 0], [-1, 0, 0], [0, 2, 0], [0, -2, 0]])
-    projected_references, projected_copy = plots.pca_projection(references, references)
+    projected_references, projected_copy = analysis.pca_projection(references, references)
     assert projected_copy == pytest.approx(projected_references)
     assert np.abs(projected_references).max(axis=0) == pytest.approx([2.0, 1.0])
 
 
+def test_deepest_layers_are_the_last_configured():
+    assert analysis.deepest_layers({"net_a": ["conv", "fc"], "net_b": ["x"]}) == {
+        "net_a": "fc", "net_b": "x"}
+    assert analysis.rsa_layer({"net_b": ["conv", "pool"], "net_a": ["fc"]}) == ("net_b", "pool")
+
+
 def test_agreement_uses_deepest_layer(tmp_path, summary):
+    table = analysis.agreement_table(summary, LAYERS)
+    assert set(table["image_set"]) == {"metamer", "pixel_control"}
+    correlations = analysis.agreement_correlations(table)
     path = tmp_path / "agreement.pdf"
-    table, correlation = plots.plot_agreement(summary, LAYERS, path)
+    plots.plot_agreement(table, correlations, path)
     assert_pdf(path)
     metamers = table[table["image_set"] == "metamer"]
     assert len(metamers) == len(CONDITIONS) * len(LAYERS)
     passes = summary[(summary["metric"] == "passes") & (summary["evaluator_layer"] == "fc")
                      & (summary["image_set"] == "metamer")]
     assert sorted(metamers["fraction_passing"]) == pytest.approx(sorted(passes["mean"]))
-    assert correlation == pytest.approx(
+    assert correlations["metamer"] == pytest.approx(
         np.corrcoef(metamers["fraction_passing"], metamers["recognizability"])[0, 1])
+    assert correlations["all"] == pytest.approx(
+        np.corrcoef(table["fraction_passing"], table["recognizability"])[0, 1])
+    constant = metamers.assign(recognizability=0.5)
+    assert np.isnan(analysis.agreement_correlations(constant)["metamer"])

@@ -1,9 +1,9 @@
-"""Figures of the pipeline: each function takes tables or arrays and writes one vector PDF.
+"""Figures of the pipeline: each function draws the tables or arrays it is given as one vector
+PDF; what they hold is computed in :mod:`metamers.analysis` and :mod:`metamers.transfer`.
 
 Conditions are dicts with the keys of ``scores.CONDITION`` (generator, layer, optimizer, init);
-tables follow the schemas of ``scores.parquet``, ``summary.parquet``, ``reference_scores.parquet``
-and ``generation_study.parquet`` (see the README). Functions that draw a computed matrix or
-table return it, so tests can check what was drawn.
+tables follow the schemas in docs/evaluation.md. A function that reshapes its table to draw it
+(the transfer matrix's grids) returns what it drew, so tests can check it.
 """
 
 from __future__ import annotations
@@ -21,8 +21,7 @@ from matplotlib.backends.backend_pdf import PdfPages
 from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 
-from metamers.scores import CONDITION, generation_summary
-from metamers.stats import rdm
+from metamers.scores import CONDITION
 from metamers.store import atomic_path
 
 CEILING_ROW = "references (ceiling)"
@@ -74,13 +73,6 @@ def runs(conditions: Sequence[Mapping]) -> dict[tuple[str, str], list[int]]:
     for index, condition in enumerate(conditions):
         grouped.setdefault((condition["optimizer"], condition["init"]), []).append(index)
     return grouped
-
-
-def deepest_layer(layers: Mapping[str, Sequence[str]], evaluator: str | None = None
-                  ) -> tuple[str, str]:
-    """(evaluator, its last configured layer); the first evaluator unless one is named."""
-    evaluator = evaluator or next(iter(layers))
-    return evaluator, list(layers[evaluator])[-1]
 
 
 # --- transfer matrix -----------------------------------------------------------------------
@@ -159,34 +151,10 @@ def plot_transfer_matrix(transfer_matrix: pd.DataFrame, members: Mapping[str, Se
 # --- generation ----------------------------------------------------------------------------
 
 
-def loss_quantiles(conditions: Sequence[Mapping], losses: Sequence[np.ndarray]) -> pd.DataFrame:
-    """Median and interquartile range of the loss per iteration, one block per condition.
-
-    ``losses`` are (iterations + 1, N) traces with NaN once a metamer stopped; a stopped
-    metamer keeps its last loss, so the median is over every metamer at every iteration.
-    Iterations after the last metamer stopped are dropped.
-    """
-    frames = []
-    for condition, loss in zip(conditions, losses):
-        held = pd.DataFrame(np.asarray(loss, np.float64)).ffill()
-        running = np.isfinite(np.asarray(loss, np.float64)).any(axis=1)
-        last = int(np.flatnonzero(running)[-1]) + 1 if running.any() else 1
-        held = held.iloc[:last]
-        frames.append(pd.DataFrame({
-            **{key: condition[key] for key in CONDITION},
-            "iteration": np.arange(last),
-            "median": held.median(axis=1).to_numpy(),
-            "q25": held.quantile(0.25, axis=1).to_numpy(),
-            "q75": held.quantile(0.75, axis=1).to_numpy(),
-        }))
-    return pd.concat(frames, ignore_index=True)
-
-
-def plot_convergence(conditions: Sequence[Mapping], losses: Sequence[np.ndarray],
-                     path: Path) -> pd.DataFrame:
-    """Loss against iteration (log y): one panel per (generator, layer), one line per
-    (optimizer, init), median over metamers with the interquartile band; returns the curves."""
-    curves = loss_quantiles(conditions, losses)
+def plot_convergence(curves: pd.DataFrame, path: Path) -> None:
+    """Loss against iteration (log y) from ``analysis.loss_quantiles``: one panel per
+    (generator, layer), one line per (optimizer, init), median over metamers with the
+    interquartile band."""
     panels = _conditions_in_order(curves, ("generator", "layer"))
     runs = [condition_label(run, ("optimizer", "init"))
             for run in _conditions_in_order(curves, ("optimizer", "init"))]
@@ -214,7 +182,6 @@ def plot_convergence(conditions: Sequence[Mapping], losses: Sequence[np.ndarray]
     axes[0, -1].legend(title="optimizer · init", fontsize=8, loc="upper left",
                        bbox_to_anchor=(1.0, 1.0))
     save_figure(figure, path)
-    return curves
 
 
 def _show_image(axis: plt.Axes, image: np.ndarray) -> None:
@@ -278,15 +245,15 @@ def _metamer_panel(subfigure, reference_images: np.ndarray, class_names: Sequenc
     subfigure.suptitle(title, fontsize=10)
 
 
-def plot_generation_study(generation: pd.DataFrame, path: Path) -> pd.DataFrame:
+def plot_generation_study(generation: pd.DataFrame, summary: pd.DataFrame, path: Path) -> None:
     """Two pages, one panel per generator · layer, one box or bar per optimizer · init:
-    iterations to success of the successful metamers with the success rate above each box
-    (page 1), and the median pixel distance of metamers to their references with that of their
-    starting images (page 2). Returns the per-condition summary."""
+    iterations to success of the successful metamers with the success rate (from ``summary``,
+    ``scores.generation_summary`` of ``generation``) above each box (page 1), and the median
+    pixel distance of metamers to their references with that of their starting images
+    (page 2)."""
     table = generation.assign(
         target=generation["generator"] + " · " + generation["layer"],
         run=generation["optimizer"] + " · " + generation["init"])
-    summary = generation_summary(generation)
     rates = summary.assign(target=summary["generator"] + " · " + summary["layer"],
                            run=summary["optimizer"] + " · " + summary["init"])
     targets = list(dict.fromkeys(table["target"]))
@@ -325,7 +292,6 @@ def plot_generation_study(generation: pd.DataFrame, path: Path) -> pd.DataFrame:
         axes.flat[0].legend(fontsize=7, loc="upper left")
         figure.suptitle("Median pixel distance of metamers (bar: IQR) and of their starts (—)")
         save_figure(figure, pages)
-    return summary
 
 
 def _target_panels(targets: Sequence[str], runs_count: int) -> tuple[plt.Figure, np.ndarray]:
@@ -350,32 +316,25 @@ def _finish_target_panel(axis: plt.Axes, target: str, label: str) -> None:
 # --- evaluation ----------------------------------------------------------------------------
 
 
-def _representation_curves(summary: pd.DataFrame, evaluator: str, layers: Sequence[str],
-                           metric: str) -> pd.DataFrame:
-    rows = summary[(summary["evaluator"] == evaluator) & (summary["metric"] == metric)
-                   & summary["evaluator_layer"].isin(layers)]
-    order = {layer: index for index, layer in enumerate(layers)}
-    return rows.assign(depth=rows["evaluator_layer"].map(order)).sort_values("depth")
-
-
-def plot_representation_test(summary: pd.DataFrame, layers: Mapping[str, Sequence[str]],
+def plot_representation_test(curves: pd.DataFrame, layers: Mapping[str, Sequence[str]],
                              path: Path, image_sets: Sequence[str] = ("metamer", "pixel_control")
                              ) -> None:
     """Mean Spearman correlation (top) and fraction passing (bottom) over each evaluator's
-    layers in configured order; one page per (optimizer, init), one colour per generating
-    (generator, layer), metamers solid (band: 95% bootstrap CI), pixel controls dashed."""
+    layers in configured order, from ``analysis.representation_curves``; one page per
+    (optimizer, init), one colour per generating (generator, layer), metamers solid (band: 95%
+    bootstrap CI), pixel controls dashed."""
     with pdf_pages(path) as pages:
-        for run in _conditions_in_order(summary, ("optimizer", "init")):
+        for run in _conditions_in_order(curves, ("optimizer", "init")):
             optimizer, init = run["optimizer"], run["init"]
-            in_run = summary[(summary["optimizer"] == optimizer) & (summary["init"] == init)]
+            in_run = curves[(curves["optimizer"] == optimizer) & (curves["init"] == init)]
             figure = _representation_page(in_run, layers, image_sets)
             figure.suptitle(f"Representation test · optimizer {optimizer} · init {init}")
             save_figure(figure, pages)
 
 
-def _representation_page(summary: pd.DataFrame, layers: Mapping[str, Sequence[str]],
+def _representation_page(curves: pd.DataFrame, layers: Mapping[str, Sequence[str]],
                          image_sets: Sequence[str]) -> plt.Figure:
-    targets = _conditions_in_order(summary, ("generator", "layer"))
+    targets = _conditions_in_order(curves, ("generator", "layer"))
     colors = _condition_colors(targets, ("generator", "layer"))
     metrics = {"spearman": "mean Spearman r\n(metamer vs reference)",
                "passes": "fraction passing\n(> 95th pct of null)"}
@@ -384,8 +343,8 @@ def _representation_page(summary: pd.DataFrame, layers: Mapping[str, Sequence[st
     for column, (evaluator, evaluator_layers) in enumerate(layers.items()):
         for row, (metric, label) in enumerate(metrics.items()):
             axis = axes[row, column]
-            curves = _representation_curves(summary, evaluator, evaluator_layers, metric)
-            for (image_set, generator, layer), curve in curves.groupby(
+            panel = curves[(curves["evaluator"] == evaluator) & (curves["metric"] == metric)]
+            for (image_set, generator, layer), curve in panel.groupby(
                     ["image_set", "generator", "layer"], sort=False):
                 if image_set not in image_sets:
                     continue
@@ -412,51 +371,35 @@ def _representation_page(summary: pd.DataFrame, layers: Mapping[str, Sequence[st
     return figure
 
 
-def pca_projection(reference_activations: np.ndarray, *others: np.ndarray
-                   ) -> list[np.ndarray]:
-    """2-D coordinates of the references and of each further (N, D) array, in the plane of
-    the references' first two principal components (numpy SVD)."""
-    references = np.asarray(reference_activations, np.float64)
-    center = references.mean(axis=0)
-    _, _, components = np.linalg.svd(references - center, full_matrices=False)
-    basis = components[:2].T
-    return [(np.asarray(values, np.float64) - center) @ basis
-            for values in (references, *others)]
+def plot_rsa(rdms: Sequence[np.ndarray], points: Sequence[np.ndarray],
+             conditions: Sequence[Mapping], rsa_scores: pd.DataFrame,
+             reference_labels: np.ndarray, class_names: Sequence[str], evaluator: str,
+             layer: str, path: Path) -> None:
+    """RDMs of references and each condition's metamers at one evaluator layer (top), their
+    2-D PCA coordinates coloured by class (middle), and the RSA correlations there with their
+    permutation p-values (bottom); one page per (optimizer, init).
 
-
-def plot_rsa(reference_activations: np.ndarray, metamer_activations: Sequence[np.ndarray],
-             conditions: Sequence[Mapping], summary: pd.DataFrame, reference_labels: np.ndarray,
-             class_names: Sequence[str], evaluator: str, layer: str, path: Path) -> None:
-    """RDMs (1 - Pearson) of references and each condition's metamers at one evaluator layer
-    (top), a 2-D PCA of references and metamers coloured by class (middle), and the RSA
-    correlations there with their permutation p-values (bottom); one page per (optimizer,
-    init).
-
-    Row i of each ``metamer_activations`` array is the metamer of reference i (as scored).
+    ``rdms`` and ``points`` are ``analysis.representational_geometry``'s: the references first,
+    then one per condition; ``rsa_scores`` are ``analysis.rsa_scores`` at that layer.
     """
-    for values in metamer_activations:
-        if len(values) != len(reference_activations):
-            raise ValueError(f"{len(values)} metamers but {len(reference_activations)} "
-                             "references: rows must pair metamer i with reference i.")
     with pdf_pages(path) as pages:
         for (optimizer, init), indices in runs(conditions).items():
-            run = summary[(summary["optimizer"] == optimizer) & (summary["init"] == init)]
-            figure = _rsa_page(reference_activations,
-                               [metamer_activations[index] for index in indices],
+            run = rsa_scores[(rsa_scores["optimizer"] == optimizer)
+                             & (rsa_scores["init"] == init)]
+            figure = _rsa_page([rdms[0], *(rdms[index + 1] for index in indices)],
+                               [points[0], *(points[index + 1] for index in indices)],
                                [conditions[index] for index in indices], run,
-                               reference_labels, class_names, evaluator, layer)
+                               reference_labels, class_names)
             figure.suptitle(f"Representational similarity at {evaluator} · {layer} · "
                             f"optimizer {optimizer} · init {init}")
             save_figure(figure, pages)
 
 
-def _rsa_page(reference_activations: np.ndarray, metamer_activations: Sequence[np.ndarray],
-              conditions: Sequence[Mapping], summary: pd.DataFrame,
-              reference_labels: np.ndarray, class_names: Sequence[str], evaluator: str,
-              layer: str) -> plt.Figure:
+def _rsa_page(rdms: Sequence[np.ndarray], points: Sequence[np.ndarray],
+              conditions: Sequence[Mapping], rsa_scores: pd.DataFrame,
+              reference_labels: np.ndarray, class_names: Sequence[str]) -> plt.Figure:
     order = np.argsort(reference_labels, kind="stable")
-    matrices = [rdm(values)[np.ix_(order, order)]
-                for values in (reference_activations, *metamer_activations)]
+    matrices = [matrix[np.ix_(order, order)] for matrix in rdms]
     vmax = max(float(np.nanmax(matrix)) for matrix in matrices)
     titles = ["references"] + [condition_label(condition, ("generator", "layer"))
                                for condition in conditions]
@@ -475,7 +418,6 @@ def _rsa_page(reference_activations: np.ndarray, metamer_activations: Sequence[n
     axes["rdm0"].set_ylabel("RDM (images sorted by class)", fontsize=8)
     figure.colorbar(image, ax=axes[f"rdm{columns - 1}"], label="1 - Pearson r", shrink=0.9)
 
-    points = pca_projection(reference_activations, *metamer_activations)
     palette = sns.color_palette("tab10", len(class_names))
     colors = [palette[int(label) % len(palette)] for label in reference_labels]
     for column, title in enumerate(titles):
@@ -500,10 +442,8 @@ def _rsa_page(reference_activations: np.ndarray, metamer_activations: Sequence[n
     axes[f"pca{columns - 1}"].legend(handles=handles, loc="center left", fontsize=7,
                                      bbox_to_anchor=(1.02, 0.5), title="class")
 
-    rsa_rows = summary[(summary["metric"] == "rsa") & (summary["evaluator"] == evaluator)
-                       & (summary["evaluator_layer"] == layer)]
-    rsa_rows = rsa_rows.assign(condition=[condition_label(row, ("generator", "layer"))
-                                          for _, row in rsa_rows.iterrows()])
+    rsa_rows = rsa_scores.assign(condition=[condition_label(row, ("generator", "layer"))
+                                            for _, row in rsa_scores.iterrows()])
     image_sets = [name for name in IMAGE_SET_STYLES if name in set(rsa_rows["image_set"])]
     bar_axis = axes["rsa"]
     sns.barplot(data=rsa_rows, x="condition", y="mean", hue="image_set", hue_order=image_sets,
@@ -521,39 +461,13 @@ def _rsa_page(reference_activations: np.ndarray, metamer_activations: Sequence[n
     return figure
 
 
-def agreement_table(summary: pd.DataFrame, layers: Mapping[str, Sequence[str]]) -> pd.DataFrame:
-    """Per condition, image set and evaluator: recognizability (mean top1_correct) and the
-    fraction passing the representation test at the evaluator's deepest configured layer."""
-    keys = [*CONDITION, "image_set", "evaluator"]
-    recognizability = summary[summary["metric"] == "top1_correct"].set_index(keys)["mean"]
-    deepest = {evaluator: deepest_layer(layers, evaluator)[1] for evaluator in layers}
-    passes = summary[(summary["metric"] == "passes")
-                     & (summary["evaluator_layer"] == summary["evaluator"].map(deepest))]
-    passes = passes.set_index(keys)["mean"]
-    table = pd.DataFrame({"recognizability": recognizability, "fraction_passing": passes})
-    return table.dropna().reset_index()
-
-
-def _pearson(first: pd.Series, second: pd.Series) -> float:
-    """Pearson r, or NaN with fewer than three points or a constant variable."""
-    if len(first) < 3 or first.nunique() < 2 or second.nunique() < 2:
-        return float("nan")
-    return float(np.corrcoef(first, second)[0, 1])
-
-
-def plot_agreement(summary: pd.DataFrame, layers: Mapping[str, Sequence[str]], path: Path,
-                   image_sets: Sequence[str] = ("metamer", "pixel_control")
-                   ) -> tuple[pd.DataFrame, float]:
+def plot_agreement(table: pd.DataFrame, correlations: Mapping[str, float], path: Path,
+                   image_sets: Sequence[str] = ("metamer", "pixel_control")) -> None:
     """Recognizability against the representation test (deepest layer) per condition and
-    evaluator; returns the points and the Pearson r over the metamer points.
-
-    The title gives r over the metamer points and over every point drawn (with controls).
-    """
-    table = agreement_table(summary, layers)
-    table = table[table["image_set"].isin(image_sets)]
+    evaluator: the points of ``analysis.agreement_table`` (markers by ``image_sets``), and in
+    the title the Pearson r of ``analysis.agreement_correlations`` over the metamer points and
+    over every point drawn."""
     metamers = table[table["image_set"] == "metamer"]
-    correlation = _pearson(metamers["fraction_passing"], metamers["recognizability"])
-    pooled = _pearson(table["fraction_passing"], table["recognizability"])
     figure, axis = plt.subplots(figsize=(5.8, 4.6))
     sns.scatterplot(data=table, x="fraction_passing", y="recognizability", hue="evaluator",
                     style="image_set", style_order=list(image_sets), s=60, alpha=0.75, ax=axis)
@@ -566,9 +480,9 @@ def plot_agreement(summary: pd.DataFrame, layers: Mapping[str, Sequence[str]], p
     def text(value: float) -> str:
         return "undefined (constant)" if np.isnan(value) else f"{value:.2f}"
 
-    axis.set_title(f"Agreement of the two tests: Pearson r = {text(correlation)}\n"
-                   f"(metamers, n = {len(metamers)}); all points: r = {text(pooled)} "
+    axis.set_title(f"Agreement of the two tests: Pearson r = {text(correlations['metamer'])}\n"
+                   f"(metamers, n = {len(metamers)}); all points: "
+                   f"r = {text(correlations['all'])} "
                    f"(n = {len(table)})", fontsize=9)
     axis.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
     save_figure(figure, path)
-    return table, correlation

@@ -36,6 +36,7 @@ rule plot_generation:
         metamers=condition_files(f"results/metamers/{CONDITION_PATH}.h5"),
         references=REFERENCES,
         generation="results/generation_study.parquet",
+        generation_summary="results/generation_summary.parquet",
     output:
         convergence=report(
             "results/convergence.pdf", caption="../report/convergence.rst", category="Generation"
