@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from metamers import findings, transfer, transfer_plots
+from metamers import findings, transfer, transfer_plots, zoo
 
 REPO = Path(__file__).resolve().parents[1]
 TRAINING = {"standard": {"style": "standard"},
@@ -43,6 +43,17 @@ def test_model_facts_read_family_style_and_seed(facts):
     assert facts.loc["r50_linf", "family"] == "resnet50"
     assert facts.loc["r50_linf", "style"] == "adversarial linf"
     assert facts.loc["r50", "style"] == "standard"
+
+
+def test_training_style_is_one_function_for_every_source(facts):
+    l2 = {**TRAINING, "robust_l2": {"style": "adversarial", "norm": "l2"}}
+    spec = {**MODELS["cnn_robust"], "training": "robust_l2"}
+    assert transfer.training_style(spec, l2) == "adversarial l2"
+    assert transfer.training_style(MODELS["cnn_s0"], TRAINING) == "standard"
+    for name, spec in MODELS.items():
+        assert facts.loc[name, "style"] == transfer.training_style(spec, TRAINING)
+        if spec["source"] != "local":
+            assert facts.loc[name, "style"] == zoo.training_style(spec)
 
 
 @pytest.mark.parametrize("members, evaluator, expected", [

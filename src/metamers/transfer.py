@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from metamers import zoo
+from metamers.analysis import deepest_layers
 from metamers.scores import CONDITION
 from metamers.stats import bootstrap_mean_ci
 
@@ -52,6 +53,17 @@ def transfer_matrix(scores: pd.DataFrame, reference_scores: pd.DataFrame) -> pd.
     return cells.assign(reference_recognizability=cells["evaluator"].map(ceiling))
 
 
+def training_style(spec: Mapping, training: Mapping[str, Mapping]) -> str:
+    """A model's training style (``standard``, ``adversarial linf``, ``adversarial l2``,
+    ``augmented``, ...): for a local model its recipe's, an adversarial one with its norm;
+    for an external model :func:`metamers.zoo.training_style`."""
+    if spec["source"] != "local":
+        return zoo.training_style(spec)
+    recipe = training[spec["training"]]
+    style = recipe.get("style", "standard")
+    return f"adversarial {recipe.get('norm', 'linf')}" if style == "adversarial" else style
+
+
 def model_facts(models: Mapping[str, Mapping], training: Mapping[str, Mapping]) -> pd.DataFrame:
     """Per model: architecture ``family``, training ``recipe`` and ``style``, ``seed``.
 
@@ -62,19 +74,13 @@ def model_facts(models: Mapping[str, Mapping], training: Mapping[str, Mapping]) 
     rows = []
     for name, spec in models.items():
         if spec["source"] == "local":
-            recipe = spec["training"]
-            recipe_spec = training[recipe]
-            style = recipe_spec.get("style", "standard")
-            if style == "adversarial":
-                style = f"adversarial {recipe_spec.get('norm', 'linf')}"
-            seed = spec.get("seed", 0)
+            recipe, seed = spec["training"], spec.get("seed", 0)
         else:
-            style = zoo.training_style(spec)
             recipe = f"{spec['source']}:{spec.get('weights', spec.get('threat_model'))}"
             seed = None
         rows.append({"model": name, "source": spec["source"],
                      "family": spec.get("family") or spec.get("architecture") or spec["name"],
-                     "recipe": recipe, "style": style, "seed": seed})
+                     "recipe": recipe, "style": training_style(spec, training), "seed": seed})
     return pd.DataFrame(rows).set_index("model")
 
 
@@ -108,7 +114,7 @@ def relation_units(scores: pd.DataFrame, facts: pd.DataFrame,
     """One row per (condition, relation, image set, metric, metamer): the metric averaged over
     that relation's evaluators (``value``) and their count (``evaluators``)."""
     scored = scores[scores["image_set"].isin(IMAGE_SETS) & (scores["evaluator"] != "pixels")]
-    deepest = {evaluator: list(layers)[-1] for evaluator, layers in evaluator_layers.items()}
+    deepest = deepest_layers(evaluator_layers)
     frames = []
     for name, (metric, layer) in TRANSFER_METRICS.items():
         rows = scored[scored["metric"] == metric]
