@@ -441,24 +441,28 @@ def _rsa_page(rdms: Sequence[np.ndarray], points: Sequence[np.ndarray],
                 Line2D([], [], marker="x", linestyle="", color="black", label="metamer")]
     axes[f"pca{columns - 1}"].legend(handles=handles, loc="center left", fontsize=7,
                                      bbox_to_anchor=(1.02, 0.5), title="class")
+    _rsa_bars(axes["rsa"], rsa_scores, titles[1:])
+    return figure
 
+
+def _rsa_bars(axis: plt.Axes, rsa_scores: pd.DataFrame, conditions: Sequence[str]) -> None:
+    """RSA per condition (``generator · layer`` labels, in order), one bar per image set,
+    labelled with its permutation p-value."""
     rsa_rows = rsa_scores.assign(condition=[condition_label(row, ("generator", "layer"))
                                             for _, row in rsa_scores.iterrows()])
     image_sets = [name for name in IMAGE_SET_STYLES if name in set(rsa_rows["image_set"])]
-    bar_axis = axes["rsa"]
     sns.barplot(data=rsa_rows, x="condition", y="mean", hue="image_set", hue_order=image_sets,
-                order=titles[1:], ax=bar_axis, palette="Set2")
+                order=conditions, ax=axis, palette="Set2")
     by_set = rsa_rows.set_index(["image_set", "condition"])["p_value"]
-    for container, image_set in zip(bar_axis.containers, image_sets):
-        p_values = [by_set.get((image_set, condition), np.nan) for condition in titles[1:]]
-        bar_axis.bar_label(container, labels=[f"p={p:.3f}" for p in p_values], fontsize=7,
-                           padding=2)
-    bar_axis.axhline(0, color="black", linewidth=0.8)
-    bar_axis.set_ylim(min(0, rsa_rows["mean"].min() - 0.1), 1.15)
-    bar_axis.set_ylabel("RSA with references\n(Spearman r of RDMs)")
-    bar_axis.set_xlabel("generator · layer")
-    bar_axis.legend(title="image set", fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
-    return figure
+    for container, image_set in zip(axis.containers, image_sets):
+        p_values = [by_set.get((image_set, condition), np.nan) for condition in conditions]
+        axis.bar_label(container, labels=[f"p={p:.3f}" for p in p_values], fontsize=7,
+                       padding=2)
+    axis.axhline(0, color="black", linewidth=0.8)
+    axis.set_ylim(min(0, rsa_rows["mean"].min() - 0.1), 1.15)
+    axis.set_ylabel("RSA with references\n(Spearman r of RDMs)")
+    axis.set_xlabel("generator · layer")
+    axis.legend(title="image set", fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
 
 
 def plot_agreement(table: pd.DataFrame, correlations: Mapping[str, float], path: Path,
