@@ -15,7 +15,9 @@ code runs in a notebook:
 - ``store``: HDF5 / Parquet / JSON input and output
 - ``config``: config files read strictly, schema validation, cross-reference checks
 - ``joblog``: a pipeline job's log, and its error shown in the terminal
-- ``plots``: figures
+- ``transfer``: the transfer matrix and transfer by evaluator relation
+- ``analysis``: the tables and arrays the figures draw
+- ``plots``: figures (drawing only)
 """
 
 __version__ = "0.1.0"
