@@ -14,7 +14,8 @@ time. Job times are finish minus start as Snakemake logs them (one-second resolu
 two revisions the tables are joined, with B/A ratios.
 
 ``imports`` times, per ``workflow/scripts/*.py``, a fresh interpreter running only that
-script's imports: what every job of that rule pays before its first useful line.
+script's ``import`` lines: what every job of that rule pays before its first useful line
+(imports made later inside functions, and Snakemake's own preamble, are not counted).
 """
 
 from __future__ import annotations
@@ -209,7 +210,7 @@ def imports_table(trees: dict[str, Path], repeat: int) -> str:
     """Per workflow script (job kind), its import time in each tree, CPU then wall."""
     scripts = sorted({path.name for tree in trees.values()
                       for path in (tree / "workflow" / "scripts").glob("*.py")})
-    lines = [f"{'job kind (script)':28}" + "".join(f"{label[:14] + ' cpu s':>22}{'wall s':>8}"
+    lines = [f"{'job kind (script)':28}" + "".join(f"{label + ' cpu s':>10}{'wall s':>8}"
                                                    for label in trees)]
     for name in scripts:
         line = f"{name.removesuffix('.py'):28}"
@@ -217,7 +218,7 @@ def imports_table(trees: dict[str, Path], repeat: int) -> str:
             script = tree / "workflow" / "scripts" / name
             wall, cpu = import_seconds(tree, script_imports(script), repeat) \
                 if script.exists() else (float("nan"), float("nan"))
-            line += f"{cpu:22.2f}{wall:8.2f}"
+            line += f"{cpu:10.2f}{wall:8.2f}"
         lines.append(line)
     return "\n".join(lines)
 
@@ -237,30 +238,30 @@ def main() -> None:
     imports.add_argument("revisions", nargs="+", help=f"git revisions, or {WORKTREE}")
     imports.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
+    if len(args.logs if args.command == "parse" else args.revisions) > len(LABELS):
+        parser.error("at most two runs side by side")
     if args.command == "parse":
         runs = [parse_log(path.read_text()) for path in args.logs]
         print(legend(args.logs))
         print(format_tables([rule_table(jobs) for jobs in runs], LABELS[:len(runs)],
                             [wall_seconds(jobs) for jobs in runs]))
         return
-    if len(args.revisions) > 2 and args.command == "run":
-        parser.error("run compares at most two revisions")
+    print(legend(args.revisions))
     with tempfile.TemporaryDirectory(prefix="profile_run_") as scratch:
         base = args.keep if args.command == "run" and args.keep else Path(scratch)
-        folders = {f"{index}:{revision}": base / f"{index}_{revision.replace('/', '_')}"
-                   for index, revision in enumerate(args.revisions)}
+        folders = {label: base / f"{label}_{revision.replace('/', '_')}"
+                   for label, revision in zip(LABELS, args.revisions)}
         if args.command == "imports":
-            for label, folder in folders.items():
-                copy_tree(label.split(":", 1)[1], folder)
+            for revision, folder in zip(args.revisions, folders.values()):
+                copy_tree(revision, folder)
             print(imports_table(folders, args.repeat))
             return
         arguments = ["--cores", args.cores, args.target]
         if args.configfile:
             arguments += ["--configfile", args.configfile]
-        runs = [run_revision(label.split(":", 1)[1], folder, arguments)
-                for label, folder in folders.items()]
+        runs = [run_revision(revision, folder, arguments)
+                for revision, folder in zip(args.revisions, folders.values())]
     print(f"snakemake {' '.join(arguments)}")
-    print(legend(args.revisions))
     print(format_tables([rule_table(jobs) for jobs, _ in runs], LABELS[:len(runs)],
                         [wall_seconds(jobs) for jobs, _ in runs]))
     print("wall time of the snakemake command: " + ", ".join(
