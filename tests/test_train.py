@@ -3,6 +3,8 @@ augmented styles work; robust accuracy under PGD."""
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import pytest
 import torch
 
@@ -19,14 +21,39 @@ def tiny_cnn() -> SmallCNN:
                     width=4)
 
 
-def test_same_seed_gives_bit_identical_weights(data_spec):
+@pytest.mark.parametrize("schedule", ["constant", "one_cycle"])
+def test_same_seed_gives_bit_identical_weights(data_spec, schedule):
     train_set = load_dataset(data_spec, train=True)
-    first = train.train(tiny_cnn(), train_set, STANDARD, seed=3, device=torch.device("cpu"))
-    second = train.train(tiny_cnn(), train_set, STANDARD, seed=3, device=torch.device("cpu"))
-    other = train.train(tiny_cnn(), train_set, STANDARD, seed=4, device=torch.device("cpu"))
+    recipe = {**STANDARD, "schedule": schedule}
+    first = train.train(tiny_cnn(), train_set, recipe, seed=3, device=torch.device("cpu"))
+    second = train.train(tiny_cnn(), train_set, recipe, seed=3, device=torch.device("cpu"))
+    other = train.train(tiny_cnn(), train_set, recipe, seed=4, device=torch.device("cpu"))
     for name, value in first.state_dict().items():
         assert torch.equal(value, second.state_dict()[name]), name
     assert not torch.equal(first.conv1.weight, other.conv1.weight)
+    if schedule == "one_cycle":  # the schedule is applied: not the constant rate's weights
+        constant = train.train(tiny_cnn(), train_set, STANDARD, seed=3,
+                               device=torch.device("cpu"))
+        assert not torch.equal(first.conv1.weight, constant.conv1.weight)
+
+
+def test_one_cycle_warms_up_to_the_lr_then_anneals():
+    optimizer = torch.optim.Adam(tiny_cnn().parameters(), lr=0.004)
+    scheduler = train.learning_rate_schedule(optimizer, "one_cycle", total_steps=100)
+    rates = []
+    for _ in range(100):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    peak = rates.index(max(rates))
+    assert rates[0] == pytest.approx(0.004 / 25)
+    assert max(rates) == pytest.approx(0.004) and 25 <= peak <= 35
+    assert rates[-1] < 0.004 / 1000
+    assert all(a <= b for a, b in pairwise(rates[:peak + 1]))
+    assert all(a >= b for a, b in pairwise(rates[peak:]))
+    assert train.learning_rate_schedule(optimizer, "constant", 100) is None
+    with pytest.raises(ValueError, match="schedule 'cosine'"):
+        train.learning_rate_schedule(optimizer, "cosine", 100)
 
 
 def test_pgd_attack_stays_in_the_epsilon_ball_and_raises_the_loss(trained_model, references):
