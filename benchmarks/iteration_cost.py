@@ -45,12 +45,7 @@ from zoo_generators import generator_pairs
 
 from metamers import inits, stages, store
 from metamers.generate import Member, MetamerSynthesis
-from metamers.optimizers import (
-    OptimizerSettings,
-    build_optimizer,
-    normalize_per_image_,
-    step_function,
-)
+from metamers.optimizers import OptimizerSettings, build_optimizer, normalize_per_image_
 from metamers.runtime import configure, pick_device
 
 
@@ -101,8 +96,7 @@ def calls_iteration(model, layer: str, references: torch.Tensor, settings: Optim
     """Seconds of the tensor calls of a step, one after another in a bare loop, without the
     pipeline's Python around them: forward to ``layer``, a - a_ref and its norm per image, the
     backward from a - a_ref, the gradient's normalisation (if ``settings`` has it), the
-    optimiser's step (:func:`metamers.optimizers.step_function`) and the clamp (constraint
-    ``clamp``), in the pipeline's layout. Between the floor and the step: what an eager step
+    optimiser's step and the clamp (constraint ``clamp``), in the pipeline's layout. Between the floor and the step: what an eager step
     cannot leave out, apart from the loss's few host operations."""
     if channels_last:
         model = copy.deepcopy(model).to(memory_format=torch.channels_last)
@@ -112,7 +106,7 @@ def calls_iteration(model, layer: str, references: torch.Tensor, settings: Optim
     layer_dims = tuple(range(1, target.ndim))
     parameter = inits.initial_images("uniform", references, seed=0).to(references.device)
     parameter.requires_grad_(True)
-    step = step_function(build_optimizer(settings, parameter)[0])
+    optimizer = build_optimizer(settings, parameter)[0]
 
     def iterate() -> None:
         parameter.grad = None
@@ -123,7 +117,7 @@ def calls_iteration(model, layer: str, references: torch.Tensor, settings: Optim
         activation.backward(difference)
         if settings.gradient_normalization:
             normalize_per_image_(parameter.grad)
-        step()
+        optimizer.step()
         if settings.constraint == "clamp":
             parameter.detach().clamp_(0, 1)
 

@@ -16,7 +16,6 @@ from metamers.activations import (
     output_node,
     project,
     projection_matrix,
-    relus_in_place,
 )
 
 CPU = torch.device("cpu")
@@ -185,61 +184,3 @@ def test_the_batch_size_read_before_the_layer_is_read_from_the_activations():
 def test_a_size_read_after_the_layer_is_left_alone():
     head, whole = cut_at_relu(SizeAfterTheLayer())
     assert head_agrees(head, whole["relu"], whole[LOGITS])
-
-
-@pytest.mark.parametrize("architecture, layer", [
-    ("small_cnn", "fc_relu"), ("small_vgg", "block1"), ("mlp", "hidden2")])
-def test_relus_in_place_give_the_same_values_and_gradients(architecture, layer):
-    """The in-place ReLUs' extractor returns the layer's values and gives the images' gradient
-    exactly as the extractor it is made from, and the model keeps its own ReLUs."""
-    torch.manual_seed(0)
-    info = {"channels": 1, "image_size": 28, "class_names": [str(i) for i in range(5)],
-            "mean": [0.5], "std": [0.25]}
-    model = zoo.build_local({"architecture": architecture}, info).eval().requires_grad_(False)
-    plain = feature_extractor(model, [layer])
-    in_place = relus_in_place(plain)
-    assert any(node.target is torch.relu_ for node in in_place.graph.nodes)
-    upstream, results = None, []
-    for extractor in (plain, in_place):
-        images = torch.rand(6, 1, 28, 28, generator=torch.Generator().manual_seed(1))
-        images.requires_grad_(True)
-        activation = extractor(images)[layer]
-        if upstream is None:
-            upstream = torch.randn_like(activation)
-        activation.backward(upstream)
-        results.append((activation.detach(), images.grad))
-    torch.testing.assert_close(results[1], results[0], rtol=0, atol=0)
-    assert not any(isinstance(module, torch.nn.ReLU) and module.inplace
-                   for module in model.modules())
-    assert not any(node.target is torch.relu_ for node in plain.graph.nodes)
-
-
-class ConvReadTwice(torch.nn.Module):
-    """A convolution whose output is read by its ReLU and again after it, and a ReLU of a view."""
-
-    def __init__(self):
-        super().__init__()
-        self.conv = torch.nn.Conv2d(1, 2, 3)
-        self.relu = torch.nn.ReLU()
-        self.flat_relu = torch.nn.ReLU()
-
-    def forward(self, images):
-        before = self.conv(images)
-        return self.flat_relu((self.relu(before) + before).flatten(1))
-
-
-def test_relus_whose_input_is_read_elsewhere_stay_out_of_place():
-    """A ReLU whose input something else reads (the sum, or the output as a layer asked for),
-    or whose input is a view, writes a new tensor: overwriting would change the other reads."""
-    torch.manual_seed(0)
-    images = torch.rand(3, 1, 8, 8)
-    model = ConvReadTwice().eval()
-    extractor = relus_in_place(feature_extractor(model, [output_node(model)]))
-    assert not any(node.target is torch.relu_ for node in extractor.graph.nodes)
-    with torch.no_grad():
-        torch.testing.assert_close(extractor(images)[output_node(model)], model(images),
-                                   rtol=0, atol=0)
-    both = relus_in_place(feature_extractor(model, ["conv", "relu"]))
-    assert not any(node.target is torch.relu_ for node in both.graph.nodes)
-    with torch.no_grad():
-        assert (both(images)["conv"] < 0).any()  # the convolution's own values, kept

@@ -74,29 +74,6 @@ def layer_to_logits(extractor: torch.fx.GraphModule, layer: str) -> nn.Module | 
     return head.eval().requires_grad_(False)
 
 
-# modules whose output is a new tensor that their backward does not read
-_FRESH_OUTPUTS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear, nn.modules.batchnorm._BatchNorm)
-
-
-def relus_in_place(extractor: torch.fx.GraphModule) -> torch.fx.GraphModule:
-    """``extractor`` with each ``nn.ReLU`` that reads a convolution's, linear layer's or batch
-    norm's output, used by nothing else, overwriting that output instead of writing a new
-    tensor (``torch.relu_``): same values and gradients, one tensor less per ReLU (at a wide,
-    cheap layer such as ``relu1`` about 5% of a synthesis step on 2 CPU cores). The modules are
-    shared with ``extractor``, not changed: the model and its other extractors keep theirs."""
-    graph = copy.deepcopy(extractor.graph)
-    modules = dict(extractor.named_modules())
-    for node in graph.nodes:
-        if not (node.op == "call_module" and type(modules[node.target]) is nn.ReLU
-                and not modules[node.target].inplace):
-            continue
-        (source,) = node.args
-        if (source.op == "call_module" and isinstance(modules[source.target], _FRESH_OUTPUTS)
-                and len(source.users) == 1):
-            node.op, node.target = "call_function", torch.relu_
-    return torch.fx.GraphModule(extractor, graph).eval()
-
-
 @torch.no_grad()
 def head_agrees(head: nn.Module, layer_activations: torch.Tensor, logits: torch.Tensor) -> bool:
     """Whether ``head`` (:func:`layer_to_logits`) turns ``layer_activations`` into ``logits``,

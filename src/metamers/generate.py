@@ -48,15 +48,9 @@ from metamers.activations import (
     flat,
     head_agrees,
     layer_to_logits,
-    relus_in_place,
 )
 from metamers.criteria import CriterionCheck, check_correlation_first, check_criterion
-from metamers.optimizers import (
-    OptimizerSettings,
-    build_optimizer,
-    normalize_per_image_,
-    step_function,
-)
+from metamers.optimizers import OptimizerSettings, build_optimizer, normalize_per_image_
 from metamers.runtime import get_logger
 from metamers.stats import rank_once
 from metamers.store import CHECKPOINT_LOAD_ERRORS, atomic_path
@@ -195,15 +189,6 @@ def _to_images(parameter: torch.Tensor, constraint: str) -> torch.Tensor:
     return torch.sigmoid(parameter) if constraint == "sigmoid" else parameter
 
 
-def _vector_jacobian_product(output: torch.Tensor, leaf: torch.Tensor,
-                             upstream: torch.Tensor) -> tuple[torch.Tensor]:
-    """``torch.autograd.grad(output, leaf, upstream)`` through autograd's engine itself, which
-    checks the shapes: the Python of ``autograd.grad`` around the engine (argument handling and
-    a shape check in Python) cost 7-12 us per call on 2 CPU cores, 3-5% of a step of the MLP."""
-    return torch.autograd.Variable._execution_engine.run_backward(
-        (output,), (upstream,), False, False, (leaf,), False)
-
-
 def _across_members(per_member: list[tuple[CriterionCheck, np.ndarray]]):
     """Each member's check and predicted classes -> (N, members) Spearman, (N, members)
     classes, and (N,) whether every member passed."""
@@ -234,8 +219,8 @@ class MetamerSynthesis:
         self.members = members
         self.device = device
         self.reference_images = reference_images.to(device)
-        self.extractors = [relus_in_place(feature_extractor(m.model, [m.layer], m.name))
-                           .to(device) for m in members]
+        self.extractors = [feature_extractor(m.model, [m.layer], m.name).to(device)
+                           for m in members]
         self.checkers = [feature_extractor(m.model, [m.layer], m.name, with_logits=True)
                          .to(device) for m in members]
         with torch.no_grad():
@@ -338,7 +323,7 @@ class MetamerSynthesis:
         distances, activations, pixel_gradient = [], [], None
         for distance, difference, scale, activation in self.member_distances(
                 self.step_extractors, pixels, indices):
-            (gradient,) = _vector_jacobian_product(activation, pixels, difference)
+            (gradient,) = torch.autograd.grad(activation, pixels, difference)
             if pixel_gradient is None:
                 pixel_gradient = gradient.mul_(scale) if scale_gradient else gradient
             else:
@@ -406,7 +391,7 @@ class MetamerSynthesis:
         head = self.heads[member]
         if head is None:
             logits = self.checkers[member](images[selected])[LOGITS]
-        else:  # indexing copies the rows: the head may overwrite its input (in-place ReLU)
+        else:
             logits = head(activation[selected])[LOGITS]
         return logits.argmax(1).cpu().numpy()
 
@@ -469,7 +454,6 @@ class MetamerSynthesis:
         # each image's gradient is divided by its norm, which cancels its positive factor
         scale_gradient = not (settings.gradient_normalization and members == 1
                               and not settings.range_penalty)
-        step = step_function(optimizer)
 
         def closure() -> float:
             parameter.grad = None  # what zero_grad does, without its bookkeeping
@@ -538,7 +522,7 @@ class MetamerSynthesis:
                                                     & np.isfinite(closure.losses)].sum())
                 if settings.gradient_normalization:
                     normalize_per_image_(parameter.grad)
-                step()
+                optimizer.step()
             state.loss_trace[iteration, self._reference_rows(closure.indices)] = closure.losses
             if scheduler is not None:
                 if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
