@@ -52,7 +52,8 @@ from metamers.runtime import configure, pick_device
 def synthesis_seconds(synthesis: MetamerSynthesis, starts: torch.Tensor,
                       settings: OptimizerSettings, iterations: int, check_every: int) -> float:
     started = time.perf_counter()
-    synthesis.synthesize(starts, settings, iterations, check_every, stop_on_success=False)
+    synthesis.setup(starts, settings)
+    synthesis.synthesize(iterations, check_every, stop_on_success=False)
     return time.perf_counter() - started
 
 

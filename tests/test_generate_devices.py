@@ -65,7 +65,8 @@ def test_the_images_gradient_is_that_of_the_loss(channels_last, device):
     indices = torch.tensor([0, 2, 3], device=device)
     starts = starts[indices] * 1.4 - 0.2
     pixels = starts.clone().requires_grad_(True)
-    per_image, penalty, _ = synthesis.backward(pixels, indices, range_penalty=0.5)
+    per_image, penalty, _ = synthesis.objective.backward(pixels, indices,
+                                                           range_penalty=0.5)
 
     expected_pixels = starts.clone().requires_grad_(True)
     expected_per_image = torch.stack([
@@ -92,7 +93,8 @@ def test_a_step_on_colour_images_follows_the_loss_gradient(name, channels_last, 
     synthesis = MetamerSynthesis([Member("rgb", model, "3", 0.5)], references,
                                  torch.device(device), channels_last)
     settings = OptimizerSettings(name, {"lr": 0.01})
-    result = synthesis.synthesize(starts, settings, 1, check_every=1000, stop_on_success=False)
+    synthesis.setup(starts, settings)
+    result = synthesis.synthesize(1, check_every=1000, stop_on_success=False)
 
     expected = starts.clone().requires_grad_(True)
     normalised_error(model, "3", expected, references).sum().backward()
@@ -112,7 +114,8 @@ def test_normalised_steps_follow_the_unit_gradient(device):
                                  torch.device(device))
     kwargs = {"lr": 0.05, "momentum": 0.9, "nesterov": True}
     settings = OptimizerSettings("SGD", kwargs, gradient_normalization=True)
-    result = synthesis.synthesize(starts, settings, 4, check_every=1000, stop_on_success=False)
+    synthesis.setup(starts, settings)
+    result = synthesis.synthesize(4, check_every=1000, stop_on_success=False)
 
     expected = starts.clone().requires_grad_(True)
     optimizer = torch.optim.SGD([expected], **kwargs, foreach=False)
@@ -132,10 +135,13 @@ def test_compiled_steps_give_the_eager_metamers(device):
     model = colour_model(device)
     references, starts = colour_images(device)
     settings = OptimizerSettings("SGD", {"lr": 0.05, "momentum": 0.9})
-    eager, compiled = (MetamerSynthesis([Member("rgb", model, "3", 0.5)], references,
-                                        torch.device(device), compile_mode=mode)
-                       .synthesize(starts, settings, 5, check_every=5, stop_on_success=False)
-                       for mode in (None, "default"))
+    results = []
+    for mode in (None, "default"):
+        synthesis = MetamerSynthesis([Member("rgb", model, "3", 0.5)], references,
+                                     torch.device(device), compile_mode=mode)
+        synthesis.setup(starts, settings)
+        results.append(synthesis.synthesize(5, check_every=5, stop_on_success=False))
+    eager, compiled = results
     np.testing.assert_allclose(compiled.metamers, eager.metamers, atol=1e-5)
     np.testing.assert_allclose(compiled.loss, eager.loss, rtol=1e-4)
 

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from metamers import store
-from metamers.generate import SynthesisResult
+from metamers.records import SynthesisResult
 
 
 @pytest.fixture
