@@ -12,7 +12,8 @@ that dies (``os._exit``) right after writing its second checkpoint and is then r
 says whether its hashes equal those of the same job run without a break.
 
 Models come from ``--models-dir`` (a pipeline run's ``resources/models``). References and nulls
-are written to ``--work-dir`` as the pipeline writes them (kept between runs). ``--tiny`` trains
+are written to ``--work-dir`` as the pipeline writes them (kept between runs; a pipeline run's
+``resources/references/fashion_mnist.h5`` copied there as ``references.h5`` is used as it is). ``--tiny`` trains
 small stand-ins of the zoo's models there instead (1 epoch on 2,000 images), for when no
 pipeline run has finished. Run it with the code before and after a change and compare:
 
@@ -81,7 +82,7 @@ def job_arguments(config: dict, models_dir: Path, work_dir: Path, layers: dict[s
     """Keyword arguments of :func:`metamers.stages.generate_metamers` for one condition, its
     references and nulls written first where missing."""
     references = work_dir / "references.h5"
-    if not references.exists():
+    if not references.exists():  # the pipeline's references: the same function and config
         stages.sample_references(config["data"], config["references"], references)
     generation = config["generation"]
     null_paths = {}
