@@ -113,8 +113,8 @@ class TimedSynthesis(MetamerSynthesis):
         self.started = time.perf_counter()
         self.seconds_to_success = np.full(len(self.reference_images), np.nan)
 
-    def check(self, images: torch.Tensor, indices: torch.Tensor, correlate_all: bool = True):
-        return self._clock(indices, super().check(images, indices, correlate_all))
+    def check(self, images: torch.Tensor, indices: torch.Tensor, classify_all: bool = True):
+        return self._clock(indices, super().check(images, indices, classify_all))
 
     def check_activations(self, activations: list[torch.Tensor], images: torch.Tensor,
                           indices: torch.Tensor):
@@ -144,7 +144,8 @@ class LayerOutput(nn.Module):
 def run_batched(synthesis: TimedSynthesis, starts: torch.Tensor, settings: OptimizerSettings,
                 budget: int, check_every: int) -> Outcome:
     synthesis.start_clock()
-    result = synthesis.synthesize(starts, settings, budget, check_every)
+    synthesis.setup(starts, settings)
+    result = synthesis.synthesize(budget, check_every)
     return Outcome(result.iterations_to_success, synthesis.seconds_to_success,
                    result.wall_time, budget)
 
@@ -152,7 +153,7 @@ def run_batched(synthesis: TimedSynthesis, starts: torch.Tensor, settings: Optim
 def run_plenoptic(synthesis: MetamerSynthesis, budget: int, check_every: int,
                   seed: int) -> Outcome:
     """plenoptic's Metamer, defaults throughout, one reference at a time, checked in chunks."""
-    model = LayerOutput(synthesis.extractors[0], synthesis.members[0].layer).eval()
+    model = LayerOutput(synthesis.objective.extractors[0], synthesis.members[0].layer).eval()
     started = time.perf_counter()
     per_image = [plenoptic_metamer(synthesis, model, index, budget, check_every, seed)
                  for index in range(len(synthesis.reference_images))]

@@ -23,7 +23,8 @@
    layer (``--throughput``); the ratio of the best batch size to batch size 1.
 
 On a GPU (``--device``, default CUDA when present) every timing synchronises the device before
-it reads the clock.
+it reads the clock. ``--clock cpu`` reads the process's CPU time instead of the wall clock: on
+a shared CPU machine it counts this process's work only (with ``--threads 1``).
 
     python benchmarks/iteration_cost.py --models-dir resources/models    # after a pipeline run
 """
@@ -45,20 +46,19 @@ from zoo_generators import generator_pairs
 
 from metamers import inits, stages, store
 from metamers.generate import Member, MetamerSynthesis
-from metamers.optimizers import (
-    OptimizerSettings,
-    build_optimizer,
-    normalize_per_image_,
-    step_function,
-)
+from metamers.optimizers import OptimizerSettings, build_optimizer, normalize_per_image_
 from metamers.runtime import configure, pick_device
+
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+clock = time.perf_counter  # what every timing reads (``--clock``)
 
 
 def synthesis_seconds(synthesis: MetamerSynthesis, starts: torch.Tensor,
                       settings: OptimizerSettings, iterations: int, check_every: int) -> float:
-    started = time.perf_counter()
-    synthesis.synthesize(starts, settings, iterations, check_every, stop_on_success=False)
-    return time.perf_counter() - started
+    started = clock()
+    synthesis.setup(starts, settings)
+    synthesis.synthesize(iterations, check_every, stop_on_success=False)
+    return clock() - started
 
 
 def pipeline_iteration(model, layer: str, references: torch.Tensor,
@@ -89,11 +89,11 @@ def bare_iteration(model, layer: str, references: torch.Tensor, iterations: int,
     images.requires_grad_(True)
     truncated(images)[layer].backward(upstream)  # warm-up (kernel choice on a GPU)
     synchronize(images.device)
-    started = time.perf_counter()
+    started = clock()
     for _ in range(iterations):
         truncated(images)[layer].backward(upstream)
     synchronize(images.device)
-    return (time.perf_counter() - started) / iterations
+    return (clock() - started) / iterations
 
 
 def calls_iteration(model, layer: str, references: torch.Tensor, settings: OptimizerSettings,
@@ -101,8 +101,7 @@ def calls_iteration(model, layer: str, references: torch.Tensor, settings: Optim
     """Seconds of the tensor calls of a step, one after another in a bare loop, without the
     pipeline's Python around them: forward to ``layer``, a - a_ref and its norm per image, the
     backward from a - a_ref, the gradient's normalisation (if ``settings`` has it), the
-    optimiser's step (:func:`metamers.optimizers.step_function`) and the clamp (constraint
-    ``clamp``), in the pipeline's layout. Between the floor and the step: what an eager step
+    optimiser's step and the clamp (constraint ``clamp``), in the pipeline's layout. Between the floor and the step: what an eager step
     cannot leave out, apart from the loss's few host operations."""
     if channels_last:
         model = copy.deepcopy(model).to(memory_format=torch.channels_last)
@@ -112,7 +111,7 @@ def calls_iteration(model, layer: str, references: torch.Tensor, settings: Optim
     layer_dims = tuple(range(1, target.ndim))
     parameter = inits.initial_images("uniform", references, seed=0).to(references.device)
     parameter.requires_grad_(True)
-    step = step_function(build_optimizer(settings, parameter)[0])
+    optimizer = build_optimizer(settings, parameter)[0]
 
     def iterate() -> None:
         parameter.grad = None
@@ -123,17 +122,17 @@ def calls_iteration(model, layer: str, references: torch.Tensor, settings: Optim
         activation.backward(difference)
         if settings.gradient_normalization:
             normalize_per_image_(parameter.grad)
-        step()
+        optimizer.step()
         if settings.constraint == "clamp":
             parameter.detach().clamp_(0, 1)
 
     iterate()  # the first step makes the optimiser's state
     synchronize(references.device)
-    started = time.perf_counter()
+    started = clock()
     for _ in range(iterations):
         iterate()
     synchronize(references.device)
-    return (time.perf_counter() - started) / iterations
+    return (clock() - started) / iterations
 
 
 def synchronize(device: torch.device) -> None:
@@ -142,7 +141,77 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def main() -> None:
+def measure(model, layer: str, references: torch.Tensor, settings: OptimizerSettings,
+            channels_last: bool, check_every: int, iterations: int, repeats: int) -> np.ndarray:
+    """Medians of ``repeats`` of the six timings (s per iteration): bare, bare in the
+    pipeline's layout, the step's calls, the step alone, checks far, checks near."""
+    # one repeat measures all six in turn, so drifts in machine load hit each alike
+    return np.median([
+        (bare_iteration(model, layer, references, iterations),
+         bare_iteration(model, layer, references, iterations, channels_last),
+         calls_iteration(model, layer, references, settings, channels_last, iterations),
+         pipeline_iteration(model, layer, references, settings, channels_last, 1000, 10,
+                            10 + iterations),
+         pipeline_iteration(model, layer, references, settings, channels_last,
+                            check_every, 10, 10 + iterations),
+         pipeline_iteration(model, layer, references, settings, channels_last,
+                            check_every, 10, 10 + iterations, threshold=-2.0))
+        for _ in range(repeats)], axis=0)
+
+
+def cost_table(models: dict, pairs: list[tuple[str, str]], references: torch.Tensor,
+               settings: OptimizerSettings, channels_last: bool, check_every: int,
+               args: argparse.Namespace) -> None:
+    """Print the timings of each (model, layer) of ``pairs`` and the ratios' summary."""
+    print(f"{'model/layer':<45} {'bare ms':>8} {'own ms':>8} {'calls ms':>8} {'ratio':>6} "
+          f"{'step ms':>8} {'ratio':>6} "
+          f"{'own':>5} {'far ms':>8} {'ratio':>6} {'near ms':>8} {'ratio':>6} {'iters':>6}")
+    ratios = {label: [] for label in ("calls", "step", "own", "far", "near")}
+    for name, layer in pairs:
+        model = models[name]
+        iterations = max(50, math.ceil(args.sample_seconds
+                                       / bare_iteration(model, layer, references, 10)))
+        bare, own, calls, step, far, near = measure(model, layer, references, settings,
+                                                    channels_last, check_every, iterations,
+                                                    args.repeats)
+        for label, value in [("calls", calls / bare), ("step", step / bare),
+                             ("own", step / own), ("far", far / bare), ("near", near / bare)]:
+            ratios[label].append(value)
+        print(f"{name + '/' + layer:<45} {1000 * bare:>8.2f} {1000 * own:>8.2f} "
+              f"{1000 * calls:>8.2f} {calls / bare:>6.2f} "
+              f"{1000 * step:>8.2f} {step / bare:>6.2f} {step / own:>5.2f} "
+              f"{1000 * far:>8.2f} {far / bare:>6.2f} {1000 * near:>8.2f} "
+              f"{near / bare:>6.2f} {iterations:>6}", flush=True)
+    for label, key in [("the step's tensor calls in a bare loop", "calls"),
+                       ("step alone", "step"),
+                       ("step alone, to the floor in the pipeline's layout", "own"),
+                       (f"checks every {check_every}, far", "far"),
+                       (f"checks every {check_every}, near", "near")]:
+        values = np.array(ratios[key])
+        print(f"ratio to bare, {label}: median {np.median(values):.2f}, max "
+              f"{np.max(values):.2f}, <= 1.15 on {np.sum(values <= 1.15)} of {len(values)}")
+
+
+def throughput_curve(model, layer: str, references: torch.Tensor,
+                     settings: OptimizerSettings, channels_last: bool, check_every: int,
+                     batch_sizes: list[int], repeats: int) -> None:
+    """Print metamer-iterations per second at each batch size."""
+    throughput = {}
+    for batch in batch_sizes:
+        batch_references = references[torch.arange(batch) % len(references)]
+        seconds = np.median([pipeline_iteration(model, layer, batch_references, settings,
+                                                channels_last, check_every, 5, 25)
+                             for _ in range(repeats)])
+        throughput[batch] = batch / seconds
+        print(f"batch {batch:>4}: {throughput[batch]:>9.1f}  "
+              f"({throughput[batch] / throughput[batch_sizes[0]]:.1f}x batch "
+              f"{batch_sizes[0]})", flush=True)
+    best = max(throughput, key=throughput.get)
+    print(f"best batch {best}: {throughput[best] / throughput[batch_sizes[0]]:.1f}x the "
+          f"throughput at batch {batch_sizes[0]}")
+
+
+def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", default="config/config.yaml")
     parser.add_argument("--models-dir", default="resources/models")
@@ -157,8 +226,17 @@ def main() -> None:
     parser.add_argument("--batch-sizes", default="1,2,4,8,16,32,64,128,256")
     parser.add_argument("--sample-seconds", type=float, default=0.15,
                         help="least duration of one timing of the floor")
-    args = parser.parse_args()
+    parser.add_argument("--clock", choices=list(CLOCKS), default="wall",
+                        help="cpu: the process's CPU time, steadier than wall time on a "
+                             "shared machine (CPU runs only)")
+    return parser.parse_args()
+
+
+def main() -> None:
+    global clock
+    args = arguments()
     configure(args.threads, 0)
+    clock = CLOCKS[args.clock]
     device = pick_device(args.device)
     logging.getLogger("metamers.generate").setLevel(logging.WARNING)  # no progress lines
     config = yaml.safe_load(Path(args.config).read_text())
@@ -169,69 +247,20 @@ def main() -> None:
     references = torch.from_numpy(store.read_references(args.references)["images"]).to(device)
     print(f"{device}, batch {len(references)}, optimizer {generation['optimizers'][0]}, "
           f"check every {check_every}, channels-last {channels_last}, {args.threads} threads, "
-          f"medians of {args.repeats}; 'calls': the step's tensor calls in a bare loop; 'own': "
-          "the step over the floor in the pipeline's layout")
-    print(f"{'model/layer':<45} {'bare ms':>8} {'own ms':>8} {'calls ms':>8} {'ratio':>6} "
-          f"{'step ms':>8} {'ratio':>6} "
-          f"{'own':>5} {'far ms':>8} {'ratio':>6} {'near ms':>8} {'ratio':>6} {'iters':>6}")
-    calls_ratios, step_ratios, own_ratios, far_ratios, near_ratios = [], [], [], [], []
-    models = {}
-    for name, layer in generator_pairs(config, args.generators):
-        if name not in models:
-            models[name] = stages.load_zoo_model(Path(args.models_dir) / f"{name}.pt",
-                                                 config["models"][name], device)
-        model = models[name]
-        iterations = max(50, math.ceil(args.sample_seconds
-                                       / bare_iteration(model, layer, references, 10)))
-        # one repeat measures all six in turn, so drifts in machine load hit each alike
-        bare, own, calls, step, far, near = np.median([
-            (bare_iteration(model, layer, references, iterations),
-             bare_iteration(model, layer, references, iterations, channels_last),
-             calls_iteration(model, layer, references, settings, channels_last, iterations),
-             pipeline_iteration(model, layer, references, settings, channels_last, 1000, 10,
-                                10 + iterations),
-             pipeline_iteration(model, layer, references, settings, channels_last,
-                                check_every, 10, 10 + iterations),
-             pipeline_iteration(model, layer, references, settings, channels_last,
-                                check_every, 10, 10 + iterations, threshold=-2.0))
-            for _ in range(args.repeats)], axis=0)
-        calls_ratios.append(calls / bare)
-        step_ratios.append(step / bare)
-        own_ratios.append(step / own)
-        far_ratios.append(far / bare)
-        near_ratios.append(near / bare)
-        print(f"{name + '/' + layer:<45} {1000 * bare:>8.2f} {1000 * own:>8.2f} "
-              f"{1000 * calls:>8.2f} {calls / bare:>6.2f} "
-              f"{1000 * step:>8.2f} {step / bare:>6.2f} {step / own:>5.2f} "
-              f"{1000 * far:>8.2f} {far / bare:>6.2f} {1000 * near:>8.2f} "
-              f"{near / bare:>6.2f} {iterations:>6}", flush=True)
-    for label, ratios in [("the step's tensor calls in a bare loop", calls_ratios),
-                          ("step alone", step_ratios),
-                          ("step alone, to the floor in the pipeline's layout", own_ratios),
-                          (f"checks every {check_every}, far", far_ratios),
-                          (f"checks every {check_every}, near", near_ratios)]:
-        print(f"ratio to bare, {label}: median {np.median(ratios):.2f}, max "
-              f"{np.max(ratios):.2f}, <= 1.15 on {np.sum(np.array(ratios) <= 1.15)} of "
-              f"{len(ratios)}")
-
-    if not args.throughput:
-        return
-    name, layer = args.throughput.split(":", 1)
-    model = models.get(name) or stages.load_zoo_model(Path(args.models_dir) / f"{name}.pt",
-                                                      config["models"][name], device)
-    print(f"\nthroughput, {name}/{layer}: metamer-iterations per second")
-    throughput = {}
-    for batch in (int(size) for size in args.batch_sizes.split(",")):
-        batch_references = references[torch.arange(batch) % len(references)]
-        seconds = np.median([pipeline_iteration(model, layer, batch_references, settings,
-                                                channels_last, check_every, 5, 25)
-                             for _ in range(args.repeats)])
-        throughput[batch] = batch / seconds
-        print(f"batch {batch:>4}: {throughput[batch]:>9.1f}  "
-              f"({throughput[batch] / throughput[1]:.1f}x batch 1)", flush=True)
-    best = max(throughput, key=throughput.get)
-    print(f"best batch {best}: {throughput[best] / throughput[1]:.1f}x the single-metamer "
-          "throughput")
+          f"{args.clock} clock, medians of {args.repeats}; 'calls': the step's tensor calls "
+          "in a bare loop; 'own': the step over the floor in the pipeline's layout")
+    pairs = generator_pairs(config, args.generators)
+    throughput = args.throughput.split(":", 1) if args.throughput else None
+    models = {name: stages.load_zoo_model(Path(args.models_dir) / f"{name}.pt",
+                                          config["models"][name], device)
+              for name in {name for name, _ in pairs} | set(throughput[:1] or [])}
+    cost_table(models, pairs, references, settings, channels_last, check_every, args)
+    if throughput:
+        name, layer = throughput
+        print(f"\nthroughput, {name}/{layer}: metamer-iterations per second")
+        throughput_curve(models[name], layer, references, settings, channels_last,
+                         check_every, [int(size) for size in args.batch_sizes.split(",")],
+                         args.repeats)
 
 
 if __name__ == "__main__":

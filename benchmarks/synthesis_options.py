@@ -55,8 +55,8 @@ def run_variant(variant: str, member: Member, references: torch.Tensor, starts: 
     synthesis = MetamerSynthesis([member], references, device, channels_last, compile_mode)
     runs = []
     for _ in range(2):
-        result = synthesis.synthesize(starts, settings, generation["max_iterations"],
-                                      generation["check_every"])
+        synthesis.setup(starts, settings)
+        result = synthesis.synthesize(generation["max_iterations"], generation["check_every"])
         runs.append((time.perf_counter() - started, result))
         started = time.perf_counter()
     (cold, result), (warm, again) = runs

@@ -27,8 +27,8 @@ def test_metamer_of_trained_model_meets_the_criterion(trained_model, references,
                                  reference_images, CPU)
     starts = inits.initial_images("uniform", reference_images, seed=0)
     budget = 200
-    result = synthesis.synthesize(starts, OptimizerSettings("Adam", {"lr": 0.05}), budget,
-                                  check_every=10)
+    synthesis.setup(starts, OptimizerSettings("Adam", {"lr": 0.05}))
+    result = synthesis.synthesize(budget, check_every=10)
     assert result.success.all()
     assert (result.iterations_to_success <= budget).all()
     # An independent check of the stored metamers with the criterion function itself.

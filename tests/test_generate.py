@@ -64,8 +64,15 @@ def assert_valid_images(images: np.ndarray, shape: tuple[int, ...]) -> None:
 
 
 def initial_loss(synthesis: MetamerSynthesis, starts: torch.Tensor) -> np.ndarray:
-    with torch.no_grad():
-        return synthesis.loss_per_image(starts, torch.arange(len(starts)))
+    return synthesis.objective.loss_per_image(starts, torch.arange(len(starts)))
+
+
+def synthesize(synthesis: MetamerSynthesis, starts: torch.Tensor, settings: OptimizerSettings,
+               max_iterations: int, check_every: int = 10,
+               stop_on_success: bool = True) -> generate.SynthesisResult:
+    """A whole run: :meth:`~MetamerSynthesis.setup`, then :meth:`~MetamerSynthesis.synthesize`."""
+    synthesis.setup(starts, settings)
+    return synthesis.synthesize(max_iterations, check_every, stop_on_success)
 
 
 @pytest.mark.parametrize("label", list(OPTIMIZERS))
@@ -74,7 +81,7 @@ def test_each_optimizer_gives_valid_images_and_lowers_the_loss(label, synthesis_
     name, kwargs = OPTIMIZERS[label]
     synthesis = synthesis_at("relu1")
     settings = OptimizerSettings(name, kwargs, constraint=CONSTRAINTS.get(label, "clamp"))
-    result = synthesis.synthesize(uniform_starts, settings, 10, check_every=5,
+    result = synthesize(synthesis, uniform_starts, settings, 10, check_every=5,
                                   stop_on_success=False)
     assert_valid_images(result.metamers, tuple(uniform_starts.shape))
     assert result.loss.shape == (11, len(uniform_starts))
@@ -97,7 +104,7 @@ def test_every_optimizer_of_the_default_config_lowers_the_loss(name, synthesis_a
                                                                 uniform_starts):
     settings = OptimizerSettings.from_config(shipped_config()["optimizers"][name])
     synthesis = synthesis_at("relu1")
-    result = synthesis.synthesize(uniform_starts, settings, 10, check_every=5,
+    result = synthesize(synthesis, uniform_starts, settings, 10, check_every=5,
                                   stop_on_success=False)
     assert_valid_images(result.metamers, tuple(uniform_starts.shape))
     assert (result.loss[-1] < result.loss[0]).all()
@@ -119,7 +126,7 @@ def test_each_init_kind_gives_valid_metamers(kind, synthesis_at, small_reference
     starts = inits.initial_images(kind, images, seed=1, strength=0.5, reference_labels=labels,
                                   pool_images=pool_images, pool_labels=pool_labels,
                                   reference_pool_index=torch.arange(0, 20, 5))
-    result = synthesis_at("relu1").synthesize(starts, OptimizerSettings(), 5, check_every=5,
+    result = synthesize(synthesis_at("relu1"), starts, OptimizerSettings(), 5, check_every=5,
                                               stop_on_success=False)
     assert_valid_images(result.metamers, tuple(images.shape))
     np.testing.assert_allclose(result.initial_images, starts.numpy())
@@ -133,7 +140,7 @@ def test_each_init_kind_gives_valid_metamers(kind, synthesis_at, small_reference
 ])
 def test_schedulers_run(scheduler, scheduler_kwargs, synthesis_at, uniform_starts):
     settings = OptimizerSettings("Adam", {"lr": 0.05}, scheduler, scheduler_kwargs)
-    result = synthesis_at("relu1").synthesize(uniform_starts, settings, 10, check_every=5,
+    result = synthesize(synthesis_at("relu1"), uniform_starts, settings, 10, check_every=5,
                                               stop_on_success=False)
     assert_valid_images(result.metamers, tuple(uniform_starts.shape))
     assert (result.loss[-1] < result.loss[0]).all()
@@ -144,9 +151,9 @@ def test_scheduler_changes_the_learning_rate(synthesis_at, uniform_starts):
     synthesis = synthesis_at("relu1")
     frozen = OptimizerSettings("SGD", {"lr": 5.0}, "StepLR", {"step_size": 1, "gamma": 0.0})
     plain = OptimizerSettings("SGD", {"lr": 5.0})
-    ten = synthesis.synthesize(uniform_starts, frozen, 10, stop_on_success=False)
-    one = synthesis.synthesize(uniform_starts, plain, 1, stop_on_success=False)
-    ten_plain = synthesis.synthesize(uniform_starts, plain, 10, stop_on_success=False)
+    ten = synthesize(synthesis, uniform_starts, frozen, 10, stop_on_success=False)
+    one = synthesize(synthesis, uniform_starts, plain, 1, stop_on_success=False)
+    ten_plain = synthesize(synthesis, uniform_starts, plain, 10, stop_on_success=False)
     np.testing.assert_array_equal(ten.metamers, one.metamers)
     assert not np.array_equal(ten_plain.metamers, one.metamers)
 
@@ -157,10 +164,10 @@ def test_gradient_normalization_gives_unit_steps(synthesis_at, small_references)
     synthesis = synthesis_at("relu1")
     normalized = OptimizerSettings("SGD", {"lr": 0.1}, gradient_normalization=True,
                                    constraint="none")
-    result = synthesis.synthesize(starts, normalized, 1, stop_on_success=False)
+    result = synthesize(synthesis, starts, normalized, 1, stop_on_success=False)
     steps = np.linalg.norm((result.metamers - starts.numpy()).reshape(len(starts), -1), axis=1)
     np.testing.assert_allclose(steps, 0.1, rtol=1e-4)
-    raw = synthesis.synthesize(starts, OptimizerSettings("SGD", {"lr": 0.1}, constraint="none"),
+    raw = synthesize(synthesis, starts, OptimizerSettings("SGD", {"lr": 0.1}, constraint="none"),
                                1, stop_on_success=False)
     raw_steps = np.linalg.norm((raw.metamers - starts.numpy()).reshape(len(starts), -1), axis=1)
     assert not np.allclose(raw_steps, 0.1, rtol=1e-2)
@@ -169,12 +176,12 @@ def test_gradient_normalization_gives_unit_steps(synthesis_at, small_references)
 def test_gradient_normalization_is_rejected_with_lbfgs(synthesis_at, uniform_starts):
     settings = OptimizerSettings("LBFGS", {"lr": 1.0}, gradient_normalization=True)
     with pytest.raises(ValueError, match="gradient_normalization"):
-        synthesis_at("relu1").synthesize(uniform_starts, settings, 2)
+        synthesize(synthesis_at("relu1"), uniform_starts, settings, 2)
 
 
 def test_lbfgs_with_the_clamp_is_rejected(synthesis_at, uniform_starts):
     with pytest.raises(ValueError, match="sigmoid"):
-        synthesis_at("relu1").synthesize(uniform_starts, OptimizerSettings("LBFGS", {}), 2)
+        synthesize(synthesis_at("relu1"), uniform_starts, OptimizerSettings("LBFGS", {}), 2)
 
 
 @pytest.mark.parametrize("constraint, range_penalty", [
@@ -183,7 +190,7 @@ def test_constraints_keep_images_in_the_unit_box(constraint, range_penalty, synt
                                                  uniform_starts):
     settings = OptimizerSettings("Adam", {"lr": 0.1}, constraint=constraint,
                                  range_penalty=range_penalty)
-    result = synthesis_at("relu1").synthesize(uniform_starts, settings, 10, check_every=5,
+    result = synthesize(synthesis_at("relu1"), uniform_starts, settings, 10, check_every=5,
                                               stop_on_success=False)
     assert_valid_images(result.metamers, tuple(uniform_starts.shape))
     assert (result.loss[-1] < result.loss[0]).all()
@@ -196,7 +203,7 @@ def test_unknown_names_raise_clear_errors(synthesis_at, uniform_starts):
     with pytest.raises(ValueError, match="StepLRR"):
         build_optimizer(OptimizerSettings("Adam", scheduler="StepLRR"), parameter)
     with pytest.raises(ValueError, match="tanh"):
-        synthesis_at("relu1").synthesize(uniform_starts, OptimizerSettings(constraint="tanh"), 2)
+        synthesize(synthesis_at("relu1"), uniform_starts, OptimizerSettings(constraint="tanh"), 2)
 
 
 def test_optimizer_settings_from_config():
@@ -222,8 +229,9 @@ def test_joint_metamer_satisfies_every_member(trained_model, second_model, small
         values = extract(model, images, [layer], CPU)[layer]
         thresholds[name] = criteria.compute_null(values, 99.0).threshold
     members = [Member(name, model, layer, thresholds[name]) for name, model in models.items()]
-    result = MetamerSynthesis(members, images, CPU).synthesize(
-        inits.initial_images("uniform", images, seed=0), OptimizerSettings(), 300, check_every=10)
+    result = synthesize(MetamerSynthesis(members, images, CPU),
+                        inits.initial_images("uniform", images, seed=0), OptimizerSettings(),
+                        300, check_every=10)
     assert result.member_names == ["cnn_a", "cnn_b"]
     assert result.final_spearman.shape == (len(images), 2)
     assert result.success.all()
@@ -256,7 +264,7 @@ def test_optimizers_run_their_fused_kernel_unless_the_config_picks_one():
 
 def test_start_at_the_reference_succeeds_at_iteration_zero(synthesis_at, small_references):
     images, _ = small_references
-    result = synthesis_at("relu2").synthesize(images.clone(), OptimizerSettings(), 50,
+    result = synthesize(synthesis_at("relu2"), images.clone(), OptimizerSettings(), 50,
                                               check_every=10)
     np.testing.assert_array_equal(result.iterations_to_success, 0)
     np.testing.assert_array_equal(result.iterations_run, 0)
@@ -270,7 +278,7 @@ def test_stopped_metamers_are_frozen_at_their_successful_image(synthesis_at, sma
                                                                uniform_starts):
     check_every = 3
     synthesis = synthesis_at("relu2")
-    result = synthesis.synthesize(uniform_starts, OptimizerSettings(), 99,
+    result = synthesize(synthesis, uniform_starts, OptimizerSettings(), 99,
                                   check_every=check_every)
     assert result.success.all()
     assert (result.iterations_to_success > 0).all()
@@ -298,7 +306,7 @@ def test_the_default_optimizer_and_init_reach_the_criterion(layer, synthesis_at,
     starts = inits.initial_images(init["kind"], small_references[0], seed=0,
                                   strength=init["strength"])
     settings = OptimizerSettings.from_config(config["optimizers"][generation["optimizers"][0]])
-    result = synthesis_at(layer).synthesize(starts, settings, generation["max_iterations"],
+    result = synthesize(synthesis_at(layer), starts, settings, generation["max_iterations"],
                                             generation["check_every"])
     assert result.success.all()
     assert (result.iterations_to_success > 0).all()  # noise does not pass at the start
@@ -309,15 +317,15 @@ def test_iterations_to_success_is_the_first_passing_check(synthesis_at, uniform_
     check_every, budget = 5, 40
     synthesis = synthesis_at("relu2")
     settings = OptimizerSettings()
-    stopping = synthesis.synthesize(uniform_starts, settings, budget, check_every)
-    running = synthesis.synthesize(uniform_starts, settings, budget, check_every,
+    stopping = synthesize(synthesis, uniform_starts, settings, budget, check_every)
+    running = synthesize(synthesis, uniform_starts, settings, budget, check_every,
                                    stop_on_success=False)
     assert running.success.all()
     np.testing.assert_array_equal(stopping.iterations_to_success, running.iterations_to_success)
     assert np.isfinite(running.loss).all()
     first_pass = np.full(len(uniform_starts), -1)
     for iterations in range(0, budget + 1, check_every):
-        prefix = synthesis.synthesize(uniform_starts, settings, iterations, check_every,
+        prefix = synthesize(synthesis, uniform_starts, settings, iterations, check_every,
                                       stop_on_success=False)
         _, _, passed = synthesis.check(torch.from_numpy(prefix.metamers),
                                        torch.arange(len(uniform_starts)))
@@ -345,11 +353,12 @@ def test_checks_between_steps_reuse_the_steps_forward_pass(trained_model, small_
     pixels are not yet clamped) and at the budget's end (no step follows) run on their own."""
     synthesis = MetamerSynthesis([Member("cnn", trained_model, "relu1", 2.0)],
                                  small_references[0], CPU)
-    synthesis.extractors = [CountingCalls(module) for module in synthesis.extractors]
+    objective = synthesis.objective
+    objective.extractors = [CountingCalls(module) for module in objective.extractors]
     synthesis.checkers = [CountingCalls(module) for module in synthesis.checkers]
-    result = synthesis.synthesize(uniform_starts, OptimizerSettings(), 20, check_every=5)
+    result = synthesize(synthesis, uniform_starts, OptimizerSettings(), 20, check_every=5)
     assert synthesis.checkers[0].calls == 2  # the checks at 0 and 20
-    assert synthesis.extractors[0].calls == 20 + 1  # the steps; the final loss
+    assert objective.extractors[0].calls == 20 + 1  # the steps; the final loss
     assert not result.success.any()
 
 
@@ -362,7 +371,7 @@ def test_a_check_in_a_step_classifies_only_metamers_that_correlate(synthesis_at,
     checker, head = CountingCalls(synthesis.checkers[0]), CountingCalls(synthesis.heads[0])
     synthesis.checkers, synthesis.heads = [checker], [head]
     try:
-        result = synthesis.synthesize(uniform_starts, OptimizerSettings(), 60, check_every=5)
+        result = synthesize(synthesis, uniform_starts, OptimizerSettings(), 60, check_every=5)
     finally:
         synthesis.checkers, synthesis.heads = [checker.module], [head.module]
     stops = result.iterations_to_success
@@ -382,11 +391,11 @@ def test_a_check_in_a_step_runs_the_whole_model_where_the_layer_has_no_head(synt
     """Where the rest of the model reads values from before the layer, the step's check
     classifies from the images, with the same outcome."""
     synthesis = synthesis_at("relu2")
-    with_head = synthesis.synthesize(uniform_starts, OptimizerSettings(), 30, check_every=5)
+    with_head = synthesize(synthesis, uniform_starts, OptimizerSettings(), 30, check_every=5)
     synthesis.heads = [None]
     checker = CountingCalls(synthesis.checkers[0])
     synthesis.checkers = [checker]
-    without_head = synthesis.synthesize(uniform_starts, OptimizerSettings(), 30, check_every=5)
+    without_head = synthesize(synthesis, uniform_starts, OptimizerSettings(), 30, check_every=5)
     assert checker.images > len(uniform_starts)  # more than the check at iteration 0
     np.testing.assert_array_equal(with_head.iterations_to_success,
                                   without_head.iterations_to_success)
@@ -411,7 +420,7 @@ def test_metamers_of_the_output_layer(synthesis_at, uniform_starts):
     """Metamers can match the logits themselves (the model's last layer): they stop with the
     reference's class."""
     synthesis = synthesis_at("logits")
-    result = synthesis.synthesize(uniform_starts, OptimizerSettings(), 40, check_every=5)
+    result = synthesize(synthesis, uniform_starts, OptimizerSettings(), 40, check_every=5)
     assert result.success.any()
     np.testing.assert_array_equal(result.predicted_class[result.success],
                                   result.reference_class[result.success])
@@ -423,7 +432,7 @@ def test_same_seed_gives_bit_identical_metamers(synthesis_at, small_references, 
 
     def run(seed: int):
         starts = inits.initial_images("uniform", images, seed=seed)
-        return synthesis_at("relu1", channels_last).synthesize(starts, OptimizerSettings(), 20,
+        return synthesize(synthesis_at("relu1", channels_last), starts, OptimizerSettings(), 20,
                                                                check_every=5)
 
     first, second, other = run(3), run(3), run(4)
@@ -452,7 +461,7 @@ def test_non_finite_loss_stops_only_that_metamer(trained_model, small_references
     model = NaNForBrightCorner(trained_model).eval()
     synthesis = MetamerSynthesis([Member("nan", model, "model.relu2", 1.01)], references, CPU)
     settings = OptimizerSettings("Adam", {"lr": 0.01})
-    result = synthesis.synthesize(starts, settings, 20, check_every=5, stop_on_success=False)
+    result = synthesize(synthesis, starts, settings, 20, check_every=5, stop_on_success=False)
     assert list(result.stop_reason) == ["budget", "non-finite loss", "budget", "budget"]
     assert result.iterations_run[1] == 0
     np.testing.assert_array_equal(result.metamers[1], starts[1].numpy())
@@ -469,52 +478,105 @@ def test_non_finite_loss_stops_only_that_metamer(trained_model, small_references
 
 
 @pytest.mark.parametrize("label", ["SGD_nesterov", "Adam", "LBFGS"])
-def test_resuming_from_a_checkpoint_is_bit_identical(label, synthesis_at, uniform_starts,
-                                                     tmp_path, monkeypatch):
-    from metamers import generate
-
+def test_resuming_from_a_save_is_bit_identical(label, trained_model, small_references, null_at,
+                                               uniform_starts, tmp_path, monkeypatch):
+    """A run that dies after its save at iteration 20, loaded into a new synthesis and run on,
+    ends as the run without a break."""
     name, kwargs = OPTIMIZERS[label]
-    constraint = CONSTRAINTS.get(label, "clamp")
     scheduler = {"scheduler": "StepLR", "scheduler_kwargs": {"step_size": 7, "gamma": 0.5}}
-    settings = OptimizerSettings(name, kwargs, constraint=constraint,
+    settings = OptimizerSettings(name, kwargs, constraint=CONSTRAINTS.get(label, "clamp"),
                                  **(scheduler if name != "LBFGS" else {}))
-    synthesis = synthesis_at("relu2")
-    uninterrupted = synthesis.synthesize(uniform_starts, settings, 30, check_every=5,
-                                         stop_on_success=False)
+
+    def new_synthesis() -> MetamerSynthesis:
+        member = Member("cnn", trained_model, "relu2", null_at("relu2").threshold)
+        return MetamerSynthesis([member], small_references[0], CPU)
+
+    uninterrupted = synthesize(new_synthesis(), uniform_starts, settings, 30, check_every=5,
+                               stop_on_success=False)
     checkpoint = generate.Checkpoint(tmp_path / "state.pt", every=10, fingerprint="job")
     saved_iterations = []
-    original_save = generate._save_checkpoint
+    original_save = MetamerSynthesis.save
 
-    def save_then_die(checkpoint, iteration, *args):
-        original_save(checkpoint, iteration, *args)
-        saved_iterations.append(iteration)
-        if iteration == 20:
+    def save_then_die(synthesis: MetamerSynthesis, path: Path, fingerprint: str = "") -> None:
+        original_save(synthesis, path, fingerprint)
+        saved_iterations.append(synthesis.iteration)
+        if synthesis.iteration == 20:
             raise KeyboardInterrupt("killed")
 
-    monkeypatch.setattr(generate, "_save_checkpoint", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        synthesis.synthesize(uniform_starts, settings, 30, check_every=5,
-                             stop_on_success=False, checkpoint=checkpoint)
-    assert saved_iterations == [10, 20] and checkpoint.path.exists()
-    resumed = synthesis.synthesize(uniform_starts, settings, 30, check_every=5,
-                                   stop_on_success=False, checkpoint=checkpoint)
-    assert not checkpoint.path.exists()  # removed once the job is done
-    for field_name in ("metamers", "loss", "iterations_to_success", "iterations_run",
-                       "final_spearman", "predicted_class"):
-        np.testing.assert_array_equal(getattr(resumed, field_name),
+    dying = new_synthesis()
+    dying.setup(uniform_starts, settings)
+    with monkeypatch.context() as patch, pytest.raises(KeyboardInterrupt):
+        patch.setattr(MetamerSynthesis, "save", save_then_die)
+        dying.synthesize(30, check_every=5, stop_on_success=False, checkpoint=checkpoint)
+    assert saved_iterations == [10, 20]
+    resumed = new_synthesis()
+    resumed.setup(uniform_starts, settings)
+    assert generate.resume(resumed, checkpoint) and resumed.iteration == 20
+    result = resumed.synthesize(30, check_every=5, stop_on_success=False,
+                                checkpoint=checkpoint)
+    for field_name in ("metamers", "initial_images", "loss", "iterations_to_success",
+                       "iterations_run", "final_spearman", "predicted_class", "stop_reason"):
+        np.testing.assert_array_equal(getattr(result, field_name),
                                       getattr(uninterrupted, field_name), err_msg=field_name)
 
 
-def test_a_checkpoint_of_another_job_is_not_resumed(synthesis_at, uniform_starts, tmp_path):
-    from metamers import generate
-
+def test_a_save_of_another_job_or_a_damaged_one_is_not_resumed(synthesis_at, uniform_starts,
+                                                                tmp_path):
     settings = OptimizerSettings("Adam", {"lr": 0.05})
     synthesis = synthesis_at("relu2")
-    expected = synthesis.synthesize(uniform_starts, settings, 12, check_every=4,
-                                    stop_on_success=False)
-    foreign = generate.Checkpoint(tmp_path / "state.pt", every=4, fingerprint="other job")
-    torch.save({"fingerprint": "other job", "iteration": 8}, foreign.path)
-    mine = generate.Checkpoint(foreign.path, every=100, fingerprint="this job")
-    result = synthesis.synthesize(uniform_starts, settings, 12, check_every=4,
-                                  stop_on_success=False, checkpoint=mine)
-    np.testing.assert_array_equal(result.metamers, expected.metamers)
+    synthesis.setup(uniform_starts, settings)
+    synthesis.synthesize(8, check_every=4, stop_on_success=False)
+    synthesis.save(tmp_path / "state.pt", "other job")
+    (tmp_path / "damaged.pt").write_bytes((tmp_path / "state.pt").read_bytes()[:100])
+    synthesis.setup(uniform_starts, settings)
+    with pytest.raises(ValueError, match="other job"):
+        synthesis.load(tmp_path / "state.pt", "this job")
+    for path in ("state.pt", "damaged.pt"):
+        checkpoint = generate.Checkpoint(tmp_path / path, every=100, fingerprint="this job")
+        assert not generate.resume(synthesis, checkpoint)
+        assert synthesis.iteration == 0 and synthesis.records is None
+
+
+def test_the_life_cycle_is_enforced(synthesis_at, uniform_starts):
+    """synthesize() needs setup() first; a run keeps the budget it started with."""
+    synthesis = MetamerSynthesis(synthesis_at("relu1").members, synthesis_at("relu1")
+                                 .reference_images, CPU)
+    with pytest.raises(RuntimeError, match="setup"):
+        synthesis.synthesize(5)
+    synthesis.setup(uniform_starts, OptimizerSettings())
+    synthesis.synthesize(4, check_every=2, stop_on_success=False)
+    assert synthesis.iteration == 4
+    with pytest.raises(ValueError, match="budget is 4"):
+        synthesis.synthesize(6)
+
+
+def test_the_success_check_classifies_only_where_the_correlation_passes(synthesis_at,
+                                                                        small_references):
+    """criteria.SuccessCheck: classes are asked for only where the Spearman rho passes (-1
+    elsewhere), or for every metamer with ``classify_all``; the outcome is check_criterion's."""
+    synthesis = synthesis_at("relu2")
+    images = small_references[0].clone()
+    images[1:3] = torch.rand(2, *images.shape[1:], generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        outputs = synthesis.checkers[0](images)
+    success = synthesis.success_checks[0]
+    asked = []
+
+    def classify(positions: np.ndarray) -> np.ndarray:
+        asked.append(positions.tolist())
+        return outputs[LOGITS][positions].argmax(1).numpy()
+
+    check, predicted = success.check(outputs["relu2"], slice(None), classify)
+    full, predicted_all = success.check(outputs["relu2"], slice(None), classify,
+                                        classify_all=True)
+    assert asked == [[0, 3], [0, 1, 2, 3]]
+    np.testing.assert_array_equal(check.passed, [True, False, False, True])
+    np.testing.assert_array_equal(predicted[[1, 2]], -1)
+    np.testing.assert_array_equal(predicted_all, outputs[LOGITS].argmax(1).numpy())
+    expected = criteria.check_criterion(
+        outputs["relu2"].flatten(1).numpy(), synthesis.objective.reference_targets[0]
+        .flatten(1).numpy(), predicted_all, synthesis.reference_predictions[0],
+        success.threshold)
+    np.testing.assert_array_equal(check.passed, expected.passed)
+    np.testing.assert_array_equal(full.passed, expected.passed)
+    np.testing.assert_allclose(full.spearman, expected.spearman, rtol=1e-12)

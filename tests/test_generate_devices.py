@@ -1,5 +1,5 @@
 """Synthesis on every device present (the CPU, and CUDA where there is one) and its speed
-options: fused optimiser steps in both memory layouts and called directly, torch.compile.
+options: fused optimiser steps in both memory layouts, torch.compile.
 (The success check's Spearman correlation on the device: ``test_stats.py``.)
 
 Small random models, no data set: these tests also run on a GPU machine without the project's
@@ -14,7 +14,7 @@ import torch
 from torchvision.models.feature_extraction import create_feature_extractor
 
 from metamers.generate import Member, MetamerSynthesis
-from metamers.optimizers import OptimizerSettings, build_optimizer, step_function
+from metamers.optimizers import OptimizerSettings
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
@@ -65,7 +65,8 @@ def test_the_images_gradient_is_that_of_the_loss(channels_last, device):
     indices = torch.tensor([0, 2, 3], device=device)
     starts = starts[indices] * 1.4 - 0.2
     pixels = starts.clone().requires_grad_(True)
-    per_image, penalty, _ = synthesis.backward(pixels, indices, range_penalty=0.5)
+    per_image, penalty, _ = synthesis.objective.backward(pixels, indices,
+                                                           range_penalty=0.5)
 
     expected_pixels = starts.clone().requires_grad_(True)
     expected_per_image = torch.stack([
@@ -92,7 +93,8 @@ def test_a_step_on_colour_images_follows_the_loss_gradient(name, channels_last, 
     synthesis = MetamerSynthesis([Member("rgb", model, "3", 0.5)], references,
                                  torch.device(device), channels_last)
     settings = OptimizerSettings(name, {"lr": 0.01})
-    result = synthesis.synthesize(starts, settings, 1, check_every=1000, stop_on_success=False)
+    synthesis.setup(starts, settings)
+    result = synthesis.synthesize(1, check_every=1000, stop_on_success=False)
 
     expected = starts.clone().requires_grad_(True)
     normalised_error(model, "3", expected, references).sum().backward()
@@ -103,17 +105,17 @@ def test_a_step_on_colour_images_follows_the_loss_gradient(name, channels_last, 
 
 @pytest.mark.parametrize("device", DEVICES)
 def test_normalised_steps_follow_the_unit_gradient(device):
-    """Steps of the default optimiser (normalised-gradient SGD with Nesterov momentum, which
-    steps by its fused kernel directly after the first) on one member's gradient, where the
-    per-image factor is left out, move images as torch.optim does on autograd's gradient
-    divided by its norm per image."""
+    """Steps of the default optimiser (normalised-gradient SGD with Nesterov momentum, fused)
+    on one member's gradient, where the per-image factor is left out, move images as
+    torch.optim does on autograd's gradient divided by its norm per image."""
     model = colour_model(device)
     references, starts = colour_images(device)
     synthesis = MetamerSynthesis([Member("rgb", model, "3", 0.5)], references,
                                  torch.device(device))
     kwargs = {"lr": 0.05, "momentum": 0.9, "nesterov": True}
     settings = OptimizerSettings("SGD", kwargs, gradient_normalization=True)
-    result = synthesis.synthesize(starts, settings, 4, check_every=1000, stop_on_success=False)
+    synthesis.setup(starts, settings)
+    result = synthesis.synthesize(4, check_every=1000, stop_on_success=False)
 
     expected = starts.clone().requires_grad_(True)
     optimizer = torch.optim.SGD([expected], **kwargs, foreach=False)
@@ -128,56 +130,18 @@ def test_normalised_steps_follow_the_unit_gradient(device):
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("kwargs", [
-    {"lr": 0.5, "momentum": 0.9, "nesterov": True},
-    {"lr": 0.5},
-    {"lr": 0.5, "momentum": 0.8, "dampening": 0.1, "weight_decay": 0.01, "maximize": True}])
-def test_the_direct_fused_sgd_step_is_torch_optims(kwargs, device):
-    """The fused SGD kernel called directly gives torch.optim's step bit for bit, with its
-    momentum buffer and a scheduler's learning rate, and leaves the same state to save."""
-    start = torch.rand(3, 2, 4, 4, device=device)
-    parameters = [start.clone().requires_grad_(True) for _ in range(2)]
-    settings = OptimizerSettings("SGD", kwargs, scheduler="StepLR",
-                                 scheduler_kwargs={"step_size": 2, "gamma": 0.5})
-    (torch_optimizer, torch_scheduler), (direct_optimizer, direct_scheduler) = (
-        build_optimizer(settings, parameter) for parameter in parameters)
-    direct_step = step_function(direct_optimizer)
-    assert direct_step != direct_optimizer.step
-    generator = torch.Generator().manual_seed(0)
-    for _ in range(5):
-        gradient = torch.randn(parameters[0].shape, generator=generator).to(device)
-        for parameter in parameters:
-            parameter.grad = gradient.clone()
-        torch_optimizer.step()
-        direct_step()
-        torch_scheduler.step()
-        direct_scheduler.step()
-        assert torch.equal(parameters[0], parameters[1])
-    assert str(torch_optimizer.state_dict()) == str(direct_optimizer.state_dict())
-
-
-def test_other_optimizers_step_through_torch_optim():
-    parameter = torch.zeros(2, 3, requires_grad=True)
-    for settings in (OptimizerSettings("Adam"), OptimizerSettings("SGD", {"foreach": True}),
-                     OptimizerSettings("RMSprop")):
-        optimizer, _ = build_optimizer(settings, parameter)
-        assert step_function(optimizer) == optimizer.step
-    two_groups = torch.optim.SGD([{"params": [parameter]},
-                                  {"params": [torch.zeros(2, requires_grad=True)]}],
-                                 lr=0.1, fused=True)
-    assert step_function(two_groups) == two_groups.step
-
-
-@pytest.mark.parametrize("device", DEVICES)
 def test_compiled_steps_give_the_eager_metamers(device):
     """torch.compile of the steps' forward passes computes the same metamers."""
     model = colour_model(device)
     references, starts = colour_images(device)
     settings = OptimizerSettings("SGD", {"lr": 0.05, "momentum": 0.9})
-    eager, compiled = (MetamerSynthesis([Member("rgb", model, "3", 0.5)], references,
-                                        torch.device(device), compile_mode=mode)
-                       .synthesize(starts, settings, 5, check_every=5, stop_on_success=False)
-                       for mode in (None, "default"))
+    results = []
+    for mode in (None, "default"):
+        synthesis = MetamerSynthesis([Member("rgb", model, "3", 0.5)], references,
+                                     torch.device(device), compile_mode=mode)
+        synthesis.setup(starts, settings)
+        results.append(synthesis.synthesize(5, check_every=5, stop_on_success=False))
+    eager, compiled = results
     np.testing.assert_allclose(compiled.metamers, eager.metamers, atol=1e-5)
     np.testing.assert_allclose(compiled.loss, eager.loss, rtol=1e-4)
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from metamers import store
-from metamers.generate import SynthesisResult
+from metamers.records import SynthesisResult
 
 
 @pytest.fixture

@@ -1,8 +1,7 @@
-"""Activations of named layers (torchvision graph nodes), flattened per image."""
+"""Activations of named layers (torchvision graph nodes), flattened per image: what evaluation
+extracts. Synthesis cuts models at a layer in :mod:`metamers.heads`."""
 
 from __future__ import annotations
-
-import copy
 
 import numpy as np
 import torch
@@ -12,11 +11,6 @@ from torchvision.models.feature_extraction import create_feature_extractor
 from metamers.zoo import check_layers, layer_names
 
 LOGITS = "__logits__"
-
-
-def output_node(model: nn.Module) -> str:
-    """The graph node whose value is the model's output (its logits)."""
-    return layer_names(model)[-1]
 
 
 def feature_extractor(model: nn.Module, layers: list[str], model_name: str = "model",
@@ -36,77 +30,6 @@ def feature_extractor(model: nn.Module, layers: list[str], model_name: str = "mo
         output.args = ({**output.args[0], LOGITS: output.args[0][available[-1]]},)
         extractor.recompile()
     return extractor.eval().requires_grad_(False)
-
-
-def layer_to_logits(extractor: torch.fx.GraphModule, layer: str) -> nn.Module | None:
-    """The part of a model after ``layer``, cut from its ``extractor`` (:func:`feature_extractor`
-    of ``layer`` with the logits, left as it is): a module taking the layer's activations
-    (unflattened) to the logits, or None where that part also reads something computed before
-    ``layer`` (a skip connection across it, e.g. inside a residual block). The batch size read
-    from a value before the layer (``x.size(0)``, EfficientNet's ``view(batch, -1)``) is read from
-    the layer's activations instead; callers check the result against the whole model (see
-    :func:`head_agrees`)."""
-    head = torch.fx.GraphModule(extractor, copy.deepcopy(extractor.graph))
-    graph = head.graph
-    inputs = [node for node in graph.nodes if node.op == "placeholder"]
-    output = next(node for node in graph.nodes if node.op == "output")
-    cut = output.args[0][layer]
-    with graph.inserting_before(inputs[0]):
-        activation = graph.placeholder("activation")
-    cut.replace_all_uses_with(activation)
-    output.args = ({LOGITS: output.args[0][LOGITS]},)
-    after_cut = {activation}
-    for node in graph.nodes:  # in execution order
-        if any(value in after_cut for value in node.all_input_nodes):
-            after_cut.add(node)
-        elif node.op == "call_method" and node.target == "size" and node.args[1:] == (0,):
-            node.args = (activation, 0)
-    # shape assertions on values before the cut (ViT) go with them: the check runs on
-    # activations that the model itself computed
-    graph.eliminate_dead_code(is_impure_node=lambda node: node.is_impure()
-                              and node.target is not torch._assert)
-    if any(node.users for node in inputs):
-        return None
-    for node in inputs:
-        graph.erase_node(node)
-    graph.lint()
-    head.recompile()
-    return head.eval().requires_grad_(False)
-
-
-# modules whose output is a new tensor that their backward does not read
-_FRESH_OUTPUTS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear, nn.modules.batchnorm._BatchNorm)
-
-
-def relus_in_place(extractor: torch.fx.GraphModule) -> torch.fx.GraphModule:
-    """``extractor`` with each ``nn.ReLU`` that reads a convolution's, linear layer's or batch
-    norm's output, used by nothing else, overwriting that output instead of writing a new
-    tensor (``torch.relu_``): same values and gradients, one tensor less per ReLU (at a wide,
-    cheap layer such as ``relu1`` about 5% of a synthesis step on 2 CPU cores). The modules are
-    shared with ``extractor``, not changed: the model and its other extractors keep theirs."""
-    graph = copy.deepcopy(extractor.graph)
-    modules = dict(extractor.named_modules())
-    for node in graph.nodes:
-        if not (node.op == "call_module" and type(modules[node.target]) is nn.ReLU
-                and not modules[node.target].inplace):
-            continue
-        (source,) = node.args
-        if (source.op == "call_module" and isinstance(modules[source.target], _FRESH_OUTPUTS)
-                and len(source.users) == 1):
-            node.op, node.target = "call_function", torch.relu_
-    return torch.fx.GraphModule(extractor, graph).eval()
-
-
-@torch.no_grad()
-def head_agrees(head: nn.Module, layer_activations: torch.Tensor, logits: torch.Tensor) -> bool:
-    """Whether ``head`` (:func:`layer_to_logits`) turns ``layer_activations`` into ``logits``,
-    the whole model's on the same images (to float rounding)."""
-    try:
-        head_logits = head(layer_activations.clone())[LOGITS]
-    except RuntimeError:  # e.g. a shape the cut got wrong
-        return False
-    return head_logits.shape == logits.shape and bool(
-        torch.allclose(head_logits, logits, rtol=1e-4, atol=1e-5))
 
 
 def flat(activation: torch.Tensor) -> torch.Tensor:

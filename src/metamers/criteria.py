@@ -108,3 +108,48 @@ def check_correlation_first(metamer_activations: np.ndarray | torch.Tensor,
     passed = np.zeros(len(spearman), bool)
     passed[candidates] = class_matches[candidates]
     return CriterionCheck(spearman, class_matches, passed), predictions
+
+
+class SuccessCheck:
+    """The success criterion of one generator member against its references, as a synthesis
+    applies it: the references' generating-layer activations ranked once, their predicted
+    classes and the threshold, set up once per synthesis, then :meth:`check` at every check.
+
+    On a GPU the activations are ranked on the device (which spares the host a sort of every
+    value at every check); elsewhere on the host (whose sort of ordered bits is several times
+    faster than torch's).
+    """
+
+    def __init__(self, reference_activations: torch.Tensor, reference_predictions: np.ndarray,
+                 threshold: float):
+        """``reference_activations`` (N, ...) at the generating layer, ``reference_predictions``
+        (N,) the member's classes of the references, ``threshold`` on the Spearman rho."""
+        from metamers.stats import rank_once  # here: the class is appended self-contained
+
+        self.reference_ranks = rank_once(self._for_ranking(reference_activations))
+        self.reference_predictions = np.asarray(reference_predictions)
+        self.threshold = threshold
+
+    @staticmethod
+    def _for_ranking(activations: torch.Tensor) -> torch.Tensor | np.ndarray:
+        """(n, ...) -> (n, D): the tensor on a GPU, else an array."""
+        values = activations.reshape(activations.shape[0], -1)
+        return values if values.device.type == "cuda" else values.cpu().numpy()
+
+    def check(self, activations: torch.Tensor, rows: slice | np.ndarray,
+              classify: Callable[[np.ndarray], np.ndarray],
+              classify_all: bool = False) -> tuple[CriterionCheck, np.ndarray]:
+        """The criterion for metamers of the references ``rows``, from their generating-layer
+        ``activations`` (n, ...): the Spearman correlation of every metamer first, then
+        ``classify(positions)`` (the member's (k,) classes of the metamers at those positions
+        among the n) only where it passes, or everywhere with ``classify_all`` (a final
+        record). Returns the check and the (n,) predicted classes, -1 where not classified
+        (which counts as no match). The pass/fail outcome is :func:`check_criterion`'s."""
+        spearman = spearman_to_ranked(self._for_ranking(activations), self.reference_ranks[rows])
+        correlates = np.nan_to_num(spearman, nan=-np.inf) > self.threshold
+        candidates = np.arange(len(spearman)) if classify_all else np.flatnonzero(correlates)
+        predictions = np.full(len(spearman), -1, dtype=np.int64)
+        if len(candidates):
+            predictions[candidates] = classify(candidates)
+        class_matches = predictions == self.reference_predictions[rows]
+        return CriterionCheck(spearman, class_matches, correlates & class_matches), predictions

@@ -1,10 +1,9 @@
 """The optimisation settings of a synthesis: a ``torch.optim`` optimiser and scheduler named in
-the config, and how its step is called."""
+the config, and the per-image gradient normalisation applied before its step."""
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -70,41 +69,3 @@ def normalize_per_image_(gradient: torch.Tensor) -> torch.Tensor:
     least 1e-12): what ``gradient_normalization`` does before each step."""
     norms = torch.linalg.vector_norm(gradient, dim=tuple(range(1, gradient.ndim)), keepdim=True)
     return gradient.div_(norms.clamp_min_(1e-12))
-
-
-def step_function(optimizer: torch.optim.Optimizer) -> Callable[[], None]:
-    """A call taking ``optimizer``'s step (without a closure), its parameters' gradients set.
-
-    For a fused SGD over one parameter, the one a synthesis builds by default, every step after
-    the first calls the fused kernel itself, with the optimiser's own state and the current
-    values of its group (a scheduler's learning rate included), which is what
-    ``optimizer.step`` does around it. The Python around that kernel cost 25-90 us per step on
-    2 CPU cores, a tenth of a step at a small layer (on a GPU, where host time bounds a step at
-    small layers, not yet measured). The first step goes through ``optimizer.step``: it checks
-    the device and makes the momentum buffer. Other optimisers step through
-    ``optimizer.step``. Step hooks registered on the optimiser are not called by the direct
-    path.
-    """
-    groups = optimizer.param_groups
-    if not (isinstance(optimizer, torch.optim.SGD) and len(groups) == 1
-            and groups[0]["fused"] and len(groups[0]["params"]) == 1):
-        return optimizer.step
-    group = groups[0]
-    (parameter,) = group["params"]
-    first = True
-
-    def fused_sgd_step() -> None:
-        nonlocal first
-        if first:
-            optimizer.step()
-            first = False
-            return
-        momentum = group["momentum"]
-        torch._fused_sgd_(
-            [parameter], [parameter.grad],
-            [optimizer.state[parameter]["momentum_buffer"]] if momentum else [],
-            weight_decay=group["weight_decay"], momentum=momentum, lr=group["lr"],
-            dampening=group["dampening"], nesterov=group["nesterov"],
-            maximize=group["maximize"], is_first_step=False)
-
-    return fused_sgd_step

@@ -17,7 +17,7 @@ import torch
 from metamers import activations as activation_lib
 from metamers import criteria, findings, inits, references, scores, store, train, transfer, zoo
 from metamers.data import LabelledImages, load_dataset, load_sample
-from metamers.generate import Checkpoint, Member, MetamerSynthesis
+from metamers.generate import Checkpoint, Member, MetamerSynthesis, resume
 from metamers.optimizers import OptimizerSettings
 from metamers.runtime import configure, get_logger, pick_device
 
@@ -162,6 +162,7 @@ def generate_metamers(weights_paths: dict[str, Path], specs: dict[str, dict],
                                   reference_labels)
     synthesis = MetamerSynthesis(members, reference_images, torch_device, channels_last,
                                  compile_mode)
+    synthesis.setup(starts, OptimizerSettings.from_config(optimizer))
     settings = {"layers": layers, "optimizer": optimizer, "init": init, "budget": budget,
                 "seed": seed, "device": str(torch_device), "channels_last": channels_last,
                 "compile": compile_mode}
@@ -171,8 +172,8 @@ def generate_metamers(weights_paths: dict[str, Path], specs: dict[str, dict],
         checkpoint = Checkpoint(checkpoint_path(path), budget["checkpoint_every"],
                                 _job_fingerprint(inputs, {
                                     **settings, "threads": torch.get_num_threads()}))
-    result = synthesis.synthesize(starts, OptimizerSettings.from_config(optimizer),
-                                  budget["max_iterations"], budget["check_every"],
+        resume(synthesis, checkpoint)
+    result = synthesis.synthesize(budget["max_iterations"], budget["check_every"],
                                   budget.get("stop_on_success", True), checkpoint)
     distance = scores.pixel_distance(result.metamers, reference_set["images"])
     initial_distance = scores.pixel_distance(result.initial_images, reference_set["images"])
@@ -182,6 +183,8 @@ def generate_metamers(weights_paths: dict[str, Path], specs: dict[str, dict],
              else "n/a", result.wall_time)
     store.write_metamers(path, result, np.arange(len(reference_images)),
                          reference_set["labels"], distance, initial_distance, settings)
+    if checkpoint:
+        Path(checkpoint.path).unlink(missing_ok=True)
 
 
 def _evaluator_activations(weights_paths: dict[str, Path], specs: dict[str, dict],

@@ -14,16 +14,13 @@ import os
 import pickle
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import h5py
 import numpy as np
 import pandas as pd
 
+from metamers.records import SynthesisResult
 from metamers.runtime import library_versions
-
-if TYPE_CHECKING:  # generate imports this module (atomic writes of its checkpoints)
-    from metamers.generate import SynthesisResult
 
 
 @contextmanager
