@@ -4,6 +4,7 @@ import re
 
 from snakemake.utils import validate
 
+from metamers import joint
 from metamers.config import check_config
 
 
@@ -25,7 +26,8 @@ for section in list(config):
 MODELS = config["models"]
 LOCAL_MODELS = [name for name, spec in MODELS.items() if spec["source"] == "local"]
 EXTERNAL_MODELS = [name for name, spec in MODELS.items() if spec["source"] != "local"]
-GENERATOR_SETS = config["generator_sets"]
+JOINT = joint.design(config)  # jointly optimised sets (config["joint"]), drawn at load
+GENERATOR_SETS = {**config["generator_sets"], **joint.generator_sets(config)}
 GENERATION = config["generation"]
 DATASET = config["data"]["name"]
 REFERENCES = f"resources/references/{DATASET}.h5"
@@ -46,7 +48,9 @@ def alternation(names):
 
 
 wildcard_constraints:
-    generator=alternation(GENERATION["generators"]),
+    generator=alternation(
+        [*GENERATION["generators"], *dict.fromkeys(row["generator"] for row in JOINT)]
+    ),
     optimizer=alternation(GENERATION["optimizers"]),
     init=alternation(GENERATION["inits"]),
     model=alternation(MODELS),
