@@ -26,4 +26,4 @@ rule all:
     input:
         final_targets(),
         per_item_targets(),
-        joint_targets(),
+        JOINT_TARGETS,

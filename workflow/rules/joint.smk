@@ -1,35 +1,30 @@
 # Jointly optimised metamers (config["joint"], docs/joint.md): N-model sets drawn from a pool,
 # every metamer judged only by models that are not members.
 JOINT_SECTION = config.get("joint", {})
-JOINT_KINDS = [
-    ("metamers", "h5"),
-    ("activations", "h5"),
-    ("scores", "parquet"),
-    ("summaries", "parquet"),
-]
-
-
-def joint_files(kind, ext):
-    """One per-condition file of `kind` per joint design row, in the design's order."""
-    return [f"results/{kind}/{CONDITION_PATH}.{ext}".format(**row) for row in JOINT]
-
-
-def joint_targets():
-    """The joint answer and its per-condition files; none without a `joint` section."""
-    if not JOINT:
-        return []
-    per_condition = [joint_files(kind, ext) for kind, ext in JOINT_KINDS]
-    return [
+JOINT_FILES = {  # per-condition files, one per design row, in the design's order
+    kind: [f"results/{kind}/{CONDITION_PATH}.{ext}".format(**row) for row in JOINT]
+    for kind, ext in (
+        ("metamers", "h5"),
+        ("activations", "h5"),
+        ("scores", "parquet"),
+        ("summaries", "parquet"),
+    )
+}
+JOINT_TARGETS = (
+    [
         "results/joint_transfer.pdf",
-        *dict.fromkeys(itertools.chain.from_iterable(per_condition)),
+        *dict.fromkeys(itertools.chain.from_iterable(JOINT_FILES.values())),
     ]
+    if JOINT
+    else []
+)
 
 
 rule joint_transfer:
     """Held-out transfer, success and cost of jointly optimised metamers against set size."""
     input:
-        metamers=joint_files("metamers", "h5"),
-        scores=joint_files("scores", "parquet"),
+        metamers=JOINT_FILES["metamers"],
+        scores=JOINT_FILES["scores"],
     output:
         "results/joint_transfer.parquet",
     log:
