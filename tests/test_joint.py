@@ -156,7 +156,9 @@ def test_findings_table_has_a_row_per_depth_and_size(summary):
     row = _pick(summary, depth="early", size=3)
     assert any(line.startswith("| early | N = 3 | 2 | 8/10 |") and
                f"{100 * row['mean']:.1f}% [{100 * row['ci_low']:.1f}" in line for line in table)
-    assert sum("robust (robust, 1 model)" in line for line in table) == 2
+    assert [line.split(" | ")[:2] for line in table] == [
+        ["| " + depth, label] for depth in ("early", "late")
+        for label in ("N = 1", "N = 2", "N = 3", "robust (1 model)")]
 
 
 def test_figure_has_a_transfer_page_and_a_cost_page(summary, tmp_path):

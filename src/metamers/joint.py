@@ -153,6 +153,8 @@ def evaluation_units(scores: pd.DataFrame, members: Sequence[str], success: np.n
              .groupby(["image_set", "metric", "metamer"])["value"]
              .agg(value="mean", evaluators="count").reset_index().assign(evaluator_group=group)
              for group, names in held_out(members, evaluators, pool).items() if names]
+    if not units:
+        raise ValueError(f"every evaluator is a member of {list(members)}: none is held out.")
     return pd.concat(units, ignore_index=True)
 
 
@@ -272,7 +274,9 @@ def findings_section(summary: pd.DataFrame) -> str:
               "alternative at the cost of one model. Pixel distance (L2), iterations to "
               "success and synthesis seconds per passing metamer are the generation's cost."),
              "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for (depth, group, size), rows in summary.groupby(["depth", "group", "size"], sort=False):
-        label = f"N = {size}" if group == POOL else f"{group} (robust, 1 model)"
-        lines.append(_table_row(depth, label, rows))
+    for depth in dict.fromkeys(summary["depth"]):  # summarize's order: early to late
+        at_depth = summary[summary["depth"] == depth]
+        for (group, size), rows in at_depth.groupby(["group", "size"], sort=False):
+            label = f"N = {size}" if group == POOL else f"{group} (1 model)"
+            lines.append(_table_row(depth, label, rows))
     return "\n".join([*lines, ""])
