@@ -28,6 +28,9 @@ COST_LABELS = {
     "seconds_per_success": "synthesis seconds\nper passing metamer",
 }
 ROBUST_MARKERS = ["D", "s", "^", "v", "P"]
+GROUP_LABELS = {"held out": "evaluators: every non-member",
+                "outside pool": "evaluators: outside the pool (same at every N)",
+                "generator": "metamers of N-model sets"}
 
 
 def _line(axis: plt.Axes, rows: pd.DataFrame, color, dashed: bool) -> None:
@@ -80,9 +83,10 @@ def _page(summary: pd.DataFrame, metrics: dict[str, str], groups: Sequence[str],
             _panel(axes[row, column], rows, groups, colors, positions)
             axes[row, column].set_ylabel(label if column == 0 else "", fontsize=8)
         axes[0, column].set_title(f"depth: {depth}", fontsize=9)
-    handles = [Line2D([], [], color=colors[group], label=f"evaluators: {group}")
+    handles = [Line2D([], [], color=colors[group], label=GROUP_LABELS.get(group, group))
                for group in groups]
-    handles += [Line2D([], [], color="grey", linestyle="--", label="pixel control")]
+    if (summary["metric"].isin(list(metrics)) & (summary["image_set"] == "pixel_control")).any():
+        handles.append(Line2D([], [], color="grey", linestyle="--", label="pixel control"))
     handles += [Line2D([], [], color="grey", marker=ROBUST_MARKERS[index % 5], linestyle="",
                        label=f"{group} (1 robust model)") for index, group in enumerate(compared)]
     figure.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 4),
