@@ -72,7 +72,7 @@ def _page(summary: pd.DataFrame, metrics: dict[str, str], groups: Sequence[str],
           title: str, depths: Sequence[str], pages) -> None:
     colors = dict(zip(groups, sns.color_palette("colorblind", len(groups))))
     compared = sorted(set(summary["group"]) - {POOL})
-    positions = {group: 0.9 - 0.35 * (len(compared) - index)
+    positions = {group: 1.0 - 0.6 * (len(compared) - index)
                  for index, group in enumerate(compared)}
     figure, axes = plt.subplots(len(metrics), len(depths), squeeze=False, sharey="row",
                                 figsize=(3.2 * len(depths), 2.3 * len(metrics) + 1),
