@@ -23,9 +23,11 @@ include: "workflow/rules/metamers.smk"
 include: "workflow/rules/activations.smk"
 include: "workflow/rules/scores.smk"
 include: "workflow/rules/plots.smk"
+include: "workflow/rules/joint.smk"
 
 
 rule all:
     input:
         final_targets(),
         per_item_targets(),
+        JOINT_TARGETS,

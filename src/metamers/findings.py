@@ -7,6 +7,7 @@ printed as measured.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -89,7 +90,8 @@ def findings_markdown(contrasts: pd.DataFrame, zoo: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def write_findings(path: Path, contrasts: pd.DataFrame, zoo: pd.DataFrame) -> None:
-    """Write ``findings.md`` atomically."""
+def write_findings(path: Path, contrasts: pd.DataFrame, zoo: pd.DataFrame,
+                   sections: Sequence[str] = ()) -> None:
+    """Write ``findings.md`` atomically, with further markdown ``sections`` at its end."""
     with atomic_path(path) as partial:
-        Path(partial).write_text(findings_markdown(contrasts, zoo))
+        Path(partial).write_text("\n".join([findings_markdown(contrasts, zoo), *sections]))

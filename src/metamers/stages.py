@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,18 @@ import pandas as pd
 import torch
 
 from metamers import activations as activation_lib
-from metamers import criteria, findings, inits, references, scores, store, train, transfer, zoo
+from metamers import (
+    criteria,
+    findings,
+    inits,
+    joint,
+    references,
+    scores,
+    store,
+    train,
+    transfer,
+    zoo,
+)
 from metamers.data import LabelledImages, load_dataset, load_sample
 from metamers.generate import Checkpoint, Member, MetamerSynthesis, resume
 from metamers.optimizers import OptimizerSettings
@@ -321,8 +333,10 @@ def zoo_table(card_paths: dict[str, Path], facts: pd.DataFrame) -> pd.DataFrame:
 def transfer_answers(scores_path: Path, card_paths: dict[str, Path], models: dict,
                      training: dict, members: dict[str, list[str]],
                      generators: dict[str, list[str]], evaluator_layers: dict[str, list[str]],
-                     seed: int, summary_path: Path, zoo_path: Path, findings_path: Path) -> None:
-    """Write transfer by evaluator relation, the zoo table and ``findings.md``."""
+                     seed: int, summary_path: Path, zoo_path: Path, findings_path: Path,
+                     joint_paths: Sequence[Path] = ()) -> None:
+    """Write transfer by evaluator relation, the zoo table and ``findings.md`` (with the
+    section of :mod:`metamers.joint` for each table in ``joint_paths``)."""
     facts = transfer.model_facts(models, training)
     units = transfer.relation_units(store.read_table(scores_path), facts, members,
                                     evaluator_layers)
@@ -332,5 +346,6 @@ def transfer_answers(scores_path: Path, card_paths: dict[str, Path], models: dic
     store.write_table(zoo_path, zoo_models.reset_index())
     findings.write_findings(findings_path, transfer.depth_contrasts(units, facts, members,
                                                                     generators, seed),
-                            zoo_models)
+                            zoo_models, [joint.findings_section(store.read_table(joint_path))
+                                         for joint_path in joint_paths])
     log.info("zoo:\n%s", zoo_models.to_string())

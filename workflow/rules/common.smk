@@ -2,6 +2,7 @@
 import itertools
 import re
 
+from metamers import joint
 from metamers.config import check_config, check_config_files, validate_config
 
 
@@ -28,7 +29,8 @@ for section in list(config):
 MODELS = config["models"]
 LOCAL_MODELS = [name for name, spec in MODELS.items() if spec["source"] == "local"]
 EXTERNAL_MODELS = [name for name, spec in MODELS.items() if spec["source"] != "local"]
-GENERATOR_SETS = config["generator_sets"]
+JOINT = joint.design(config)  # jointly optimised sets (config["joint"]), drawn at load
+GENERATOR_SETS = {**config["generator_sets"], **joint.generator_sets(config)}
 GENERATION = config["generation"]
 DATASET = config["data"]["name"]
 REFERENCES = f"resources/references/{DATASET}.h5"
@@ -49,7 +51,9 @@ def alternation(names):
 
 
 wildcard_constraints:
-    generator=alternation(GENERATION["generators"]),
+    generator=alternation(
+        [*GENERATION["generators"], *dict.fromkeys(row["generator"] for row in JOINT)]
+    ),
     optimizer=alternation(GENERATION["optimizers"]),
     init=alternation(GENERATION["inits"]),
     model=alternation(MODELS),

@@ -57,6 +57,7 @@ rule transfer_answers:
     input:
         scores="results/scores.parquet",
         cards=[f"resources/models/{name}.json" for name in MODELS],
+        joint=["results/joint_transfer.parquet"] if JOINT else [],
     output:
         summary="results/transfer_summary.parquet",
         zoo="results/zoo.parquet",

@@ -10,4 +10,5 @@ stages.transfer_answers(
     snakemake.params.models, snakemake.params.training, snakemake.params.members,
     snakemake.params.generators, snakemake.params.layers, snakemake.params.seed,
     snakemake.output.summary, snakemake.output.zoo, snakemake.output.findings,
+    snakemake.input.joint,
 )
