@@ -169,6 +169,8 @@ def test_many_problems_are_listed_in_a_few_lines():
      r"generator_sets\.pair\.layers: 'a/b'"),
     (lambda c: c["models"]["cnn_a"]["layers"].append("x/../../y"), r"models\.cnn_a\.layers"),
     (lambda c: c["generation"].update(optimizers=["../adam"]), r"generation\.optimizers"),
+    (lambda c: c.update(joint={"pool": {"cnn_a": {"early": ESCAPING_LAYER}}}),
+     r"joint\.pool\.cnn_a\.early"),
 ])
 def test_check_config_names_the_dangling_reference(test_config, change, named):
     config = copy.deepcopy(test_config)

@@ -177,6 +177,11 @@ def path_names(config: dict) -> list[tuple[str, str]]:
         names += [(f"generation.generators.{generator}", layer) for layer in layers]
     for key in ("optimizers", "inits"):
         names += [(f"generation.{key}", name) for name in generation[key]]
+    for group in ("pool", "compare"):
+        for model, layers in ((config.get("joint") or {}).get(group) or {}).items():
+            names += [(f"joint.{group}.{model}", depth) for depth in layers]
+            names += [(f"joint.{group}.{model}.{depth}", layer)
+                      for depth, layer in layers.items()]
     return names
 
 
