@@ -283,3 +283,22 @@ def test_the_null_file_holds_every_measure_its_size_maxima_and_thresholds(job_in
     lenient = criteria.Criterion(("spearman",), 99.0)
     assert criteria.spearman_threshold(null, lenient) == pytest.approx(
         np.percentile(null.values["spearman"], 99))
+
+
+def test_a_projected_null_is_the_null_of_the_evaluations_projected_activations(job_inputs,
+                                                                             tmp_path):
+    """Where the evaluation projects a wide layer, its null is of projected activations too."""
+    settings = {"source": "references", "pairs": 100000, "augment": True, "block_images": 256}
+    path = tmp_path / "projected.h5"
+    weights, spec = job_inputs["weights_paths"]["cnn"], job_inputs["specs"]["cnn"]
+    stages.null_distribution(weights, spec, "relu2", settings, 99.0, {}, None,
+                             job_inputs["references_path"], 0, path, projection_dim=64,
+                             device="cpu")
+    model = stages.load_zoo_model(weights, spec, CPU)
+    references = torch.from_numpy(store.read_references(job_inputs["references_path"])["images"])
+    projected = extract(model, references, [LAYER], CPU, projection_dim=64, seed=0)[LAYER]
+    assert projected.shape[1] == 64
+    expected = criteria.reference_null(projected)
+    for measure in criteria.MEASURES:
+        np.testing.assert_allclose(store.read_null(path).values[measure],
+                                   expected.values[measure], rtol=1e-5, atol=1e-6)

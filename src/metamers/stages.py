@@ -6,6 +6,7 @@ also run from a notebook or a test.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from pathlib import Path
@@ -123,11 +124,17 @@ def null_distribution(weights_path: Path, spec: dict, layer: str, settings: dict
     extractor = activation_lib.feature_extractor(model, [layer], Path(weights_path).stem)
     reference_images = torch.from_numpy(store.read_references(references_path)["images"])
 
+    # the projection matrix made once, not per block, where it fits as the evaluation's does
+    matrix = functools.cache(lambda width: activation_lib.projection_matrix(
+        width, projection_dim, seed) if width * projection_dim * 4
+        <= activation_lib.STREAMED_PROJECTION_BYTES else None)
+
     def activations(images: torch.Tensor) -> np.ndarray:
         values = np.concatenate([activation_lib.flat(extractor(batch.to(torch_device))[layer])
                                  .float().cpu().numpy() for batch in images.split(256)])
-        return (activation_lib.project(values, projection_dim, seed) if projection_dim
-                else values)
+        if not projection_dim or values.shape[1] <= projection_dim:
+            return values
+        return activation_lib.project(values, projection_dim, seed, matrix(values.shape[1]))
 
     attrs = {"layer": layer, "seed": seed, "projection_dim": projection_dim}
     if settings["source"] == "references":
