@@ -51,9 +51,9 @@ def test_validation_fills_defaults_and_keeps_given_values(test_config):
     assert test_config["evaluation"]["projection_dim"] == 512
     assert test_config["data"]["source_dir"] == "/usr/share/datasets/fashion-mnist"
     assert test_config["models"]["cnn_a"]["seed"] == 0
-    criterion = test_config["criterion"]  # Feather et al.'s, with fewer pairs
+    criterion = test_config["criterion"]  # Feather et al.'s measures, a percentile threshold
     assert criterion["measures"] == ["spearman", "pearson", "snr_db"]
-    assert criterion["threshold"] == "max" and criterion["class_match"] is True
+    assert criterion["threshold"] == 95 and criterion["class_match"] is True
     assert criterion["null_distribution"] == {"source": "train", "pairs": 5000, "augment": True,
                                               "block_images": 256}
 

@@ -218,7 +218,7 @@ def drop_snr(criterion):
 
 @pytest.mark.parametrize("edit", [
     drop_snr,
-    lambda criterion: criterion.update(threshold=99.0),
+    lambda criterion: criterion.update(threshold="max"),
     lambda criterion: criterion["null_distribution"].update(pairs=6000),
 ])
 def test_a_changed_criterion_reruns_generation_and_after_but_not_before(touched_run, tmp_path,
