@@ -78,7 +78,7 @@ class NullDistribution:
 
     def informative(self, measure: str, rule: str | float = "max") -> bool:
         """Whether a value can exceed the threshold: it is below the measure's ceiling by more
-        than float rounding (a correlation of a row with itself computes as 1 - 2e-16)."""
+        than float rounding (a row's correlation with itself computes within 1e-15 of 1)."""
         return self.threshold(measure, rule) < CEILINGS[measure] - CEILING_TOLERANCE
 
 
@@ -118,7 +118,7 @@ def images_for_pairs(pairs: int, block: int) -> int:
 
 def reference_null(reference_activations: np.ndarray, measures: tuple[str, ...] = MEASURES,
                    max_pairs: int | None = None, seed: int = 0) -> NullDistribution:
-    """The null over all pairs of (N, D) reference activations (today's weaker rule, for data
+    """The null over all pairs of (N, D) reference activations (config/lenient.yaml's, and data
     sets without a training split), or a seeded sample of ``max_pairs`` of them."""
     if len(reference_activations) < 2:
         raise ValueError("The null distribution needs at least two reference images.")
