@@ -182,7 +182,9 @@ def test_adding_an_evaluator_regenerates_no_metamer(pipeline_run, tmp_path):
     assert "results/activations/cnn_a/relu2/adam/uniform.h5" in outputs
     assert "results/scores.parquet" in outputs and "results/transfer_matrix.pdf" in outputs
     assert "results/findings.md" in outputs
-    assert "results/metamers" not in outputs and "results/nulls" not in outputs
+    assert "results/metamers" not in outputs
+    # the new evaluator's layers get their nulls; no other null is rebuilt
+    assert set(re.findall(r"results/nulls[^/]*/([^/]+)/", outputs)) == {"mlp_b"}
     assert "resources/models/cnn_a" not in outputs
 
 
