@@ -2,7 +2,8 @@
 
 Same models, layers and reference images for every method, and one success criterion for all:
 ``metamers.criteria.check_criterion`` with the threshold at the ``--null-percentile`` of the null
-(``metamers.criteria.compute_null`` on the references' activations), checked every ``--check-every``
+(``metamers.criteria.reference_null`` on the references' activations; config/lenient.yaml's rule,
+not the default criterion of docs/criterion.md), checked every ``--check-every``
 iterations; "iterations to success" is the first check that passes.
 
 Methods
@@ -266,8 +267,8 @@ def main() -> None:
     parser.add_argument("--per-class", type=int, default=2, help="references per class")
     parser.add_argument("--check-every", type=int, default=None,
                         help="default: the config's generation.check_every")
-    parser.add_argument("--null-percentile", type=float, default=None,
-                        help="default: the config's generation.null_percentile")
+    parser.add_argument("--null-percentile", type=float, default=99.0,
+                        help="percentile of the references' Spearman null (config/lenient.yaml)")
     parser.add_argument("--feather-cap", type=int, default=2000,
                         help="iteration cap for the Feather recipe (its full budget is 24000)")
     parser.add_argument("--plenoptic-budget", type=int, default=None,
@@ -289,7 +290,7 @@ def main() -> None:
     device = torch.device("cpu")
     config = yaml.safe_load(Path(args.config).read_text())
     generation = config["generation"]
-    percentile = args.null_percentile or generation["null_percentile"]
+    percentile = args.null_percentile
     default_budget = generation["max_iterations"]
     args.check_every = args.check_every or generation["check_every"]
     default_optimizer = config["optimizers"][generation["optimizers"][0]]
@@ -329,7 +330,7 @@ def main() -> None:
         for layer in layers:
             values = activations.extract(model, reference_images, [layer], device,
                                          model_name=name)[layer]
-            threshold = criteria.compute_null(values, percentile).threshold
+            threshold = criteria.reference_null(values).threshold("spearman", percentile)
             synthesis = TimedSynthesis([Member(name, model, layer, threshold)],
                                        reference_images, device)
             print(f"\n== {name} / {layer}: {values.shape[1]} units, null threshold "

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -70,14 +69,16 @@ def references(test_set):
 
 @pytest.fixture(scope="session")
 def null_at(trained_model, references):
-    """``null_at(layer, percentile)``: the criterion's null over the references at ``layer``."""
-    cache: dict[str, np.ndarray] = {}
+    """``null_at(layer)``: the null over the pairs of references at ``layer`` (their Spearman
+    99th percentile is config/lenient.yaml's threshold, the synthesis's until it is wired to the
+    whole criterion)."""
+    cache: dict[str, criteria.NullDistribution] = {}
 
-    def build(layer: str, percentile: float = 99.0) -> criteria.NullDistribution:
+    def build(layer: str) -> criteria.NullDistribution:
         if layer not in cache:
             values = extract(trained_model, references[0], [layer], torch.device("cpu"))[layer]
-            cache[layer] = values
-        return criteria.compute_null(cache[layer], percentile)
+            cache[layer] = criteria.reference_null(values)
+        return cache[layer]
 
     return build
 
@@ -87,6 +88,11 @@ JOB_TRAINING = {"style": "standard", "epochs": 1, "batch_size": 128, "lr": 0.002
             "max_train_images": 1000}
 JOB_BUDGET = {"max_iterations": 400, "check_every": 10, "stop_on_success": False,
           "checkpoint_every": 10}
+# config/lenient.yaml's criterion (the synthesis checks Spearman and class until it applies the
+# whole criterion): quick, and these jobs test faults and threads, not the criterion
+JOB_CRITERION = {"measures": ["spearman"], "threshold": 99.0, "class_match": True,
+                 "null_distribution": {"source": "references", "pairs": 100000, "augment": True,
+                                       "block_images": 256}}
 
 
 @pytest.fixture(scope="session")
@@ -100,12 +106,13 @@ def job_inputs(tmp_path_factory, data_spec) -> dict:
     references = root / "references.h5"
     stages.sample_references(data_spec, {"per_class": 2, "seed": 0}, references)
     null = root / "null.h5"
-    stages.null_distribution(weights, JOB_SPEC, "relu2", references, 99.0, None, 0, null,
-                             "cpu")
+    stages.null_distribution(weights, JOB_SPEC, "relu2", JOB_CRITERION["null_distribution"],
+                             JOB_CRITERION["threshold"], data_spec, None, references, 0, null,
+                             device="cpu")
     return {"weights_paths": {"cnn": str(weights)}, "specs": {"cnn": JOB_SPEC},
             "layers": {"cnn": "relu2"}, "null_paths": {"cnn": str(null)},
             "references_path": str(references),
             "optimizer": {"name": "SGD", "kwargs": {"lr": 1.0, "momentum": 0.9},
                           "gradient_normalization": True},
-            "init": {"kind": "uniform"}, "budget": JOB_BUDGET, "seed": 0, "device": "cpu",
-            "threads": 1}
+            "init": {"kind": "uniform"}, "budget": JOB_BUDGET, "criterion": JOB_CRITERION,
+            "seed": 0, "device": "cpu", "threads": 1}

@@ -61,9 +61,7 @@ def test_shipped_configs_read_strictly_as_yaml_reads_them(name):
 def test_validation_fills_defaults_and_keeps_given_values(test_config):
     generation = test_config["generation"]
     assert generation["max_iterations"] == 150  # given
-    assert generation["null_percentile"] == 99  # default
-    assert generation["stop_on_success"] is True
-    assert generation["null_max_pairs"] is None
+    assert generation["stop_on_success"] is True  # default
     assert generation["channels_last"] is True and generation["compile"] is None
     adam = test_config["optimizers"]["adam"]
     assert adam["constraint"] == "clamp" and adam["gradient_normalization"] is False
@@ -75,6 +73,11 @@ def test_validation_fills_defaults_and_keeps_given_values(test_config):
     assert test_config["evaluation"]["projection_dim"] == 512
     assert test_config["data"]["source_dir"] == "/usr/share/datasets/fashion-mnist"
     assert test_config["models"]["cnn_a"]["seed"] == 0
+    criterion = test_config["criterion"]  # Feather et al.'s measures, a percentile threshold
+    assert criterion["measures"] == ["spearman", "pearson", "snr_db"]
+    assert criterion["threshold"] == 95 and criterion["class_match"] is True
+    assert criterion["null_distribution"] == {"source": "train", "pairs": 5000, "augment": True,
+                                              "block_images": 256}
 
 
 @pytest.mark.parametrize("change, named", [
@@ -82,7 +85,10 @@ def test_validation_fills_defaults_and_keeps_given_values(test_config):
     (lambda c: c["optimizers"]["adam"].update(learning_rate=0.1), "learning_rate"),
     (lambda c: c.update(extra_section={}), "extra_section"),
     (lambda c: c["generation"].update(max_iterations=-5), "-5"),
-    (lambda c: c["generation"].update(null_percentile=100), "100"),
+    (lambda c: c["generation"].update(null_percentile=99), "null_percentile"),
+    (lambda c: c.update(criterion={"threshold": 100.5}), "100.5"),
+    (lambda c: c.update(criterion={"measures": ["kendall"]}), "kendall"),
+    (lambda c: c.update(criterion={"null_distribution": {"source": "test"}}), "test"),
     (lambda c: c["inits"]["uniform"].update(kind="sparkle"), "sparkle"),
     (lambda c: c["optimizers"]["adam"].update(constraint="tanh"), "tanh"),
     (lambda c: c["references"].update(per_class=0), "per_class"),
@@ -171,6 +177,7 @@ def test_many_problems_are_listed_in_a_few_lines():
     (lambda c: c["generation"].update(optimizers=["../adam"]), r"generation\.optimizers"),
     (lambda c: c.update(joint={"pool": {"cnn_a": {"early": ESCAPING_LAYER}}}),
      r"joint\.pool\.cnn_a\.early"),
+    (lambda c: c["data"].update(name="foolbox_mnist"), "criterion.null_distribution.source"),
 ])
 def test_check_config_names_the_dangling_reference(test_config, change, named):
     config = copy.deepcopy(test_config)
@@ -263,3 +270,13 @@ def test_snakemake_names_config_file_problems_in_a_few_lines(tmp_path):
     (tmp_path / "config" / "config.yaml").write_text("seed: 0\ndata: {name: [mnist}\n")
     output = _snakemake_dry_run(tmp_path)
     assert "config/config.yaml, line 2, column 20: not valid YAML" in output
+
+
+def test_lenient_overlay_is_the_old_rule():
+    config = load("config.yaml")
+    update_config(config, load("lenient.yaml"))
+    validate(config, SCHEMA)
+    check_config(config)
+    assert config["criterion"]["measures"] == ["spearman"]
+    assert config["criterion"]["threshold"] == 99
+    assert config["criterion"]["null_distribution"]["source"] == "references"

@@ -44,7 +44,8 @@ def synthesis_at(trained_model, small_references, null_at):
     def build(layer: str, channels_last: bool = False) -> MetamerSynthesis:
         if (layer, channels_last) not in cache:
             cache[layer, channels_last] = MetamerSynthesis(
-                [Member("cnn", trained_model, layer, null_at(layer).threshold)],
+                [Member("cnn", trained_model, layer,
+                        null_at(layer).threshold("spearman", 99.0))],
                 small_references[0], CPU, channels_last)
         return cache[layer, channels_last]
 
@@ -227,7 +228,7 @@ def test_joint_metamer_satisfies_every_member(trained_model, second_model, small
     thresholds = {}
     for name, model in models.items():
         values = extract(model, images, [layer], CPU)[layer]
-        thresholds[name] = criteria.compute_null(values, 99.0).threshold
+        thresholds[name] = criteria.reference_null(values).threshold("spearman", 99.0)
     members = [Member(name, model, layer, thresholds[name]) for name, model in models.items()]
     result = synthesize(MetamerSynthesis(members, images, CPU),
                         inits.initial_images("uniform", images, seed=0), OptimizerSettings(),

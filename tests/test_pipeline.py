@@ -182,7 +182,9 @@ def test_adding_an_evaluator_regenerates_no_metamer(pipeline_run, tmp_path):
     assert "results/activations/cnn_a/relu2/adam/uniform.h5" in outputs
     assert "results/scores.parquet" in outputs and "results/transfer_matrix.pdf" in outputs
     assert "results/findings.md" in outputs
-    assert "results/metamers" not in outputs and "results/nulls" not in outputs
+    assert "results/metamers" not in outputs
+    # the new evaluator's layers get their nulls; no other null is rebuilt
+    assert set(re.findall(r"results/nulls[^/]*/([^/]+)/", outputs)) == {"mlp_b"}
     assert "resources/models/cnn_a" not in outputs
 
 
@@ -193,6 +195,49 @@ def test_editing_a_plot_option_reruns_only_plots(pipeline_run, tmp_path):
     outputs = _planned_after_edit(pipeline_run, tmp_path, more_images)
     assert outputs and all(output.startswith("results/") and output.endswith(".pdf")
                            for output in " ".join(outputs).replace(",", " ").split()), outputs
+
+
+@pytest.fixture(scope="module")
+def touched_run(tmp_path_factory) -> Path:
+    """Every output of the test config as an empty file that Snakemake takes as up to date
+    (``--touch --forceall``: each job's params recorded): a stand-in for a finished run, for
+    dry runs that ask what a config change reruns."""
+    workdir = tmp_path_factory.mktemp("touched")
+    planned = snakemake(workdir, "--configfile", str(TEST_CONFIG), "--dry-run")
+    assert planned.returncode == 0, planned.stderr
+    for outputs in planned_outputs(planned.stdout):
+        for output in outputs.split(", "):
+            (workdir / output).parent.mkdir(parents=True, exist_ok=True)
+            (workdir / output).touch()
+    touched = snakemake(workdir, "--configfile", str(TEST_CONFIG), "--touch", "--forceall")
+    assert touched.returncode == 0, touched.stderr[-3000:]
+    return workdir
+
+
+def drop_snr(criterion):
+    criterion.update(measures=["spearman", "pearson"])
+
+
+@pytest.mark.parametrize("edit", [
+    drop_snr,
+    lambda criterion: criterion.update(threshold="max"),
+    lambda criterion: criterion["null_distribution"].update(pairs=6000),
+])
+def test_a_changed_criterion_reruns_generation_and_after_but_not_before(touched_run, tmp_path,
+                                                                       edit):
+    outputs = " ".join(_planned_after_edit(touched_run, tmp_path,
+                                           lambda config: edit(config["criterion"])))
+    for condition in ("cnn_a/relu2/adam/uniform", "pair/deep/sgd/uniform"):
+        for kind, extension in (("metamers", "h5"), ("activations", "h5"),
+                                ("scores", "parquet")):
+            assert f"results/{kind}/{condition}.{extension}" in outputs
+    for final in ("results/generation_summary.parquet", "results/scores.parquet",
+                  "results/transfer_matrix.pdf", "results/findings.md"):
+        assert final in outputs
+    assert "resources/models" not in outputs and "resources/references" not in outputs
+    assert "results/activations/references.h5" not in outputs
+    # the nulls hold thresholds and pairs, not which measures decide
+    assert ("results/nulls/" in outputs) == (edit is not drop_snr)
 
 
 def test_bad_config_key_stops_with_its_name(tmp_path):

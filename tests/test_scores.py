@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from scipy import stats as scipy_stats
 
-from metamers import scores
+from metamers import criteria, scores
 from metamers.activations import LOGITS
 
 
@@ -63,9 +63,22 @@ def metric(table: pd.DataFrame, layer: str, name: str) -> np.ndarray:
     return rows.sort_values("metamer")["value"].to_numpy()
 
 
+def references_null(reference: dict) -> dict[str, dict[str, criteria.NullDistribution]]:
+    """``{evaluator: {layer: null}}`` of cnn_a's relu1 over the references' pairs."""
+    return {"cnn_a": {"relu1": criteria.reference_null(reference["relu1"])}}
+
+
+PERCENTILE_95 = criteria.Criterion(threshold=95.0)
+
+
 def test_evaluator_image_scores_match_manual_computation(evaluator_activations):
     images, reference, labels = evaluator_activations
-    table = scores.evaluator_image_scores(images, reference, labels, ["relu1"])
+    # a third of the images at 3x their values: same correlations, a far lower SNR
+    scale = np.where(np.arange(len(labels)) % 3 == 0, 3.0, 1.0)[:, None]
+    images = {**images, "relu1": images["relu1"] * scale}
+    nulls = references_null(reference)["cnn_a"]
+    table = scores.evaluator_image_scores(images, reference, labels, ["relu1"], nulls,
+                                          PERCENTILE_95)
     predicted = images[LOGITS].argmax(1)
     np.testing.assert_array_equal(metric(table, "output", "top1_correct"),
                                   (predicted == labels).astype(float))
@@ -82,9 +95,19 @@ def test_evaluator_image_scores_match_manual_computation(evaluator_activations):
     np.testing.assert_allclose(metric(table, "relu1", "pearson"), pearson, atol=1e-12)
     # Noisy copies correlate with their own reference above the null of different references.
     assert (metric(table, "relu1", "spearman_percentile") > 90).all()
+    snr = [10 * np.log10(np.sum(b**2) / np.sum((a - b) ** 2))
+           for a, b in zip(images["relu1"], reference["relu1"])]
+    np.testing.assert_allclose(metric(table, "relu1", "snr_db"), snr, rtol=1e-12)
     null = scipy_stats.spearmanr(reference["relu1"], axis=1).statistic[np.triu_indices(8, 1)]
-    np.testing.assert_array_equal(metric(table, "relu1", "passes"),
-                                  (np.array(spearman) > np.percentile(null, 95)).astype(float))
+    spearman_passes = np.array(spearman) > np.percentile(null, 95)
+    np.testing.assert_array_equal(metric(table, "relu1", "spearman_passes"), spearman_passes)
+    every = spearman_passes.copy()
+    for measure, values in (("pearson", pearson), ("snr_db", snr)):
+        passes = np.array(values) > nulls["relu1"].threshold(measure, 95.0)
+        np.testing.assert_array_equal(metric(table, "relu1", f"{measure}_passes"), passes)
+        every &= passes
+    np.testing.assert_array_equal(metric(table, "relu1", "passes"), every)
+    np.testing.assert_array_equal(every, spearman_passes & (scale[:, 0] == 1))  # SNR rejects
     assert set(table.columns) == {"metamer", "evaluator_layer", "metric", "value"}
 
 
@@ -94,7 +117,8 @@ def test_condition_scores_and_summary(evaluator_activations):
     activations = {"cnn_a": {"metamer": images, "initial": reference}}
     distances = {"metamer": np.linspace(1, 2, 8), "initial": np.zeros(8)}
     table = scores.condition_scores(activations, {"cnn_a": reference}, labels, distances,
-                                    {"cnn_a": ["relu1"]}, condition)
+                                    {"cnn_a": ["relu1"]}, references_null(reference),
+                                    PERCENTILE_95, condition)
     assert list(table.columns) == [*scores.CONDITION, "image_set", "metamer", "evaluator",
                                    "evaluator_layer", "metric", "value"]
     assert (table.generator == "cnn_a").all() and (table.init == "uniform").all()
@@ -131,7 +155,8 @@ def test_a_metamer_transfers_only_where_it_beats_its_pixel_control(evaluator_act
     activations = {"cnn_a": {"metamer": images, "pixel_control": reference}}
     distances = {"metamer": np.ones(8), "pixel_control": np.ones(8)}
     table = scores.condition_scores(activations, {"cnn_a": reference}, labels, distances,
-                                    {"cnn_a": ["relu1"]}, condition)
+                                    {"cnn_a": ["relu1"]}, references_null(reference),
+                                    PERCENTILE_95, condition)
     metamers = table[table.image_set == "metamer"]
     np.testing.assert_array_equal(metric(metamers, "relu1", "beats_pixel_control"), 0.0)
     np.testing.assert_array_equal(metric(metamers, "relu1", "transfers"), 0.0)
@@ -139,7 +164,8 @@ def test_a_metamer_transfers_only_where_it_beats_its_pixel_control(evaluator_act
     # imperfect, and transfer where they also pass.
     swapped = {"cnn_a": {"metamer": reference, "pixel_control": images}}
     table = scores.condition_scores(swapped, {"cnn_a": reference}, labels, distances,
-                                    {"cnn_a": ["relu1"]}, condition)
+                                    {"cnn_a": ["relu1"]}, references_null(reference),
+                                    PERCENTILE_95, condition)
     metamers = table[table.image_set == "metamer"]
     control_spearman = metric(table[table.image_set == "pixel_control"], "relu1", "spearman")
     expected = (1.0 > np.asarray(control_spearman)).astype(float)

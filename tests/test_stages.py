@@ -20,8 +20,10 @@ def test_evaluation_stages_set_torch_threads_from_their_rule(job_inputs, tmp_pat
     """Nulls, activations and scores run with the rule's ``threads``, not torch's default."""
     spec, weights = job_inputs["specs"]["cnn"], job_inputs["weights_paths"]["cnn"]
     torch.set_num_threads(1)
-    stages.null_distribution(weights, spec, "relu2", job_inputs["references_path"], 99.0,
-                             None, 0, tmp_path / "null.h5", "cpu", threads=2)
+    criterion = job_inputs["criterion"]
+    stages.null_distribution(weights, spec, "relu2", criterion["null_distribution"],
+                             criterion["threshold"], {}, None, job_inputs["references_path"], 0,
+                             tmp_path / "null.h5", device="cpu", threads=2)
     assert torch.get_num_threads() == 2
     torch.set_num_threads(1)
     stages.reference_activations({"cnn": weights}, {"cnn": {**spec, "layers": ["relu2"]}},

@@ -47,21 +47,35 @@ def test_correlation_matrix_matches_scipy():
                                atol=1e-12)
 
 
-def test_null_correlations_are_the_distinct_pairs():
+def test_pair_measures_are_the_distinct_pairs_of_the_correlation_matrix():
     rng = np.random.default_rng(2)
     values = rng.standard_normal((8, 20))
-    null = stats.null_correlations(values, "pearson")
-    matrix = np.corrcoef(values)
-    expected = np.sort(matrix[np.triu_indices(8, k=1)])
-    assert len(null) == 8 * 7 // 2
-    np.testing.assert_allclose(null, expected, atol=1e-12)
-    sampled = stats.null_correlations(values, "pearson", max_pairs=10, seed=3)
-    assert len(sampled) == 10 and np.isin(sampled, null).all()
-    np.testing.assert_array_equal(sampled, stats.null_correlations(values, "pearson", 10, seed=3))
+    pairs = stats.pair_measures(values, ("pearson", "spearman"))
+    upper = np.triu_indices(8, k=1)
+    assert len(pairs["pearson"]) == 8 * 7 // 2
+    np.testing.assert_allclose(pairs["pearson"], np.corrcoef(values)[upper], atol=1e-12)
+    np.testing.assert_allclose(pairs["spearman"],
+                               scipy_stats.spearmanr(values, axis=1).statistic[upper], atol=1e-12)
+
+
+def test_snr_db_rows_is_the_reference_power_over_the_difference_power():
+    reference = np.array([[3.0, 4.0], [1.0, 0.0]])
+    values = np.array([[3.0, 4.5], [1.0, 0.0]])
+    np.testing.assert_allclose(stats.snr_db_rows(values, reference), [10 * np.log10(100), np.inf])
+
+
+def test_pair_snr_of_near_identical_rows_is_exact():
+    """The pairs' SNR comes from one product of the rows, whose rounding would swamp the tiny
+    difference of near-identical rows: those are computed directly."""
+    rng = np.random.default_rng(5)
+    row = rng.random((1, 5000)) + 1.0
+    rows = np.concatenate([row, row + 1e-7 * rng.standard_normal((1, 5000))])
+    np.testing.assert_allclose(stats.pair_measures(rows, ("snr_db",))["snr_db"],
+                               stats.snr_db_rows(rows[1:], rows[:1]), rtol=1e-9)
 
 
 def random_image_null(rng: np.random.Generator, images: int = 30, pixels: int = 100):
-    return stats.null_correlations(rng.random((images, pixels)), "spearman")
+    return np.sort(stats.pair_measures(rng.random((images, pixels)), ("spearman",))["spearman"])
 
 
 def test_identical_pair_sits_at_the_top_of_the_null():
@@ -88,13 +102,6 @@ def test_random_pairs_have_uniform_percentiles():
     assert abs(percentiles.mean() - 50) < 3
     np.testing.assert_allclose(np.percentile(percentiles, [10, 50, 90]), [10, 50, 90], atol=4)
     assert scipy_stats.kstest(percentiles / 100, "uniform").pvalue > 0.001
-
-
-def test_null_threshold_is_the_percentile_not_the_max():
-    null = np.linspace(0, 1, 101)
-    assert stats.null_threshold(null, 99) == pytest.approx(0.99)
-    assert stats.null_threshold(null, 50) == pytest.approx(0.5)
-    assert stats.null_threshold(null, 99) < null.max()
 
 
 def clustered(rng: np.random.Generator, items: int = 24, features: int = 50) -> np.ndarray:

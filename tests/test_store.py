@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import torch
 
-from metamers import store
+from metamers import criteria, store
 from metamers.records import SynthesisResult
 
 
@@ -69,13 +69,26 @@ def test_references_round_trip(tmp_path):
     assert content["class_names"] == ["shirt", "shoe"]
 
 
+def null_of(values: np.ndarray) -> criteria.NullDistribution:
+    """A null whose every measure holds ``values``."""
+    return criteria.NullDistribution({measure: np.asarray(values)
+                                      for measure in criteria.MEASURES}, "train")
+
+
 def test_null_round_trip(tmp_path):
     path = tmp_path / "null.h5"
-    correlations = np.sort(np.random.default_rng(2).random(45))
-    store.write_null(path, correlations, 99.0, {"layer": "relu1"})
-    values, percentile = store.read_null(path)
-    np.testing.assert_array_equal(values, correlations)
-    assert percentile == 99.0
+    rng = np.random.default_rng(2)
+    null = criteria.NullDistribution({measure: np.sort(rng.random(45))
+                                      for measure in criteria.MEASURES}, "references")
+    store.write_null(path, null, 90.0, {"layer": "relu1"})
+    read = store.read_null(path)
+    assert read.source == "references" and read.pairs == 45
+    for measure in criteria.MEASURES:
+        np.testing.assert_array_equal(read.values[measure], null.values[measure])
+    content = store.read_null_attrs(path)
+    assert content["layer"] == "relu1" and content["pairs"] == 45
+    assert content["maxima"]["pearson"] == null.values["pearson"][-1]
+    assert content["thresholds"]["snr_db"] == np.percentile(null.values["snr_db"], 90)
 
 
 def test_activations_round_trip(tmp_path):
@@ -125,7 +138,7 @@ def test_corrupt_file_gives_a_clear_error(tmp_path):
 
 def test_missing_dataset_names_the_file_and_the_dataset(tmp_path):
     path = tmp_path / "null.h5"
-    store.write_null(path, np.arange(3.0), 99.0, {})
+    store.write_null(path, null_of(np.arange(3.0)), "max", {})
     with pytest.raises(KeyError, match=r"null\.h5.*images"):
         store.read_references(path)
 
@@ -204,7 +217,7 @@ def test_files_of_another_schema_version_are_refused_by_name(tmp_path):
     import h5py
 
     path = tmp_path / "old_null.h5"
-    store.write_null(path, np.arange(3.0), 99.0, {})
+    store.write_null(path, null_of(np.arange(3.0)), "max", {})
     with h5py.File(path, "r+") as handle:
         del handle.attrs["schema_version"]
     with pytest.raises(ValueError, match=r"old_null\.h5 has schema version None.*rebuild"):
@@ -227,8 +240,8 @@ def test_truncated_file_gives_a_clear_error(tmp_path, synthesis_result):
 
 def test_dataset_hashes_see_values_not_metadata(tmp_path):
     first, second = tmp_path / "first.h5", tmp_path / "second.h5"
-    store.write_null(first, np.arange(3.0), 99.0, {"written": "first"})
-    store.write_null(second, np.arange(3.0), 99.0, {"written": "second"})
+    store.write_null(first, null_of(np.arange(3.0)), "max", {"written": "first"})
+    store.write_null(second, null_of(np.arange(3.0)), "max", {"written": "second"})
     assert store.dataset_hashes(first) == store.dataset_hashes(second)
-    store.write_null(second, np.arange(3.0) + 1e-12, 99.0, {})
+    store.write_null(second, null_of(np.arange(3.0) + 1e-12), "max", {})
     assert store.dataset_hashes(first) != store.dataset_hashes(second)

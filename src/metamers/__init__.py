@@ -9,7 +9,8 @@ code runs in a notebook:
 - ``references``: class-balanced, seeded reference samples
 - ``generate``: batched metamer synthesis
 - ``criteria``: the success criterion and its null distribution
-- ``stats``: correlations, null percentiles, bootstrap, RSA, CKA
+- ``fake_relu``: Feather et al.'s ReLU with an identity backward, swapped in at one layer
+- ``stats``: correlations, pair measures and null percentiles, bootstrap, RSA, CKA
 - ``activations``: activations of named layers
 - ``scores``: long-format score tables and summaries
 - ``store``: HDF5 / Parquet / JSON input and output

@@ -23,6 +23,8 @@ import yaml
 
 from metamers.inits import INIT_KINDS
 
+# Data sets of a few labelled test images (data.load_dataset): no training split for a null.
+TEST_ONLY_DATA = ("foolbox_imagenet", "foolbox_mnist", "imagenet_samples")
 # Names become folder and file names of outputs: no separators, no leading dot, no "..".
 SAFE_NAME = re.compile(r"^(?!\.)(?!.*\.\.)[A-Za-z0-9_.\-]+$")
 MAX_LISTED_PROBLEMS = 5
@@ -263,6 +265,11 @@ def check_config(config: dict) -> None:
                  "sigmoid (or none with a range_penalty).")
     for name, init in config["inits"].items():
         _require(init["kind"] in INIT_KINDS, f"inits.{name}.kind must be one of {INIT_KINDS}.")
+    null_source = config.get("criterion", {}).get("null_distribution", {}).get("source")
+    _require(null_source != "train" or config["data"]["name"] not in TEST_ONLY_DATA,
+             f"criterion.null_distribution.source=train: data set {config['data']['name']!r} "
+             "has no training split; set criterion.null_distribution.source: references (the "
+             "weaker null of pairs of references, docs/criterion.md).")
     for name in config.get("evaluation", {}).get("evaluators") or []:
         _require(name in models, f"evaluation.evaluators: {name!r} is not a model.")
 

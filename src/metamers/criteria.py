@@ -1,53 +1,206 @@
 """The metamer success criterion (Feather et al. 2023) and its null distribution.
 
-A metamer succeeds at its generating layer when (1) the Spearman correlation between its
-activations and its reference's exceeds a high percentile of the null distribution of Spearman
-correlations between *different* references at that layer, and (2) the generator's predicted
-class on it equals its prediction on the reference.
+A metamer succeeds at its generating layer when (1) the generator's prediction on it equals its
+prediction on the reference and (2) each configured measure between its activations and its
+reference's (Spearman rho, Pearson r, dB SNR: :data:`MEASURES`) exceeds that measure's threshold
+in the null distribution of the same measure between pairs of different images at that layer:
+by default the null's maximum, over random pairs of distinct training images (Feather et al.'s
+``make_null_distributions.py``). :class:`Criterion` holds the settings (``criterion:`` in the
+config), :class:`NullDistribution` the null of one (model, layer), as stored in its null file.
+Generation, the evaluation's representation test and the findings use the same two.
 
-The threshold is a percentile (default 99th), not the null's maximum: in low-dimensional layers
-(e.g. 10 logits) different images can rank their units identically, so the null's maximum can be
-1.0 and nothing could pass. Ties (ReLU zeros) get average ranks. In such layers the criterion
-says "ranked as alike as all but the top 1% of different-image pairs", a weaker statement than in
-a wide layer; read it together with the pixel distance and the evaluation's controls.
+A measure whose null maximum is its ceiling (Spearman or Pearson 1.0, SNR inf: a pair of
+different images that the layer maps to the same ranks or values) cannot be exceeded: with the
+``max`` threshold that measure is *uninformative* at that layer. The criterion then decides by
+the other measures, and says so (``CriterionResult.uninformative``, the null file's attrs, the
+log); with no informative measure left it raises instead of failing every metamer.
+docs/criterion.md has the definitions and the measured nulls.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 
 from metamers.stats import (
     RankedRows,
-    null_correlations,
-    null_threshold,
+    pair_measures,
+    pearson_rows,
+    snr_db_rows,
     spearman_rows,
     spearman_to_ranked,
 )
 
+MEASURES = ("spearman", "pearson", "snr_db")
+CEILINGS = {"spearman": 1.0, "pearson": 1.0, "snr_db": np.inf}
+CEILING_TOLERANCE = 1e-9
+_ROW_MEASURES = {"spearman": spearman_rows, "pearson": pearson_rows, "snr_db": snr_db_rows}
 
-@dataclass
+
+def measure_rows(values: np.ndarray, reference_values: np.ndarray,
+                 measures: Iterable[str] = MEASURES) -> dict[str, np.ndarray]:
+    """Each measure between each row of (N, D) ``values`` and the same row of
+    ``reference_values`` (the signal of ``snr_db``): (N,) float64 per measure. A constant row
+    has no correlation (NaN), which fails any threshold. Correlations are clipped to [-1, 1]
+    (rounding can put identical rows at 1 + 2e-16, above a null maximum of 1)."""
+    measured = {measure: _ROW_MEASURES[measure](values, reference_values) for measure in measures}
+    for measure in set(measures) & {"spearman", "pearson"}:
+        measured[measure] = np.clip(measured[measure], -1.0, 1.0)
+    return measured
+
+
+@dataclass(frozen=True)
 class NullDistribution:
-    """Sorted Spearman correlations between different references at one (model, layer)."""
+    """Null values of each measure between pairs of different images at one (model, layer).
 
-    correlations: np.ndarray
-    percentile: float
+    ``values[measure]``: (pairs,) sorted; ``source``: ``train`` or ``references``.
+    """
+
+    values: dict[str, np.ndarray]
+    source: str
 
     @property
-    def threshold(self) -> float:
-        return null_threshold(self.correlations, self.percentile)
+    def pairs(self) -> int:
+        return len(next(iter(self.values.values())))
+
+    def maximum(self, measure: str) -> float:
+        return float(self.values[measure][-1])
+
+    def threshold(self, measure: str, rule: str | float = "max") -> float:
+        """The bar a metamer's ``measure`` must exceed: the null's maximum (``"max"``) or the
+        given percentile (0-100) of it."""
+        if rule == "max":
+            return self.maximum(measure)
+        return float(np.percentile(self.values[measure], float(rule)))
+
+    def informative(self, measure: str, rule: str | float = "max") -> bool:
+        """Whether a value can exceed the threshold: it is below the measure's ceiling by more
+        than float rounding (a row's correlation with itself computes within 1e-15 of 1)."""
+        return self.threshold(measure, rule) < CEILINGS[measure] - CEILING_TOLERANCE
 
 
-def compute_null(reference_activations: np.ndarray, percentile: float,
-                 max_pairs: int | None = None, seed: int = 0) -> NullDistribution:
-    """The null distribution from (N, D) reference activations (all pairs or a seeded sample)."""
+def null_from_blocks(blocks: Iterable[np.ndarray], pairs: int, source: str,
+                     measures: tuple[str, ...] = MEASURES) -> NullDistribution:
+    """The null of ``pairs`` pairs: every pair of rows within each (B, D) activation block
+    (:func:`stats.pair_measures`), block after block, the last block's pairs cut to fit."""
+    parts: dict[str, list[np.ndarray]] = {measure: [] for measure in measures}
+    collected = 0
+    for block in blocks:
+        values = pair_measures(block, measures)
+        take = min(pairs - collected, len(values[measures[0]]))
+        for measure in measures:
+            parts[measure].append(values[measure][:take])
+        collected += take
+        if collected >= pairs:
+            break
+    if collected < pairs:
+        raise ValueError(f"the image blocks gave {collected} pairs, {pairs} were asked for")
+    return NullDistribution({measure: np.sort(np.concatenate(parts[measure]))
+                             for measure in measures}, source)
+
+
+BLOCK_VALUES = 1 << 26  # activation values in one block of the null (512 MiB as float64)
+
+
+def block_images(width: int, most: int) -> int:
+    """Images per block of the null for activations ``width`` values wide: at most ``most``,
+    and at most :data:`BLOCK_VALUES` values in all (at least 2)."""
+    return max(2, min(most, BLOCK_VALUES // width))
+
+
+def images_for_pairs(pairs: int, block: int) -> int:
+    """Images for ``pairs`` pairs within blocks of ``block`` images (the last block whole)."""
+    return -(-pairs // (block * (block - 1) // 2)) * block
+
+
+def reference_null(reference_activations: np.ndarray, measures: tuple[str, ...] = MEASURES,
+                   max_pairs: int | None = None, seed: int = 0) -> NullDistribution:
+    """The null over all pairs of (N, D) reference activations (config/lenient.yaml's, and data
+    sets without a training split), or a seeded sample of ``max_pairs`` of them."""
     if len(reference_activations) < 2:
         raise ValueError("The null distribution needs at least two reference images.")
-    return NullDistribution(
-        null_correlations(reference_activations, "spearman", max_pairs, seed), percentile)
+    values = pair_measures(reference_activations, measures)
+    count = len(values[measures[0]])
+    if max_pairs is not None and count > max_pairs:
+        chosen = np.random.default_rng(seed).choice(count, size=max_pairs, replace=False)
+        values = {measure: pair_values[chosen] for measure, pair_values in values.items()}
+    return NullDistribution({measure: np.sort(pair_values)
+                             for measure, pair_values in values.items()}, "references")
+
+
+@dataclass(frozen=True)
+class CriterionResult:
+    """Per metamer (N,): every measure's value and whether it exceeds its threshold (all of
+    :data:`MEASURES`; the criterion's own decide), whether the class matches (None: not
+    asked), and overall success. ``thresholds`` per measure; the criterion's measures in
+    ``uninformative`` do not decide (their threshold is the ceiling)."""
+
+    values: dict[str, np.ndarray]
+    passes: dict[str, np.ndarray]
+    thresholds: dict[str, float]
+    uninformative: tuple[str, ...]
+    class_matches: np.ndarray | None
+    passed: np.ndarray
+
+
+@dataclass(frozen=True)
+class Criterion:
+    """The success criterion's settings: which measures, the threshold rule (``"max"`` of the
+    null or a percentile), and whether the predicted class must match the reference's."""
+
+    measures: tuple[str, ...] = MEASURES
+    threshold: str | float = "max"
+    class_match: bool = True
+
+    @classmethod
+    def from_config(cls, section: dict) -> Criterion:
+        """From the config's ``criterion`` slice (schema defaults filled in)."""
+        return cls(tuple(section["measures"]), section["threshold"], section["class_match"])
+
+    def thresholds(self, null: NullDistribution) -> dict[str, float]:
+        return {measure: null.threshold(measure, self.threshold) for measure in self.measures}
+
+    def uninformative(self, null: NullDistribution) -> tuple[str, ...]:
+        return tuple(measure for measure in self.measures
+                     if not null.informative(measure, self.threshold))
+
+    def check_measures(self, values: np.ndarray, reference_values: np.ndarray,
+                       null: NullDistribution) -> CriterionResult:
+        """The measures' part alone, on (N, D) activations of metamers and of their references
+        at one layer: the representation test of an evaluator layer. Strictly greater than the
+        threshold; NaN fails. ``null`` holds every measure of :data:`MEASURES`."""
+        uninformative = self.uninformative(null)
+        deciding = [measure for measure in self.measures if measure not in uninformative]
+        if not deciding:
+            raise ValueError(f"every measure of the criterion {self.measures} has a null "
+                             f"maximum at its ceiling ({self.thresholds(null)}): at this layer "
+                             "no metamer can pass; choose other measures or a percentile.")
+        measured = measure_rows(values, reference_values, MEASURES)
+        thresholds = {measure: null.threshold(measure, self.threshold) for measure in MEASURES}
+        passes = {measure: np.nan_to_num(measured[measure], nan=-np.inf) > thresholds[measure]
+                  for measure in MEASURES}
+        passed = np.logical_and.reduce([passes[measure] for measure in deciding])
+        return CriterionResult(measured, passes, thresholds, uninformative, None, passed)
+
+    def check(self, values: np.ndarray, reference_values: np.ndarray, null: NullDistribution,
+              predictions: np.ndarray, reference_predictions: np.ndarray) -> CriterionResult:
+        """The whole criterion at a generating layer: :meth:`check_measures`, and where
+        ``class_match`` the (N,) predicted classes on metamers equal those on references."""
+        result = self.check_measures(values, reference_values, null)
+        if not self.class_match:
+            return result
+        class_matches = np.asarray(predictions) == np.asarray(reference_predictions)
+        return replace(result, class_matches=class_matches,
+                       passed=result.passed & class_matches)
+
+
+def spearman_threshold(null: NullDistribution, criterion: Criterion) -> float:
+    """The Spearman bar of ``criterion`` in ``null``: what the synthesis's Spearman-and-class
+    check (:func:`check_criterion`) uses until it applies the whole :class:`Criterion`."""
+    return null.threshold("spearman", criterion.threshold)
 
 
 @dataclass

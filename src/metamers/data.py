@@ -249,3 +249,20 @@ def load_sample(spec: dict, train: bool, choose: Callable[[torch.Tensor], np.nda
         images = data.images[torch.as_tensor(indices)]
     chosen = torch.as_tensor(indices)
     return LabelledImages(images, labels[chosen], class_names), indices, len(labels)
+
+
+def distinct_sample(spec: dict, train: bool, count: int, seed: int) -> tuple[torch.Tensor, int]:
+    """``count`` images of a split with distinct pixels, in a seeded random order (an image
+    folder decodes only those and a few more): (count, C, H, W), and how many exact duplicates
+    of earlier ones were passed over. Raises if the split has fewer distinct images."""
+    rng = np.random.default_rng(seed)
+    sample, _, split_size = load_sample(  # a few more, for the duplicates passed over
+        spec, train, lambda labels: rng.permutation(len(labels))[:count + count // 20 + 2])
+    rows = np.ascontiguousarray(sample.images.flatten(1).numpy())
+    _, first = np.unique(rows.view(np.dtype((np.void, rows.strides[0]))), return_index=True)
+    kept = np.sort(first)
+    if len(kept) < count:
+        raise ValueError(f"{count} distinct images were asked for; the "
+                         f"{'training' if train else 'test'} split of {split_size} images "
+                         f"gave {len(kept)}.")
+    return sample.images[kept[:count]], len(rows) - len(kept)

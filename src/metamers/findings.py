@@ -22,8 +22,9 @@ RELATION_PHRASES = {
 }
 METRIC_PHRASES = {
     "recognized": "Recognised (top-1 correct)",
-    "passes": "Pass the representation test (Spearman with the reference above the 95th "
-              "percentile of different references, at the evaluator's deepest layer)",
+    "passes": "Pass the representation test (each of the criterion's measures with the "
+              "reference above its null threshold, at the evaluator's deepest layer; "
+              "docs/criterion.md)",
     "transfers": "Transfer (pass that test and beat the pixel control)",
 }
 DEPTH_PHRASES = {"deepest": "Deepest generating layer of each generator",

@@ -337,7 +337,7 @@ def _representation_page(curves: pd.DataFrame, layers: Mapping[str, Sequence[str
     targets = _conditions_in_order(curves, ("generator", "layer"))
     colors = _condition_colors(targets, ("generator", "layer"))
     metrics = {"spearman": "mean Spearman r\n(metamer vs reference)",
-               "passes": "fraction passing\n(> 95th pct of null)"}
+               "passes": "fraction passing\n(the criterion's measures)"}
     figure, axes = plt.subplots(len(metrics), len(layers), squeeze=False, sharey="row",
                                 figsize=(3.6 * len(layers) + 1.0, 5.6), layout="constrained")
     for column, (evaluator, evaluator_layers) in enumerate(layers.items()):

@@ -13,18 +13,9 @@ import torch
 from scipy.special import softmax
 
 from metamers.activations import LOGITS
-from metamers.stats import (
-    bootstrap_mean_ci,
-    linear_cka,
-    null_correlations,
-    null_percentile,
-    null_threshold,
-    pearson_rows,
-    rsa,
-    spearman_rows,
-)
+from metamers.criteria import Criterion, NullDistribution
+from metamers.stats import bootstrap_mean_ci, linear_cka, null_percentile, rsa
 
-PASS_PERCENTILE = 95.0
 CONDITION = ["generator", "layer", "optimizer", "init"]
 
 
@@ -57,14 +48,15 @@ def pixel_control(reference_images: np.ndarray, distances: np.ndarray, seed: int
 def evaluator_image_scores(image_activations: dict[str, np.ndarray],
                            reference_activations: dict[str, np.ndarray],
                            reference_labels: np.ndarray, layers: list[str],
-                           nulls: dict[tuple[str, str], np.ndarray] | None = None,
+                           nulls: dict[str, NullDistribution], criterion: Criterion,
                            ) -> pd.DataFrame:
     """Scores of N images against their N references under one evaluator (long format).
 
-    ``*_activations`` map layer -> (N, D) plus ``LOGITS`` -> (N, classes); the null per layer is
-    the correlations between different references (``reference_nulls``, computed if not given).
+    ``*_activations`` map layer -> (N, D) plus ``LOGITS`` -> (N, classes); ``nulls[layer]`` is
+    that evaluator layer's null file. Per layer: each measure, its percentile in the null,
+    whether it exceeds its threshold (``<measure>_passes``), and ``passes``, the
+    representation test: ``criterion``'s measures (:meth:`Criterion.check_measures`).
     """
-    nulls = nulls or reference_nulls(reference_activations, layers)
     frames = []
     count = len(reference_labels)
     logits = image_activations[LOGITS]
@@ -79,43 +71,38 @@ def evaluator_image_scores(image_activations: dict[str, np.ndarray],
         frames.append(pd.DataFrame({"metamer": np.arange(count), "evaluator_layer": "output",
                                     "metric": metric, "value": values}))
     for layer in layers:
-        images, references = image_activations[layer], reference_activations[layer]
-        for method, correlate in (("pearson", pearson_rows), ("spearman", spearman_rows)):
-            values = correlate(images, references)
-            null = nulls[(layer, method)]
-            percentile = null_percentile(values, null)
-            layer_metrics = {method: values, f"{method}_percentile": percentile}
-            if method == "spearman":
-                layer_metrics["passes"] = (values > null_threshold(null, PASS_PERCENTILE)).astype(
-                    float)
-            for metric, metric_values in layer_metrics.items():
-                frames.append(pd.DataFrame({"metamer": np.arange(count), "evaluator_layer": layer,
-                                            "metric": metric, "value": metric_values}))
+        result = criterion.check_measures(image_activations[layer],
+                                          reference_activations[layer], nulls[layer])
+        layer_metrics = {}
+        for measure, values in result.values.items():
+            layer_metrics[measure] = values
+            layer_metrics[f"{measure}_percentile"] = null_percentile(
+                values, nulls[layer].values[measure])
+            layer_metrics[f"{measure}_passes"] = result.passes[measure].astype(float)
+        layer_metrics["passes"] = result.passed.astype(float)
+        for metric, metric_values in layer_metrics.items():
+            frames.append(pd.DataFrame({"metamer": np.arange(count), "evaluator_layer": layer,
+                                        "metric": metric, "value": metric_values}))
     return pd.concat(frames, ignore_index=True)
-
-
-def reference_nulls(reference_activations: dict[str, np.ndarray],
-                    layers: list[str]) -> dict[tuple[str, str], np.ndarray]:
-    """Per (layer, method), the correlations between different references at that layer."""
-    return {(layer, method): null_correlations(reference_activations[layer], method)
-            for layer in layers for method in ("pearson", "spearman")}
 
 
 def condition_scores(activations: dict[str, dict[str, dict[str, np.ndarray]]],
                      reference_activations: dict[str, dict[str, np.ndarray]],
                      reference_labels: np.ndarray, distances: dict[str, np.ndarray],
-                     evaluator_layers: dict[str, list[str]], condition: dict) -> pd.DataFrame:
+                     evaluator_layers: dict[str, list[str]],
+                     nulls: dict[str, dict[str, NullDistribution]], criterion: Criterion,
+                     condition: dict) -> pd.DataFrame:
     """All scores of one condition: every evaluator and image set, plus pixel distances.
 
-    ``activations[evaluator][image_set][layer]``; ``distances[image_set]`` per image.
+    ``activations[evaluator][image_set][layer]``; ``distances[image_set]`` per image;
+    ``nulls[evaluator][layer]`` the null of each evaluator layer.
     """
     frames = []
     for evaluator, image_sets in activations.items():
-        nulls = reference_nulls(reference_activations[evaluator], evaluator_layers[evaluator])
         scored = {image_set: evaluator_image_scores(image_activations,
                                                     reference_activations[evaluator],
                                                     reference_labels, evaluator_layers[evaluator],
-                                                    nulls)
+                                                    nulls[evaluator], criterion)
                   for image_set, image_activations in image_sets.items()}
         if "metamer" in scored and "pixel_control" in scored:
             scored["metamer"] = pd.concat([scored["metamer"], _pixel_control_comparison(
@@ -155,7 +142,7 @@ def reference_scores(reference_activations: dict[str, dict[str, np.ndarray]],
     """The references' own output metrics per evaluator: the ceiling of recognizability."""
     frames = []
     for evaluator, layers in reference_activations.items():
-        frame = evaluator_image_scores(layers, layers, reference_labels, layers=[])
+        frame = evaluator_image_scores(layers, layers, reference_labels, [], {}, Criterion())
         frames.append(frame.assign(evaluator=evaluator))
     return pd.concat(frames, ignore_index=True)
 

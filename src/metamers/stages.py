@@ -6,6 +6,7 @@ also run from a notebook or a test.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Sequence
@@ -28,7 +29,7 @@ from metamers import (
     transfer,
     zoo,
 )
-from metamers.data import LabelledImages, load_dataset, load_sample
+from metamers.data import LabelledImages, distinct_sample, load_dataset, load_sample
 from metamers.generate import Checkpoint, Member, MetamerSynthesis, resume
 from metamers.optimizers import OptimizerSettings
 from metamers.runtime import configure, get_logger, pick_device
@@ -115,21 +116,65 @@ def sample_references(data_spec: dict, reference_spec: dict, path: Path) -> None
     log.info("%d references from %d test images", len(indices), test_images)
 
 
-def null_distribution(weights_path: Path, spec: dict, layer: str, references_path: Path,
-                      percentile: float, max_pairs: int | None, seed: int, path: Path,
-                      device: str = "auto", threads: int | None = None) -> None:
-    """Write the null of Spearman correlations between different references at ``layer``."""
+def null_distribution(weights_path: Path, spec: dict, layer: str, settings: dict,
+                      threshold: str | float, data_spec: dict, training: dict | None,
+                      references_path: Path, seed: int, path: Path,
+                      projection_dim: int | None = None, device: str = "auto",
+                      threads: int | None = None) -> None:
+    """Write the null of every measure at one (model, layer) (:func:`store.write_null`), with
+    the thresholds of the criterion's ``threshold`` rule.
+
+    ``settings`` (the config's ``criterion.null_distribution``): source ``train``, all pairs
+    within blocks of ``block_images`` distinct training images (exact duplicates dropped; with
+    the model's own training augmentation, ``training``, if ``augment``) until ``pairs`` pairs;
+    or ``references``, all pairs of references (at most ``pairs``). Activations wider than
+    ``projection_dim`` are projected as the evaluation projects them.
+    """
     configure(threads, seed)
     torch_device = _device(device)
     model = load_zoo_model(weights_path, spec, torch_device)
+    extractor = activation_lib.feature_extractor(model, [layer], Path(weights_path).stem)
     reference_images = torch.from_numpy(store.read_references(references_path)["images"])
-    values = activation_lib.extract(model, reference_images, [layer], torch_device,
-                                    model_name=Path(weights_path).stem)[layer]
-    null = criteria.compute_null(values, percentile, max_pairs, seed)
-    store.write_null(path, null.correlations, percentile,
-                     {"layer": layer, "threshold": null.threshold, "seed": seed})
-    log.info("null of %d pairs, %.1fth percentile %.4f", len(null.correlations), percentile,
-             null.threshold)
+
+    # the projection matrix made once, not per block, where it fits as the evaluation's does
+    matrix = functools.cache(lambda width: activation_lib.projection_matrix(
+        width, projection_dim, seed) if width * projection_dim * 4
+        <= activation_lib.STREAMED_PROJECTION_BYTES else None)
+
+    def activations(images: torch.Tensor) -> np.ndarray:
+        values = np.concatenate([activation_lib.flat(extractor(batch.to(torch_device))[layer])
+                                 .float().cpu().numpy() for batch in images.split(256)])
+        if not projection_dim or values.shape[1] <= projection_dim:
+            return values
+        return activation_lib.project(values, projection_dim, seed, matrix(values.shape[1]))
+
+    attrs = {"layer": layer, "seed": seed, "projection_dim": projection_dim}
+    if settings["source"] == "references":
+        null = criteria.reference_null(activations(reference_images),
+                                       max_pairs=settings["pairs"], seed=seed)
+    else:
+        block = criteria.block_images(activations(reference_images[:1]).shape[1],
+                                      settings["block_images"])
+        images, dropped = distinct_sample(data_spec, True,
+                                          criteria.images_for_pairs(settings["pairs"], block),
+                                          seed)
+        augmentation = training if settings["augment"] and training and training.get(
+            "style") == "augmented" else None
+        if augmentation:
+            images = train.augment(images, augmentation["crop_padding"],
+                                   augmentation["erasing_probability"])
+        null = criteria.null_from_blocks((activations(part) for part in images.split(block)),
+                                         settings["pairs"], "train")
+        attrs.update(block_images=block, images=len(images), duplicates_dropped=dropped,
+                     augmentation=augmentation)
+    store.write_null(path, null, threshold, attrs)
+    log.info("null of %d %s pairs at %s: maxima %s, thresholds (%s) %s", null.pairs,
+             null.source, layer, {m: round(null.maximum(m), 4) for m in null.values}, threshold,
+             {m: round(null.threshold(m, threshold), 4) for m in null.values})
+    for measure in null.values:
+        if not null.informative(measure, threshold):
+            log.warning("%s at %s is uninformative: its null threshold is its ceiling, so the "
+                        "criterion decides by its other measures", measure, layer)
 
 
 def checkpoint_path(path: Path) -> Path:
@@ -149,12 +194,14 @@ def _job_fingerprint(inputs: list[Path], settings: dict) -> str:
 def generate_metamers(weights_paths: dict[str, Path], specs: dict[str, dict],
                       layers: dict[str, str], null_paths: dict[str, Path],
                       references_path: Path, optimizer: dict, init: dict, budget: dict,
-                      seed: int, path: Path, device: str = "auto",
+                      criterion: dict, seed: int, path: Path, device: str = "auto",
                       threads: int | None = None, channels_last: bool = True,
                       compile_mode: str | None = None) -> None:
     """Synthesise and write one condition's metamers (every reference, one batch), with the
     generators in channels-last memory layout if ``channels_last`` and their steps through
-    ``torch.compile`` in ``compile_mode`` (if any).
+    ``torch.compile`` in ``compile_mode`` (if any). The synthesis stops on Spearman and class
+    with the Spearman threshold of ``criterion`` (the config's slice) in each member's null
+    file (:func:`criteria.spearman_threshold`).
 
     With ``budget["checkpoint_every"]`` > 0 the state is saved to :func:`checkpoint_path`
     that often; a killed job started again resumes there and ends with identical outputs.
@@ -165,19 +212,19 @@ def generate_metamers(weights_paths: dict[str, Path], specs: dict[str, dict],
     reference_images = torch.from_numpy(reference_set["images"])
     reference_labels = torch.from_numpy(reference_set["labels"])
     members = []
+    success = criteria.Criterion.from_config(criterion)
     for name, layer in layers.items():
-        correlations, percentile = store.read_null(null_paths[name])
+        threshold = criteria.spearman_threshold(store.read_null(null_paths[name]), success)
         members.append(Member(name, load_zoo_model(weights_paths[name], specs[name],
-                                                   torch_device), layer,
-                              criteria.NullDistribution(correlations, percentile).threshold))
+                                                   torch_device), layer, threshold))
     starts = inits.initial_images(init["kind"], reference_images, seed, init.get("strength", 0.5),
                                   reference_labels)
     synthesis = MetamerSynthesis(members, reference_images, torch_device, channels_last,
                                  compile_mode)
     synthesis.setup(starts, OptimizerSettings.from_config(optimizer))
     settings = {"layers": layers, "optimizer": optimizer, "init": init, "budget": budget,
-                "seed": seed, "device": str(torch_device), "channels_last": channels_last,
-                "compile": compile_mode}
+                "criterion": criterion, "seed": seed, "device": str(torch_device),
+                "channels_last": channels_last, "compile": compile_mode}
     checkpoint = None
     if budget.get("checkpoint_every"):
         inputs = [*weights_paths.values(), *null_paths.values(), references_path]
@@ -243,11 +290,15 @@ def metamer_activations(weights_paths: dict[str, Path], specs: dict[str, dict],
 
 
 def score_condition(activations_path: Path, reference_activations_path: Path,
-                    metamers_path: Path, layers: dict[str, list[str]], condition: dict,
-                    seed: int, scores_path: Path, summary_path: Path,
-                    threads: int | None = None) -> None:
-    """Write one condition's long-format scores and summary (with RSA and CKA)."""
+                    metamers_path: Path, null_paths: dict[str, dict[str, Path]],
+                    criterion: dict, condition: dict, seed: int, scores_path: Path,
+                    summary_path: Path, threads: int | None = None) -> None:
+    """Write one condition's long-format scores and summary (with RSA and CKA), the
+    representation test by ``criterion`` against each evaluator layer's null file
+    (``null_paths[evaluator][layer]``, which also names the layers scored)."""
     configure(threads, seed)
+    nulls = {name: {layer: store.read_null(path) for layer, path in paths.items()}
+             for name, paths in null_paths.items()}
     activations = store.read_activations(activations_path)
     content = store.read_metamers(metamers_path)
     # row i of every image set belongs to reference reference_index[i]
@@ -259,7 +310,9 @@ def score_condition(activations_path: Path, reference_activations_path: Path,
                  "pixel_control": content["pixel_distance"],
                  "initial": content["initial_distance"]}
     table = scores.condition_scores(activations, reference_activations,
-                                    content["reference_label"], distances, layers, condition)
+                                    content["reference_label"], distances,
+                                    {name: list(paths) for name, paths in null_paths.items()},
+                                    nulls, criteria.Criterion.from_config(criterion), condition)
     key = tuple(condition[name] for name in scores.CONDITION)
     with_references = {name: {**sets, "reference": reference_activations[name]}
                        for name, sets in activations.items()}

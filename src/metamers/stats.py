@@ -208,19 +208,45 @@ def correlation_matrix(values: np.ndarray, method: str = "spearman") -> np.ndarr
     return standardized @ standardized.T
 
 
-def null_correlations(reference_activations: np.ndarray, method: str = "spearman",
-                      max_pairs: int | None = None, seed: int = 0) -> np.ndarray:
-    """Correlations between *different* references (i < j): the null for metamer correlations.
+def snr_db_rows(values: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Signal-to-noise ratio in dB of each row of ``values`` against the same row of
+    ``reference``: 10 log10(||reference||^2 / ||values - reference||^2) (Feather et al.'s
+    ``compute_snr_db``, the reference as the signal). Identical rows give inf."""
+    values, reference = np.asarray(values, np.float64), np.asarray(reference, np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return 10 * np.log10(np.sum(reference**2, axis=1)
+                             / np.sum((values - reference) ** 2, axis=1))
 
-    All pairs, or a seeded sample of ``max_pairs`` of them.
-    """
-    matrix = correlation_matrix(reference_activations, method)
-    upper_rows, upper_cols = np.triu_indices(len(matrix), k=1)
-    values = matrix[upper_rows, upper_cols]
-    values = values[np.isfinite(values)]
-    if max_pairs is not None and len(values) > max_pairs:
-        values = np.random.default_rng(seed).choice(values, size=max_pairs, replace=False)
-    return np.sort(values)
+
+def pair_measures(activations: np.ndarray, measures: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """Each measure (``spearman``, ``pearson``, ``snr_db``) between every pair i < j of rows of
+    (B, D) ``activations``, row i as the reference (the signal of ``snr_db``): (B (B - 1) / 2,)
+    values per measure, in ``np.triu_indices(B, 1)`` order. Each row is ranked and standardised
+    once and every pair read off one (B, B) product, not B^2 / 2 separate correlations.
+    A pair with an all-zero row gets 0 for every measure (Feather et al.'s null), as does a
+    constant row's correlation."""
+    activations = np.asarray(activations)
+    upper = np.triu_indices(len(activations), k=1)
+    zero = ~np.any(activations != 0, axis=1)
+    either_zero = zero[upper[0]] | zero[upper[1]]
+    values = {}
+    for measure in measures:
+        if measure == "snr_db":
+            rows = activations.astype(np.float64)
+            gram = rows @ rows.T
+            squares = np.diag(gram)
+            noise = squares[upper[0]] + squares[upper[1]] - 2 * gram[upper]
+            # near-identical rows: the product's cancellation error, not the noise; exactly
+            close = np.flatnonzero(noise < 1e-6 * (squares[upper[0]] + squares[upper[1]]))
+            noise[close] = np.sum((rows[upper[1][close]] - rows[upper[0][close]]) ** 2, axis=1)
+            with np.errstate(divide="ignore"):
+                pair_values = 10 * np.log10(squares[upper[0]] / noise)
+        else:
+            rows = rank_rows(activations) if measure == "spearman" else activations
+            standardized = np.nan_to_num(_standardize_rows(np.asarray(rows, np.float64)))
+            pair_values = np.clip((standardized @ standardized.T)[upper], -1.0, 1.0)
+        values[measure] = np.where(either_zero, 0.0, pair_values)
+    return values
 
 
 def null_percentile(values: np.ndarray, null: np.ndarray) -> np.ndarray:
@@ -234,11 +260,6 @@ def null_percentile(values: np.ndarray, null: np.ndarray) -> np.ndarray:
     at_or_below = np.searchsorted(null, values, side="right")
     percentile = 100.0 * (below + at_or_below) / (2.0 * len(null))
     return np.where(np.isfinite(values), percentile, np.nan)
-
-
-def null_threshold(null: np.ndarray, percentile: float) -> float:
-    """The given percentile of the null, the bar a metamer's correlation must exceed."""
-    return float(np.percentile(null, percentile))
 
 
 def bootstrap_mean_ci(values: np.ndarray, seed: int = 0, resamples: int = 2000,

@@ -19,6 +19,7 @@ import h5py
 import numpy as np
 import pandas as pd
 
+from metamers.criteria import MEASURES, NullDistribution
 from metamers.records import SynthesisResult
 from metamers.runtime import library_versions
 
@@ -159,16 +160,36 @@ def _decode(value):
     return value.item() if isinstance(value, np.generic) else value
 
 
-def write_null(path: Path, correlations: np.ndarray, percentile: float, attrs: dict) -> None:
+def write_null(path: Path, null: NullDistribution, threshold: str | float, attrs: dict) -> None:
+    """One (model, layer)'s null file: a sorted dataset per measure (float64), and attrs with
+    the source, pair count, maxima, the thresholds under the criterion's ``threshold`` rule
+    (``max`` or a percentile) and the measures it leaves uninformative (docs/criterion.md)."""
     with atomic_path(path) as partial, h5py.File(partial, "w") as handle:
-        handle.create_dataset("correlations", data=correlations)
-        _write_attrs(handle, {**attrs, "percentile": percentile,
-                              "versions": library_versions()})
+        for measure, values in null.values.items():
+            handle.create_dataset(measure, data=np.asarray(values, np.float64))
+        measures = list(null.values)
+        _write_attrs(handle, {
+            **attrs, "source": null.source, "pairs": null.pairs,
+            "maxima": {measure: null.maximum(measure) for measure in measures},
+            "threshold_rule": threshold,
+            "thresholds": {measure: null.threshold(measure, threshold) for measure in measures},
+            "uninformative": [measure for measure in measures
+                              if not null.informative(measure, threshold)],
+            "versions": library_versions()})
 
 
-def read_null(path: Path) -> tuple[np.ndarray, float]:
-    with open_h5(path, ("correlations",)) as handle:
-        return handle["correlations"][()], float(handle.attrs["percentile"])
+def read_null(path: Path) -> NullDistribution:
+    """The null of a file written by :func:`write_null` (every measure it holds)."""
+    with open_h5(path, ("spearman",)) as handle:
+        measures = [measure for measure in MEASURES if measure in handle]
+        return NullDistribution({measure: handle[measure][()] for measure in measures},
+                                str(handle.attrs["source"]))
+
+
+def read_null_attrs(path: Path) -> dict:
+    """A null file's attrs, decoded: source, pairs, maxima, thresholds, layer, seed, ..."""
+    with open_h5(path, ("spearman",)) as handle:
+        return {key: _decode(value) for key, value in handle.attrs.items()}
 
 
 def write_activations(path: Path, activations: dict[str, dict[str, dict[str, np.ndarray]]],

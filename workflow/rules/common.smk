@@ -93,6 +93,22 @@ def null_files(wildcards):
     return [f"results/nulls/{model}/{layer}.h5" for model, layer in layers.items()]
 
 
+def evaluator_nulls():
+    """{evaluator: {layer: null file}}: in the evaluation's projected space where it projects
+    (the same files as generation's where it does not)."""
+    folder = "nulls_projected" if config["evaluation"]["projection_dim"] else "nulls"
+    return {
+        model: {layer: f"results/{folder}/{model}/{layer}.h5" for layer in MODELS[model]["layers"]}
+        for model in evaluators()
+    }
+
+
+def training_recipe(model):
+    """A local model's training recipe (its augmentation shapes its null); None if external."""
+    training = MODELS[model].get("training")
+    return config["training"][training] if training else None
+
+
 def per_item_targets():
     """Every model, null, metamer, activation and score file: listed in `rule all` so that a
     failed rerun of one cannot leave its downstream files looking up to date (Snakemake
@@ -111,6 +127,7 @@ def per_item_targets():
             ("summaries", "parquet"),
         )
     ]
+    nulls.update(path for paths in evaluator_nulls().values() for path in paths.values())
     return [
         *model_files(MODELS),
         REFERENCES,

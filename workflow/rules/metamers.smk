@@ -1,5 +1,6 @@
 rule null_distribution:
-    """Spearman correlations between different references at one (model, layer)."""
+    """Every measure's null at one (model, layer): pairs of distinct training images (or of
+    references); generation and the evaluation's representation test read it."""
     input:
         model=lambda wildcards: model_files([wildcards.model]),
         references=REFERENCES,
@@ -10,12 +11,31 @@ rule null_distribution:
     threads: 1
     params:
         spec=lambda wildcards: MODELS[wildcards.model],
-        percentile=GENERATION["null_percentile"],
-        max_pairs=GENERATION["null_max_pairs"],
+        training=lambda wildcards: training_recipe(wildcards.model),
+        settings=config["criterion"]["null_distribution"],
+        threshold=config["criterion"]["threshold"],
+        data=config["data"],
+        projection_dim=None,
         seed=config["seed"],
         device=config["device"],
     script:
         "../scripts/null_distribution.py"
+
+
+use rule null_distribution as projected_null_distribution with:
+    output:
+        "results/nulls_projected/{model}/{layer}.h5",
+    log:
+        "logs/projected_null_distribution/{model}/{layer}.log",
+    params:
+        spec=lambda wildcards: MODELS[wildcards.model],
+        training=lambda wildcards: training_recipe(wildcards.model),
+        settings=config["criterion"]["null_distribution"],
+        threshold=config["criterion"]["threshold"],
+        data=config["data"],
+        projection_dim=config["evaluation"]["projection_dim"],
+        seed=config["seed"],
+        device=config["device"],
 
 
 rule generate_metamers:
@@ -42,6 +62,7 @@ rule generate_metamers:
             k: GENERATION[k]
             for k in ("max_iterations", "check_every", "stop_on_success", "checkpoint_every")
         },
+        criterion=config["criterion"],
         channels_last=GENERATION["channels_last"],
         compile_mode=GENERATION["compile"],
         seed=config["seed"],

@@ -4,6 +4,7 @@ rule score_condition:
         activations=f"results/activations/{CONDITION_PATH}.h5",
         reference_activations="results/activations/references.h5",
         metamers=f"results/metamers/{CONDITION_PATH}.h5",
+        nulls=[path for paths in evaluator_nulls().values() for path in paths.values()],
     output:
         scores=f"results/scores/{CONDITION_PATH}.parquet",
         summary=f"results/summaries/{CONDITION_PATH}.parquet",
@@ -13,7 +14,8 @@ rule score_condition:
         "evaluate_condition"
     threads: 1
     params:
-        layers={name: MODELS[name]["layers"] for name in evaluators()},
+        null_paths=evaluator_nulls(),
+        criterion=config["criterion"],
         seed=config["seed"],
     script:
         "../scripts/score_condition.py"

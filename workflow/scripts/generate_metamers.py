@@ -15,6 +15,7 @@ stages.generate_metamers(
     optimizer=snakemake.params.optimizer,
     init=snakemake.params.init,
     budget=snakemake.params.budget,
+    criterion=snakemake.params.criterion,
     channels_last=snakemake.params.channels_last,
     compile_mode=snakemake.params.compile_mode,
     seed=snakemake.params.seed,

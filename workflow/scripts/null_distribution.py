@@ -6,7 +6,9 @@ from metamers import stages
 
 stages.null_distribution(
     snakemake.input.model[0], snakemake.params.spec, snakemake.wildcards.layer,
-    snakemake.input.references, snakemake.params.percentile,
-    snakemake.params.max_pairs, snakemake.params.seed, snakemake.output[0],
-    device=snakemake.params.device, threads=snakemake.threads,
+    snakemake.params.settings, snakemake.params.threshold, snakemake.params.data,
+    snakemake.params.training,
+    snakemake.input.references, snakemake.params.seed, snakemake.output[0],
+    projection_dim=snakemake.params.projection_dim, device=snakemake.params.device,
+    threads=snakemake.threads,
 )

@@ -6,7 +6,7 @@ from metamers import stages
 
 stages.score_condition(
     snakemake.input.activations, snakemake.input.reference_activations,
-    snakemake.input.metamers, snakemake.params.layers,
+    snakemake.input.metamers, snakemake.params.null_paths, snakemake.params.criterion,
     dict(snakemake.wildcards.items()), snakemake.params.seed,
     snakemake.output.scores, snakemake.output.summary, threads=snakemake.threads,
 )
