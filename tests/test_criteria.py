@@ -26,7 +26,7 @@ LENIENT = criteria.Criterion(("spearman",), 99.0)  # config/lenient.yaml
 
 
 def lenient_threshold(null_at, layer=LAYER):
-    return criteria.spearman_threshold(null_at(layer), LENIENT)
+    return criteria.Thresholds.of(LENIENT, null_at(layer)).measures["spearman"]
 
 
 def test_metamer_of_trained_model_meets_the_criterion(trained_model, references, null_at):
@@ -134,14 +134,43 @@ def test_correlation_first_classifies_only_correlating_metamers_and_decides_the_
         asked.extend(rows)
         return predictions[rows]
 
-    first, predicted = criteria.check_correlation_first(
-        metamers, stats.rank_once(references), classify, reference_predictions, threshold=0.8)
+    success = criteria.SuccessCheck(torch.from_numpy(references), reference_predictions, 0.8)
+    first, predicted = success.check(torch.from_numpy(metamers), slice(None), classify)
     correlating = full.spearman > 0.8
     assert 0 < full.passed.sum() < correlating.sum() < 40
     np.testing.assert_array_equal(asked, np.flatnonzero(correlating))
     np.testing.assert_array_equal(first.passed, full.passed)
     np.testing.assert_allclose(first.spearman, full.spearman, rtol=0, atol=1e-14)
     np.testing.assert_array_equal(predicted, np.where(correlating, predictions, -1))
+
+
+def test_the_synthesis_check_applies_every_deciding_measure(near_and_far_metamers):
+    """All three measures equal scipy's and the SNR's definition; a metamer that clears the
+    Spearman bar but not the SNR bar fails; without class_match the class does not decide."""
+    metamers, references, _, reference_predictions = near_and_far_metamers
+    spearman_only = criteria.SuccessCheck(torch.from_numpy(references), reference_predictions,
+                                          criteria.Thresholds({"spearman": 0.8}, False))
+    values = spearman_only.measure(torch.from_numpy(metamers), slice(None))
+    for row in range(len(metamers)):
+        assert values["spearman"][row] == pytest.approx(
+            scipy_stats.spearmanr(metamers[row], references[row])[0], abs=1e-12)
+        assert values["pearson"][row] == pytest.approx(
+            scipy_stats.pearsonr(metamers[row], references[row])[0], abs=1e-6)
+    expected_snr = 10 * np.log10((references.astype(np.float64) ** 2).sum(1)
+                                 / ((metamers - references).astype(np.float64) ** 2).sum(1))
+    np.testing.assert_allclose(values["snr_db"], expected_snr, rtol=1e-6)
+    snr_bar = float(np.median(values["snr_db"][values["spearman"] > 0.8]))
+    strict = criteria.SuccessCheck(torch.from_numpy(references), reference_predictions,
+                                   criteria.Thresholds({"spearman": 0.8, "snr_db": snr_bar},
+                                                       False))
+    everyone = np.arange(40)
+    loose, _ = spearman_only.check(torch.from_numpy(metamers), slice(None), lambda rows: rows)
+    tight, _ = strict.check(torch.from_numpy(metamers), slice(None), lambda rows: rows)
+    np.testing.assert_array_equal(loose.passed, values["spearman"] > 0.8)
+    np.testing.assert_array_equal(tight.passed, (values["spearman"] > 0.8)
+                                  & (values["snr_db"] > snr_bar))
+    assert loose.passed.sum() > tight.passed.sum() > 0
+    assert not tight.passed[everyone[loose.passed & (values["snr_db"] <= snr_bar)]].any()
 
 
 def test_check_criterion_is_strict_and_rejects_undefined_correlations():
@@ -281,7 +310,7 @@ def test_the_null_file_holds_every_measure_its_size_maxima_and_thresholds(job_in
     assert attrs["uninformative"] == [] and attrs["threshold_rule"] == "max"
     assert null.maximum("spearman") < 1.0
     lenient = criteria.Criterion(("spearman",), 99.0)
-    assert criteria.spearman_threshold(null, lenient) == pytest.approx(
+    assert criteria.Thresholds.of(lenient, null).measures["spearman"] == pytest.approx(
         np.percentile(null.values["spearman"], 99))
 
 

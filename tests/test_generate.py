@@ -11,7 +11,8 @@ import yaml
 from snakemake.utils import validate
 
 from metamers import criteria, generate, inits
-from metamers.activations import LOGITS, extract
+from metamers.activations import LOGITS, extract, feature_extractor
+from metamers.fake_relu import with_fake_relu
 from metamers.generate import Member, MetamerSynthesis
 from metamers.optimizers import OptimizerSettings, build_optimizer
 
@@ -286,10 +287,12 @@ def test_stopped_metamers_are_frozen_at_their_successful_image(synthesis_at, sma
     assert (result.iterations_to_success % check_every == 0).all()
     np.testing.assert_array_equal(result.iterations_run, result.iterations_to_success)
     # Re-checking the stored metamers reproduces the check made when each stopped.
-    spearman, predicted, passed = synthesis.check(torch.from_numpy(result.metamers),
+    measures, predicted, passed = synthesis.check(torch.from_numpy(result.metamers),
                                                   torch.arange(len(uniform_starts)))
     assert passed.all()
-    np.testing.assert_allclose(spearman, result.final_spearman, atol=1e-6)
+    for measure in criteria.MEASURES:
+        np.testing.assert_allclose(measures[measure], getattr(result, f"final_{measure}"),
+                                   atol=1e-5)
     np.testing.assert_array_equal(predicted, result.predicted_class)
     np.testing.assert_array_equal(result.predicted_class, result.reference_class)
     for column, stop in enumerate(result.iterations_run):
@@ -471,9 +474,10 @@ def test_non_finite_loss_stops_only_that_metamer(trained_model, small_references
     assert np.isfinite(result.loss[:20, others]).all()
     assert (result.loss[19, others] < result.loss[0, others]).all()
     # its record is the criterion on its stored image, every part computed
-    spearman, predicted, _ = synthesis.check(torch.from_numpy(result.metamers[[1]]),
+    measures, predicted, _ = synthesis.check(torch.from_numpy(result.metamers[[1]]),
                                              torch.tensor([1]))
-    np.testing.assert_array_equal(result.final_spearman[1], spearman[0])
+    for measure in criteria.MEASURES:
+        np.testing.assert_array_equal(getattr(result, f"final_{measure}")[1], measures[measure][0])
     np.testing.assert_array_equal(result.predicted_class[1], predicted[0])
     assert (result.predicted_class[1] >= 0).all()
 
@@ -489,7 +493,8 @@ def test_resuming_from_a_save_is_bit_identical(label, trained_model, small_refer
                                  **(scheduler if name != "LBFGS" else {}))
 
     def new_synthesis() -> MetamerSynthesis:
-        member = Member("cnn", trained_model, "relu2", null_at("relu2").threshold)
+        member = Member("cnn", trained_model, "relu2",
+                        null_at("relu2").threshold("spearman", 99.0))
         return MetamerSynthesis([member], small_references[0], CPU)
 
     uninterrupted = synthesize(new_synthesis(), uniform_starts, settings, 30, check_every=5,
@@ -577,7 +582,32 @@ def test_the_success_check_classifies_only_where_the_correlation_passes(synthesi
     expected = criteria.check_criterion(
         outputs["relu2"].flatten(1).numpy(), synthesis.objective.reference_targets[0]
         .flatten(1).numpy(), predicted_all, synthesis.reference_predictions[0],
-        success.threshold)
+        success.thresholds.measures["spearman"])
     np.testing.assert_array_equal(check.passed, expected.passed)
     np.testing.assert_array_equal(full.passed, expected.passed)
     np.testing.assert_allclose(full.spearman, expected.spearman, rtol=1e-12)
+
+
+@pytest.mark.parametrize("layer, swapped", [("fc_relu", True), ("pool2", False)])
+def test_fake_relu_passes_the_gradient_through_a_generating_relu(
+        trained_model, small_references, uniform_starts, layer, swapped):
+    """With fake_relu, the loss is the model's and the images' gradient is autograd's through
+    the model with an identity-backward ReLU at the layer; a layer that is no ReLU keeps its
+    gradient."""
+    references = small_references[0]
+    gradients, losses = {}, {}
+    for fake in (False, True):
+        synthesis = MetamerSynthesis([Member("cnn", trained_model, layer, 0.5)], references,
+                                     CPU, fake_relu=fake)
+        pixels = uniform_starts.clone().requires_grad_(True)
+        losses[fake], _, _ = synthesis.objective.backward(pixels, torch.arange(4), 0.0)
+        gradients[fake] = pixels.grad
+    extractor = with_fake_relu(feature_extractor(trained_model, [layer]), layer) if swapped \
+        else feature_extractor(trained_model, [layer])
+    pixels = uniform_starts.clone().requires_grad_(True)
+    target = extractor(references)[layer].flatten(1)
+    error = (extractor(pixels)[layer].flatten(1) - target).pow(2).sum(1) / target.pow(2).sum(1)
+    error.sum().backward()
+    np.testing.assert_array_equal(losses[True], losses[False])
+    torch.testing.assert_close(gradients[True], pixels.grad, rtol=1e-4, atol=1e-7)
+    assert swapped == (not torch.equal(gradients[True], gradients[False]))

@@ -26,6 +26,8 @@ def synthesis_result() -> SynthesisResult:
         initial_images=rng.random((count, 1, 8, 8)).astype(np.float32),
         loss=loss, iterations_to_success=np.array([2, 4, -1]),
         success=np.array([True, True, False]), final_spearman=rng.random((count, 2)),
+        final_pearson=rng.random((count, 2)), final_snr_db=rng.random((count, 2)) * 20,
+        thresholds=[{"spearman": 0.5, "snr_db": 10.0}, {"pearson": 0.5}],
         predicted_class=np.array([[1, 1], [2, 2], [0, 3]]),
         reference_class=np.array([[1, 1], [2, 2], [0, 0]]),
         iterations_run=np.array([2, 4, 5]), wall_time=1.5, member_names=["cnn_a", "cnn_b"],
@@ -40,9 +42,15 @@ def test_metamers_round_trip(tmp_path, synthesis_result):
                          np.array([1.0, 2.0, 3.0]), np.array([4.0, 5.0, 6.0]), attrs)
     content = store.read_metamers(path)
     for name in ("metamers", "initial_images", "iterations_to_success", "success",
-                 "final_spearman", "predicted_class", "reference_class", "iterations_run",
-                 "stop_reason"):
+                 "final_spearman", "final_pearson", "final_snr_db", "predicted_class",
+                 "reference_class", "iterations_run", "stop_reason"):
         np.testing.assert_array_equal(content[name], getattr(synthesis_result, name), name)
+    result = synthesis_result  # each member's deciding measures passed where above their bar
+    np.testing.assert_array_equal(content["passes_spearman"][:, 0], result.final_spearman[:, 0] > 0.5)
+    np.testing.assert_array_equal(content["passes_snr_db"][:, 0], result.final_snr_db[:, 0] > 10)
+    np.testing.assert_array_equal(content["passes_pearson"][:, 1], result.final_pearson[:, 1] > 0.5)
+    assert not content["passes_pearson"][:, 0].any() and not content["passes_snr_db"][:, 1].any()
+    assert content["attrs"]["thresholds"] == result.thresholds
     np.testing.assert_array_equal(content["loss"], synthesis_result.loss)  # NaNs included
     np.testing.assert_array_equal(content["reference_index"], np.arange(3))
     np.testing.assert_array_equal(content["reference_label"], [4, 5, 6])

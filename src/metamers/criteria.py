@@ -20,7 +20,7 @@ docs/criterion.md has the definitions and the measured nulls.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -29,6 +29,7 @@ from metamers.stats import (
     RankedRows,
     pair_measures,
     pearson_rows,
+    rank_once,
     snr_db_rows,
     spearman_rows,
     spearman_to_ranked,
@@ -197,19 +198,42 @@ class Criterion:
                        passed=result.passed & class_matches)
 
 
-def spearman_threshold(null: NullDistribution, criterion: Criterion) -> float:
-    """The Spearman bar of ``criterion`` in ``null``: what the synthesis's Spearman-and-class
-    check (:func:`check_criterion`) uses until it applies the whole :class:`Criterion`."""
-    return null.threshold("spearman", criterion.threshold)
+@dataclass(frozen=True)
+class Thresholds:
+    """What the metamers of one generating layer must clear: a bar per deciding measure
+    (strictly greater; NaN fails) and, with ``class_match``, the reference's predicted class.
+    The synthesis's form of a :class:`Criterion` applied to one :class:`NullDistribution`."""
+
+    measures: dict[str, float]
+    class_match: bool = True
+
+    @classmethod
+    def of(cls, criterion: Criterion, null: NullDistribution) -> Thresholds:
+        """The criterion's informative measures' thresholds in ``null``."""
+        uninformative = criterion.uninformative(null)
+        deciding = {measure: threshold for measure, threshold
+                    in criterion.thresholds(null).items() if measure not in uninformative}
+        if not deciding:
+            raise ValueError(f"every measure of the criterion {criterion.measures} has a null "
+                             "maximum at its ceiling: at this layer no metamer can pass; choose "
+                             "other measures or a percentile.")
+        return cls(deciding, criterion.class_match)
+
+    @classmethod
+    def spearman(cls, threshold: float) -> Thresholds:
+        """Spearman rho above ``threshold`` and the class: the lenient rule's shape."""
+        return cls({"spearman": threshold})
 
 
 @dataclass
 class CriterionCheck:
-    """Per metamer: its Spearman correlation, whether the class matches, and overall success."""
+    """Per metamer: its Spearman correlation, whether the class matches, and overall success;
+    ``values``: every measure of :data:`MEASURES` where computed (a synthesis's checks)."""
 
     spearman: np.ndarray
     class_matches: np.ndarray
     passed: np.ndarray
+    values: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def check_criterion(metamer_activations: np.ndarray | torch.Tensor,
@@ -240,33 +264,11 @@ def check_criterion(metamer_activations: np.ndarray | torch.Tensor,
     return CriterionCheck(spearman, class_matches, passed & class_matches)
 
 
-def check_correlation_first(metamer_activations: np.ndarray | torch.Tensor,
-                            reference_ranks: RankedRows,
-                            classify: Callable[[np.ndarray], np.ndarray],
-                            reference_predictions: np.ndarray,
-                            threshold: float) -> tuple[CriterionCheck, np.ndarray]:
-    """The criterion in the other order: the Spearman correlation of every metamer first, then
-    ``classify(rows)`` (predicted classes of those metamers) only where it passes. For a check
-    that has the generating layer's activations already: only metamers near their reference
-    pay for the model's classification. Returns the check and the predicted classes
-    (-1 where not computed, which counts as no match). The pass/fail outcome is
-    :func:`check_criterion`'s.
-    """
-    spearman = spearman_to_ranked(metamer_activations, reference_ranks)
-    candidates = np.flatnonzero(np.nan_to_num(spearman, nan=-np.inf) > threshold)
-    predictions = np.full(len(spearman), -1, dtype=np.int64)
-    if len(candidates):
-        predictions[candidates] = classify(candidates)
-    class_matches = predictions == np.asarray(reference_predictions)
-    passed = np.zeros(len(spearman), bool)
-    passed[candidates] = class_matches[candidates]
-    return CriterionCheck(spearman, class_matches, passed), predictions
-
-
 class SuccessCheck:
     """The success criterion of one generator member against its references, as a synthesis
-    applies it: the references' generating-layer activations ranked once, their predicted
-    classes and the threshold, set up once per synthesis, then :meth:`check` at every check.
+    applies it: the references' generating-layer activations (ranked once), their predicted
+    classes and the :class:`Thresholds`, set up once per synthesis, then :meth:`check` at
+    every check.
 
     On a GPU the activations are ranked on the device (which spares the host a sort of every
     value at every check); elsewhere on the host (whose sort of ordered bits is several times
@@ -274,14 +276,16 @@ class SuccessCheck:
     """
 
     def __init__(self, reference_activations: torch.Tensor, reference_predictions: np.ndarray,
-                 threshold: float):
+                 thresholds: Thresholds | float):
         """``reference_activations`` (N, ...) at the generating layer, ``reference_predictions``
-        (N,) the member's classes of the references, ``threshold`` on the Spearman rho."""
-        from metamers.stats import rank_once  # here: the class is appended self-contained
-
-        self.reference_ranks = rank_once(self._for_ranking(reference_activations))
+        (N,) the member's classes of the references, ``thresholds`` (a float: Spearman rho
+        alone, :meth:`Thresholds.spearman`)."""
+        flat = reference_activations.reshape(reference_activations.shape[0], -1)
+        self.reference_ranks = rank_once(self._for_ranking(flat))
+        self.reference_values = flat.cpu().numpy()
         self.reference_predictions = np.asarray(reference_predictions)
-        self.threshold = threshold
+        self.thresholds = (thresholds if isinstance(thresholds, Thresholds)
+                           else Thresholds.spearman(thresholds))
 
     @staticmethod
     def _for_ranking(activations: torch.Tensor) -> torch.Tensor | np.ndarray:
@@ -289,20 +293,32 @@ class SuccessCheck:
         values = activations.reshape(activations.shape[0], -1)
         return values if values.device.type == "cuda" else values.cpu().numpy()
 
+    def measure(self, activations: torch.Tensor, rows: slice | np.ndarray
+                ) -> dict[str, np.ndarray]:
+        """Every measure of :data:`MEASURES` between metamers' ``activations`` (n, ...) and
+        their references ``rows``: (n,) each, correlations clipped to [-1, 1]."""
+        spearman = spearman_to_ranked(self._for_ranking(activations), self.reference_ranks[rows])
+        values = activations.reshape(activations.shape[0], -1).cpu().numpy()
+        with np.errstate(divide="ignore", invalid="ignore"):
+            measured = measure_rows(values, self.reference_values[rows], ("pearson", "snr_db"))
+        return {"spearman": np.clip(spearman, -1.0, 1.0), **measured}
+
     def check(self, activations: torch.Tensor, rows: slice | np.ndarray,
               classify: Callable[[np.ndarray], np.ndarray],
               classify_all: bool = False) -> tuple[CriterionCheck, np.ndarray]:
         """The criterion for metamers of the references ``rows``, from their generating-layer
-        ``activations`` (n, ...): the Spearman correlation of every metamer first, then
-        ``classify(positions)`` (the member's (k,) classes of the metamers at those positions
-        among the n) only where it passes, or everywhere with ``classify_all`` (a final
-        record). Returns the check and the (n,) predicted classes, -1 where not classified
-        (which counts as no match). The pass/fail outcome is :func:`check_criterion`'s."""
-        spearman = spearman_to_ranked(self._for_ranking(activations), self.reference_ranks[rows])
-        correlates = np.nan_to_num(spearman, nan=-np.inf) > self.threshold
-        candidates = np.arange(len(spearman)) if classify_all else np.flatnonzero(correlates)
-        predictions = np.full(len(spearman), -1, dtype=np.int64)
+        ``activations`` (n, ...): every measure first, then ``classify(positions)`` (the
+        member's (k,) classes of the metamers at those positions among the n) only where the
+        deciding measures pass, or everywhere with ``classify_all`` (a final record). Returns
+        the check and the (n,) predicted classes, -1 where not classified (no match)."""
+        values = self.measure(activations, rows)
+        measured = np.logical_and.reduce([
+            np.nan_to_num(values[measure], nan=-np.inf) > threshold
+            for measure, threshold in self.thresholds.measures.items()])
+        candidates = np.arange(len(measured)) if classify_all else np.flatnonzero(measured)
+        predictions = np.full(len(measured), -1, dtype=np.int64)
         if len(candidates):
             predictions[candidates] = classify(candidates)
         class_matches = predictions == self.reference_predictions[rows]
-        return CriterionCheck(spearman, class_matches, correlates & class_matches), predictions
+        passed = measured & class_matches if self.thresholds.class_match else measured
+        return CriterionCheck(values["spearman"], class_matches, passed, values), predictions

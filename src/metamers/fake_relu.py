@@ -42,6 +42,13 @@ def _is_relu(node: torch.fx.Node, modules: dict[str, nn.Module]) -> bool:
     return node.op == "call_method" and node.target in ("relu", "relu_")
 
 
+def is_relu_layer(extractor: torch.fx.GraphModule, layer: str) -> bool:
+    """Whether the node that ``extractor`` returns as ``layer`` is a ReLU."""
+    output = next(node for node in extractor.graph.nodes if node.op == "output")
+    node = output.args[0].get(layer)
+    return node is not None and _is_relu(node, dict(extractor.named_modules()))
+
+
 def with_fake_relu(extractor: torch.fx.GraphModule, layer: str) -> torch.fx.GraphModule:
     """A copy of ``extractor`` (``activations.feature_extractor``) whose node returned as
     ``layer`` runs :func:`fake_relu` instead of its ReLU (an ``nn.ReLU`` module, ``torch.relu``,

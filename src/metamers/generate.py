@@ -44,7 +44,7 @@ import torch
 from torch import nn
 
 from metamers.activations import LOGITS, feature_extractor
-from metamers.criteria import CriterionCheck, SuccessCheck
+from metamers.criteria import CriterionCheck, SuccessCheck, Thresholds
 from metamers.heads import head_agrees, layer_to_logits
 from metamers.objective import LayerObjective, reference_rows
 from metamers.optimizers import OptimizerSettings, build_optimizer, normalize_per_image_
@@ -59,12 +59,13 @@ CLOSURE_OPTIMIZERS = ("LBFGS",)
 
 @dataclass
 class Member:
-    """One model of a generator, with its generating layer and criterion threshold."""
+    """One model of a generator, with its generating layer and what its metamers must clear
+    there (a float: Spearman rho alone, with the class)."""
 
     name: str
     model: nn.Module
     layer: str
-    threshold: float
+    threshold: Thresholds | float
 
 
 @dataclass
@@ -111,11 +112,12 @@ def _check_settings(settings: OptimizerSettings) -> None:
 
 
 def _across_members(per_member: list[tuple[CriterionCheck, np.ndarray]]
-                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Each member's check and predicted classes -> (n, members) Spearman, (n, members)
-    classes, and (n,) whether every member passed."""
-    return (np.stack([check.spearman for check, _ in per_member], 1),
-            np.stack([predictions for _, predictions in per_member], 1),
+                    ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    """Each member's check and predicted classes -> (n, members) values of each measure,
+    (n, members) classes, and (n,) whether every member passed."""
+    measures = {measure: np.stack([check.values[measure] for check, _ in per_member], 1)
+                for measure in per_member[0][0].values}
+    return (measures, np.stack([predictions for _, predictions in per_member], 1),
             np.all(np.stack([check.passed for check, _ in per_member], 1), 1))
 
 
@@ -134,7 +136,8 @@ class MetamerSynthesis:
     mode (``default``, ``reduce-overhead``: CUDA graphs, ...): an option for long runs on a GPU
     (ResNet ``layer3`` on an H200: 1.2x and 1.7x faster per iteration after 15-17 s of
     compilation; no faster at a small CNN layer; on 2 CPU cores 1.1x faster at ``layer3``
-    and 3x slower at ``relu2``).
+    and 3x slower at ``relu2``). With ``fake_relu``, a generating layer that is a ReLU passes
+    its gradient on unchanged (Feather et al.; :mod:`metamers.fake_relu`).
 
     The state of a run (after :meth:`setup`): ``parameter`` (N, C, H, W) the optimised
     values, ``frozen`` those of stopped metamers, ``optimizer``, ``scheduler``, ``records``
@@ -144,7 +147,7 @@ class MetamerSynthesis:
 
     def __init__(self, members: list[Member], reference_images: torch.Tensor,
                  device: torch.device, channels_last: bool = False,
-                 compile_mode: str | None = None):
+                 compile_mode: str | None = None, fake_relu: bool = False):
         if channels_last:  # a copy: the caller's model keeps its layout
             members = [replace(m, model=copy.deepcopy(m.model).to(
                 memory_format=torch.channels_last)) for m in members]
@@ -153,7 +156,7 @@ class MetamerSynthesis:
         self.reference_images = reference_images.to(device)
         self.objective = LayerObjective([m.model for m in members], [m.layer for m in members],
                                         [m.name for m in members], self.reference_images,
-                                        compile_mode)
+                                        compile_mode, fake_relu)
         self.checkers = [feature_extractor(m.model, [m.layer], m.name, with_logits=True)
                          .to(device) for m in members]
         with torch.no_grad():
@@ -364,10 +367,11 @@ class MetamerSynthesis:
         self._stop_passed(indices, *self.check(images, indices, classify_all=last), iteration,
                           stop_on_success)
 
-    def _stop_passed(self, indices: torch.Tensor, spearman: np.ndarray, predicted: np.ndarray,
-                     passed: np.ndarray, iteration: int, stop_on_success: bool) -> None:
+    def _stop_passed(self, indices: torch.Tensor, measures: dict[str, np.ndarray],
+                     predicted: np.ndarray, passed: np.ndarray, iteration: int,
+                     stop_on_success: bool) -> None:
         """Record a check of the metamers ``indices``; freeze those that stop at their image."""
-        newly = self.records.record_check(indices.cpu().numpy(), spearman, predicted, passed,
+        newly = self.records.record_check(indices.cpu().numpy(), measures, predicted, passed,
                                           iteration, stop_on_success)
         if len(newly):
             stopped = torch.as_tensor(newly, device=self.device)
@@ -386,11 +390,11 @@ class MetamerSynthesis:
 
     @torch.no_grad()
     def check(self, images: torch.Tensor, indices: torch.Tensor, classify_all: bool = True
-              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+              ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
         """The criterion for ``images`` (n, C, H, W), metamers of references ``indices`` (n,),
-        under every member, from one pass of each model: (n, members) Spearman, (n, members)
+        under every member, from one pass of each model: each measure (n, members), (n, members)
         classes and (n,) passed. Without ``classify_all`` a class is only read where the
-        correlation passes (elsewhere -1)."""
+        measures pass (elsewhere -1)."""
         rows = reference_rows(indices, len(self.reference_images))
         per_member = []
         for checker, member, success in zip(self.checkers, self.members, self.success_checks):
@@ -434,8 +438,8 @@ class MetamerSynthesis:
             final_losses = self.objective.loss_per_image(final_images, self._all_indices)
         if records.non_finite.any():  # their last check may have skipped a part: redo it
             rows = torch.as_tensor(np.flatnonzero(records.non_finite), device=self.device)
-            spearman, predicted, _ = self.check(final_images[rows], rows)
-            records.final_spearman[records.non_finite] = spearman
+            measures, predicted, _ = self.check(final_images[rows], rows)
+            records.record_measures(np.flatnonzero(records.non_finite), measures)
             records.predicted_class[records.non_finite] = predicted
         last_rows = np.clip(records.iterations_run, 0, records.max_iterations)
         finite_end = ~records.non_finite
@@ -446,6 +450,8 @@ class MetamerSynthesis:
             initial_images=self.initial_images.cpu().numpy().astype(np.float32),
             loss=records.loss_trace, iterations_to_success=records.iterations_to_success,
             success=records.iterations_to_success >= 0, final_spearman=records.final_spearman,
+            final_pearson=records.final_pearson, final_snr_db=records.final_snr_db,
+            thresholds=[check.thresholds.measures for check in self.success_checks],
             predicted_class=records.predicted_class,
             reference_class=np.stack(self.reference_predictions, 1),
             iterations_run=records.iterations_run,

@@ -14,6 +14,10 @@ import torch
 from torch import nn
 
 from metamers.activations import feature_extractor, flat
+from metamers.fake_relu import is_relu_layer, with_fake_relu
+from metamers.runtime import get_logger
+
+log = get_logger("metamers.objective")
 
 
 def reference_rows(indices: torch.Tensor, count: int) -> slice | np.ndarray:
@@ -22,21 +26,35 @@ def reference_rows(indices: torch.Tensor, count: int) -> slice | np.ndarray:
     return slice(None) if indices.shape[0] == count else indices.cpu().numpy()
 
 
+def _with_fake_relu(extractor: torch.fx.GraphModule, layer: str, name: str
+                    ) -> torch.fx.GraphModule:
+    """``extractor`` with fake_relu at ``layer`` if that is a ReLU, else as it is (logged)."""
+    if is_relu_layer(extractor, layer):
+        return with_fake_relu(extractor, layer)
+    log.info("fake_relu: %s at %s is not a ReLU; its gradient is the model's own", name, layer)
+    return extractor
+
+
 class LayerObjective:
     """The loss of images against their references at each member's generating layer.
 
     ``models``, ``layers`` and ``names`` are the members', ``reference_images`` (N, C, H, W) on
     the device the models are on. ``compile_mode`` runs the steps' forward passes through
-    ``torch.compile`` in that mode.
+    ``torch.compile`` in that mode. With ``fake_relu``, a generating layer that is a ReLU
+    passes its gradient on unchanged (:mod:`metamers.fake_relu`; same values and loss).
     """
 
     def __init__(self, models: list[nn.Module], layers: list[str], names: list[str],
-                 reference_images: torch.Tensor, compile_mode: str | None = None):
+                 reference_images: torch.Tensor, compile_mode: str | None = None,
+                 fake_relu: bool = False):
         device = reference_images.device
         self.layers = layers
         self.count = len(reference_images)
         self.extractors = [feature_extractor(model, [layer], name).to(device)
                            for model, layer, name in zip(models, layers, names)]
+        if fake_relu:
+            self.extractors = [_with_fake_relu(extractor, layer, name) for extractor, layer, name
+                               in zip(self.extractors, layers, names)]
         with torch.no_grad():  # each in the layer's own shape and memory layout
             self.reference_targets = [extractor(reference_images)[layer]
                                       for extractor, layer in zip(self.extractors, layers)]

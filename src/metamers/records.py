@@ -24,6 +24,9 @@ class SynthesisResult:
     iterations_to_success: np.ndarray  # (N,) first successful check, -1 if never
     success: np.ndarray               # (N,) bool
     final_spearman: np.ndarray        # (N, members) generating layer, the metamer's last check
+    final_pearson: np.ndarray         # (N, members) the same check's Pearson r
+    final_snr_db: np.ndarray          # (N, members) the same check's SNR in dB
+    thresholds: list[dict[str, float]]  # per member: the deciding measures' thresholds
     predicted_class: np.ndarray       # (N, members) generator's class on the metamer
     reference_class: np.ndarray       # (N, members) generator's class on the reference
     iterations_run: np.ndarray        # (N,) steps taken before stopping
@@ -42,6 +45,8 @@ class MetamerRecords:
     iterations_to_success: np.ndarray  # (N,) int64, -1 until it passes
     iterations_run: np.ndarray         # (N,) int64, max_iterations until it stops
     final_spearman: np.ndarray         # (N, members) float64, its last check's
+    final_pearson: np.ndarray          # (N, members) float64, its last check's
+    final_snr_db: np.ndarray           # (N, members) float64, its last check's
     predicted_class: np.ndarray        # (N, members) int64, its last check's (-1: none)
     non_finite: np.ndarray             # (N,) bool, stopped on a non-finite loss
 
@@ -53,6 +58,8 @@ class MetamerRecords:
                    iterations_to_success=np.full(count, -1, dtype=np.int64),
                    iterations_run=np.full(count, max_iterations, dtype=np.int64),
                    final_spearman=np.full((count, members), np.nan),
+                   final_pearson=np.full((count, members), np.nan),
+                   final_snr_db=np.full((count, members), np.nan),
                    predicted_class=np.full((count, members), -1, dtype=np.int64),
                    non_finite=np.zeros(count, dtype=bool))
 
@@ -86,12 +93,13 @@ class MetamerRecords:
         self.all_running = False
         self._rows = None
 
-    def record_check(self, rows: np.ndarray, spearman: np.ndarray, predicted: np.ndarray,
-                     passed: np.ndarray, iteration: int, stop_on_success: bool) -> np.ndarray:
-        """Record a check of metamers ``rows`` ((k, members) Spearman and classes, (k,) passed)
-        at ``iteration``; stop those that passed for the first time, if ``stop_on_success``.
-        Returns the metamers that stopped."""
-        self.final_spearman[rows] = spearman
+    def record_check(self, rows: np.ndarray, measures: dict[str, np.ndarray],
+                     predicted: np.ndarray, passed: np.ndarray, iteration: int,
+                     stop_on_success: bool) -> np.ndarray:
+        """Record a check of metamers ``rows`` ((k, members) per measure and classes, (k,)
+        passed) at ``iteration``; stop those that passed for the first time, if
+        ``stop_on_success``. Returns the metamers that stopped."""
+        self.record_measures(rows, measures)
         self.predicted_class[rows] = predicted
         newly = rows[passed & (self.iterations_to_success[rows] < 0)]
         self.iterations_to_success[newly] = iteration
@@ -100,6 +108,11 @@ class MetamerRecords:
         self.iterations_run[newly] = iteration
         self.stop(newly)
         return newly
+
+    def record_measures(self, rows: np.ndarray, measures: dict[str, np.ndarray]) -> None:
+        """The (k, members) values of each measure at metamers ``rows``' latest check."""
+        for measure, values in measures.items():
+            getattr(self, f"final_{measure}")[rows] = values
 
     def stop_non_finite(self, rows: np.ndarray, iteration: int) -> None:
         """Metamers ``rows`` stop at ``iteration``: their loss was not finite."""

@@ -196,12 +196,12 @@ def generate_metamers(weights_paths: dict[str, Path], specs: dict[str, dict],
                       references_path: Path, optimizer: dict, init: dict, budget: dict,
                       criterion: dict, seed: int, path: Path, device: str = "auto",
                       threads: int | None = None, channels_last: bool = True,
-                      compile_mode: str | None = None) -> None:
+                      compile_mode: str | None = None, fake_relu: bool = False) -> None:
     """Synthesise and write one condition's metamers (every reference, one batch), with the
     generators in channels-last memory layout if ``channels_last`` and their steps through
-    ``torch.compile`` in ``compile_mode`` (if any). The synthesis stops on Spearman and class
-    with the Spearman threshold of ``criterion`` (the config's slice) in each member's null
-    file (:func:`criteria.spearman_threshold`).
+    ``torch.compile`` in ``compile_mode`` (if any), with ``fake_relu`` at generating layers that
+    are ReLUs. A metamer succeeds under ``criterion`` (the
+    config's slice) applied to each member's null file (:class:`criteria.Thresholds`).
 
     With ``budget["checkpoint_every"]`` > 0 the state is saved to :func:`checkpoint_path`
     that often; a killed job started again resumes there and ends with identical outputs.
@@ -212,19 +212,21 @@ def generate_metamers(weights_paths: dict[str, Path], specs: dict[str, dict],
     reference_images = torch.from_numpy(reference_set["images"])
     reference_labels = torch.from_numpy(reference_set["labels"])
     members = []
-    success = criteria.Criterion.from_config(criterion)
+    rule = criteria.Criterion.from_config(criterion)
     for name, layer in layers.items():
-        threshold = criteria.spearman_threshold(store.read_null(null_paths[name]), success)
+        thresholds = criteria.Thresholds.of(rule, store.read_null(null_paths[name]))
+        log.info("%s at %s must exceed %s%s", name, layer, thresholds.measures,
+                 " and keep the reference's class" if thresholds.class_match else "")
         members.append(Member(name, load_zoo_model(weights_paths[name], specs[name],
-                                                   torch_device), layer, threshold))
+                                                   torch_device), layer, thresholds))
     starts = inits.initial_images(init["kind"], reference_images, seed, init.get("strength", 0.5),
                                   reference_labels)
     synthesis = MetamerSynthesis(members, reference_images, torch_device, channels_last,
-                                 compile_mode)
+                                 compile_mode, fake_relu)
     synthesis.setup(starts, OptimizerSettings.from_config(optimizer))
     settings = {"layers": layers, "optimizer": optimizer, "init": init, "budget": budget,
                 "criterion": criterion, "seed": seed, "device": str(torch_device),
-                "channels_last": channels_last, "compile": compile_mode}
+                "channels_last": channels_last, "compile": compile_mode, "fake_relu": fake_relu}
     checkpoint = None
     if budget.get("checkpoint_every"):
         inputs = [*weights_paths.values(), *null_paths.values(), references_path]
@@ -357,7 +359,8 @@ def generation_rows(content: dict, condition: dict) -> pd.DataFrame:
         "iterations_to_success": content["iterations_to_success"],
         "pixel_distance": content["pixel_distance"],
         "initial_distance": content["initial_distance"],
-        "final_spearman": content["final_spearman"].min(1),
+        **{f"final_{measure}": content[f"final_{measure}"].min(1)
+           for measure in criteria.MEASURES},
         "wall_time_s": content["attrs"]["wall_time_s"],
     })
 

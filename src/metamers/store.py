@@ -130,13 +130,19 @@ def write_metamers(path: Path, result: SynthesisResult, reference_index: np.ndar
         handle.create_dataset("iterations_to_success", data=result.iterations_to_success)
         handle.create_dataset("iterations_run", data=result.iterations_run)
         handle.create_dataset("success", data=result.success)
-        handle.create_dataset("final_spearman", data=result.final_spearman)
+        for measure in MEASURES:  # each measure at the metamer's stop; passed its deciding bar
+            values = getattr(result, f"final_{measure}")
+            handle.create_dataset(f"final_{measure}", data=values)
+            handle.create_dataset(f"passes_{measure}", data=np.stack([
+                np.nan_to_num(values[:, member], nan=-np.inf) > bars.get(measure, np.nan)
+                for member, bars in enumerate(result.thresholds)], 1))
         handle.create_dataset("predicted_class", data=result.predicted_class)
         handle.create_dataset("reference_class", data=result.reference_class)
         handle.create_dataset("pixel_distance", data=pixel_distance.astype(np.float64))
         handle.create_dataset("initial_distance", data=initial_distance.astype(np.float64))
         handle.create_dataset("stop_reason", data=result.stop_reason.astype("S"))
         _write_attrs(handle, {**attrs, "members": result.member_names,
+                              "thresholds": result.thresholds,  # per member, deciding measures
                               "wall_time_s": result.wall_time, "versions": library_versions()})
 
 

@@ -65,6 +65,7 @@ rule generate_metamers:
         criterion=config["criterion"],
         channels_last=GENERATION["channels_last"],
         compile_mode=GENERATION["compile"],
+        fake_relu=GENERATION["fake_relu"],
         seed=config["seed"],
         device=config["device"],
     script:
