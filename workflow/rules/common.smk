@@ -77,6 +77,16 @@ def model_specs(names):
     return {name: MODELS[name] for name in names}
 
 
+def build_spec(name):
+    """A model's spec without what only evaluation reads (its scored layers, its family):
+    training, nulls and generation take this, so editing those reruns none of them."""
+    return {key: value for key, value in MODELS[name].items() if key not in ("layers", "family")}
+
+
+def build_specs(names):
+    return {name: build_spec(name) for name in names}
+
+
 def condition_files(pattern):
     return [pattern.format(**condition) for condition in CONDITIONS]
 

@@ -9,7 +9,7 @@ rule null_distribution:
         "logs/null_distribution/{model}/{layer}.log",
     threads: 1
     params:
-        spec=lambda wildcards: MODELS[wildcards.model],
+        spec=lambda wildcards: build_spec(wildcards.model),
         percentile=GENERATION["null_percentile"],
         max_pairs=GENERATION["null_max_pairs"],
         seed=config["seed"],
@@ -34,7 +34,7 @@ rule generate_metamers:
         mem_mb=4000,
         gpu=1,
     params:
-        specs=lambda wildcards: model_specs(members(wildcards.generator)),
+        specs=lambda wildcards: build_specs(members(wildcards.generator)),
         layers=lambda wildcards: member_layers(wildcards.generator, wildcards.layer),
         optimizer=lambda wildcards: config["optimizers"][wildcards.optimizer],
         init=lambda wildcards: config["inits"][wildcards.init],
