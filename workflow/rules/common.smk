@@ -4,6 +4,7 @@ import re
 
 from snakemake.utils import validate
 
+from metamers import preflight
 from metamers.config import check_config
 
 
@@ -141,3 +142,13 @@ def final_targets():
         "results/summary.parquet",
         "results/generation_summary.parquet",
     ]
+
+
+def read_by_jobs():
+    """Every file that some job reads: the per-item files and the aggregated tables."""
+    tables = ["scores", "summary", "reference_scores", "transfer_summary", "generation_study"]
+    return [*per_item_targets(), *(f"results/{table}.parquet" for table in tables)]
+
+
+# Before any job starts (and deletes its old outputs): see docs/preflight.md.
+preflight.run(config, evaluators(), read_by_jobs(), REFERENCES)
