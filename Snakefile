@@ -19,6 +19,7 @@ include: "workflow/rules/metamers.smk"
 include: "workflow/rules/activations.smk"
 include: "workflow/rules/scores.smk"
 include: "workflow/rules/plots.smk"
+include: "workflow/rules/inventory.smk"
 
 
 rule all:

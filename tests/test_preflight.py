@@ -1,5 +1,5 @@
 """The preflight: mistakes found before any job starts, so that a refused run leaves every
-finished output as it was."""
+finished output as it was; and a named target rebuilding a per-item file that went missing."""
 
 from __future__ import annotations
 
@@ -14,11 +14,12 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from snakemake_cli import run_snakemake
+from snakemake_cli import planned_outputs, run_snakemake
 
 from metamers import preflight, store
 
 REPO = Path(__file__).resolve().parents[1]
+METAMERS = "results/metamers/cnn_a/relu2/adam/uniform.h5"
 
 
 def tiny_config() -> dict:
@@ -109,6 +110,21 @@ def test_an_optimizer_keyword_it_does_not_take_is_refused(run_copy):
     assert "optimizers.adam.kwargs: Adam refuses" in log and "betas" in log
 
 
+def test_a_named_target_rebuilds_a_deleted_metamer_file(run_copy):
+    (run_copy / METAMERS).unlink()
+    planned = _snakemake(run_copy, tiny_config(), "results/scores.parquet", "--dry-run")
+    assert planned.returncode == 0, planned.stderr[-3000:]
+    outputs = " ".join(planned_outputs(planned.stdout))
+    assert METAMERS in outputs
+    assert "results/activations/cnn_a/relu2/adam/uniform.h5" in outputs
+    assert "results/scores.parquet" in outputs
+    rebuilt = _snakemake(run_copy, tiny_config(), "results/scores.parquet")
+    assert rebuilt.returncode == 0, rebuilt.stderr[-3000:]
+    assert (run_copy / METAMERS).exists()
+    again = _snakemake(run_copy, tiny_config(), "results/scores.parquet", "--dry-run")
+    assert planned_outputs(again.stdout) == [], "a repaired run must be a no-op"
+
+
 # --- the checks one by one ---------------------------------------------------------------------
 
 def test_optimizer_names_and_keywords_are_checked():
@@ -165,3 +181,13 @@ def test_layers_are_checked_against_the_bare_architecture_and_cached(data_spec, 
     with pytest.raises(preflight.PreflightError,
                        match=r"no layer 'relu9' \(generation\.generators\.cnn_a\)"):
         preflight.check_layers(config, ["cnn_a"], cache)
+
+
+def test_a_repair_mark_is_new_when_a_listed_file_goes_missing(tmp_path):
+    inventory, kept, lost = (tmp_path / name for name in ("inventory.json", "a.h5", "b.h5"))
+    assert preflight.repair_mark(inventory, [str(kept)]) == ""
+    kept.write_text("a")
+    store.write_json(inventory, {"repair": "earlier", "files": [str(kept)]})
+    assert preflight.repair_mark(inventory, [str(kept), str(lost)]) == "earlier"  # new file
+    kept.unlink()
+    assert preflight.repair_mark(inventory, [str(kept), str(lost)]) not in ("", "earlier")

@@ -14,6 +14,7 @@ import inspect
 import json
 import zipfile
 from collections import defaultdict
+from datetime import datetime, timezone
 from pathlib import Path
 
 import h5py
@@ -222,6 +223,26 @@ def check_readable(paths: list[str]) -> None:
             if reason:
                 raise PreflightError(f"{path} is not readable ({reason}); jobs of this "
                                      f"pipeline read it. Rebuild it: {rebuild_command(path)}.")
+
+
+def repair_mark(inventory: Path, inputs: list[str]) -> str:
+    """The repair mark of an inventory (``workflow/rules/inventory.smk``): the one it records,
+    or a new one (the time now) where a file it found present is missing.
+
+    Snakemake rebuilds a missing file only for a job that must run, so a deleted metamer whose
+    scores exist stays missing for a named target. As the inventory job's parameter, a new mark
+    makes that job run, and Snakemake then rebuilds every missing file it takes as input, and
+    what is made from them. The job records the mark it ran with, so the next run sees no
+    change. A new mark is never one recorded before, whatever Snakemake recorded.
+    """
+    inventory = Path(inventory)
+    if not inventory.exists():
+        return ""
+    recorded = store.read_json(inventory)
+    present = set(recorded.get("files", []))
+    if any(path in present and not Path(path).exists() for path in inputs):
+        return datetime.now(timezone.utc).isoformat()
+    return recorded.get("repair", "")
 
 
 def run(config: dict, evaluators: list[str], read_files: list[str], references: str,

@@ -144,10 +144,32 @@ def final_targets():
     ]
 
 
+def inventory_inputs(stage):
+    """The per-item files of a stage: "generation" (references, generators, nulls, metamers)
+    or "evaluation" (every per-item file)."""
+    files = per_item_targets()
+    if stage == "evaluation":
+        return files
+    generators = {member for name in GENERATION["generators"] for member in members(name)}
+    kept = {REFERENCES, *model_files(generators)}
+    return [
+        path
+        for path in files
+        if path in kept or path.startswith(("results/nulls/", "results/metamers/"))
+    ]
+
+
+def inventory(stage):
+    """A stage's inventory, an input of its aggregates: ancient, so that rewriting it reruns
+    nothing."""
+    return ancient(f"results/inventory/{stage}.json")
+
+
 def read_by_jobs():
-    """Every file that some job reads: the per-item files and the aggregated tables."""
+    """Every file that some job reads: the per-item files, inventories and aggregated tables."""
     tables = ["scores", "summary", "reference_scores", "transfer_summary", "generation_study"]
-    return [*per_item_targets(), *(f"results/{table}.parquet" for table in tables)]
+    inventories = [f"results/inventory/{stage}.json" for stage in ("generation", "evaluation")]
+    return [*per_item_targets(), *inventories, *(f"results/{table}.parquet" for table in tables)]
 
 
 # Before any job starts (and deletes its old outputs): see docs/preflight.md.
