@@ -23,7 +23,8 @@ import torch
 
 from metamers import store
 
-LAYER_CACHE = Path("resources/layer_names.json")
+# Beside Snakemake's own records: a dry run writes nothing else into the working directory.
+LAYER_CACHE = Path(".snakemake/metamers/layer_names.json")
 # Spec keys that never change a model's graph: its layer names are cached without them.
 NOT_ARCHITECTURE = ("layers", "family", "style", "seed", "training")
 PARQUET_MAGIC = b"PAR1"
@@ -113,17 +114,16 @@ def _architecture_key(spec: dict, data_spec: dict) -> str:
 
 
 def _bare_layer_names(name: str, spec: dict, data_spec: dict) -> list[str] | None:
-    """The layer names of a bare architecture; for an external model whose package is missing,
-    those on its card, if it was fetched before (else None: its fetch job will say why)."""
+    """The layer names of a bare architecture. Where it cannot be built here (a package or
+    the data set missing), those on the model's card if it was made before; else None, and
+    the job that makes the model, which deletes nothing, says what is missing."""
     from metamers import layers, zoo  # torchvision's import is slow: only on a cache miss
 
     try:
         return zoo.layer_names(layers.bare_architecture(spec, data_spec))
     except (ImportError, OSError, ValueError, RuntimeError):
-        if spec["source"] == "local":
-            raise
-    card = layers.MODELS_DIR / f"{name}.json"
-    return list(store.read_json(card)["layers"]) if card.exists() else None
+        card = layers.MODELS_DIR / f"{name}.json"
+        return list(store.read_json(card)["layers"]) if card.exists() else None
 
 
 def model_layer_names(config: dict, names: list[str], cache_path: Path = LAYER_CACHE
