@@ -159,12 +159,6 @@ def inventory_inputs(stage):
     ]
 
 
-def inventory(stage):
-    """A stage's inventory, an input of its aggregates: ancient, so that rewriting it reruns
-    nothing."""
-    return ancient(f"results/inventory/{stage}.json")
-
-
 def read_by_jobs():
     """Every file that some job reads: the per-item files, inventories and aggregated tables."""
     tables = ["scores", "summary", "reference_scores", "transfer_summary", "generation_study"]
