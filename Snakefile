@@ -24,6 +24,7 @@ include: "workflow/rules/activations.smk"
 include: "workflow/rules/scores.smk"
 include: "workflow/rules/plots.smk"
 include: "workflow/rules/joint.smk"
+include: "workflow/rules/inventory.smk"
 
 
 rule all:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -18,3 +19,8 @@ def run_snakemake(workdir: Path | None, *arguments: str,
                *directory, *arguments]
     return subprocess.run(command, capture_output=True, text=True, env=env, check=False,
                           cwd=REPO if workdir is None else None)
+
+
+def planned_outputs(dry_run_output: str) -> list[str]:
+    """The outputs of every job that a ``--dry-run`` plans."""
+    return re.findall(r"^\s*output: (.+)$", dry_run_output, flags=re.MULTILINE)

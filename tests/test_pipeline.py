@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from snakemake_cli import run_snakemake
+from snakemake_cli import planned_outputs, run_snakemake
 
 from metamers import store
 
@@ -127,10 +127,6 @@ def test_metamers_beat_their_pixel_control_at_the_generating_layer(pipeline_run)
         assert mean[(optimizer, "metamer")] > mean[(optimizer, "pixel_control")]
 
 
-def planned_outputs(dry_run_output: str) -> list[str]:
-    return re.findall(r"^\s*output: (.+)$", dry_run_output, flags=re.MULTILINE)
-
-
 def test_editing_one_learning_rate_reruns_only_that_optimizer(pipeline_run, tmp_path):
     unchanged = snakemake(pipeline_run, "--configfile", str(TEST_CONFIG), "--dry-run")
     assert unchanged.returncode == 0, unchanged.stderr
@@ -186,6 +182,19 @@ def test_adding_an_evaluator_regenerates_no_metamer(pipeline_run, tmp_path):
     # the new evaluator's layers get their nulls; no other null is rebuilt
     assert set(re.findall(r"results/nulls[^/]*/([^/]+)/", outputs)) == {"mlp_b"}
     assert "resources/models/cnn_a" not in outputs
+
+
+def test_adding_an_evaluation_layer_reruns_only_evaluation(pipeline_run, tmp_path):
+    """Training and generation do not read the layers a model is scored at."""
+    def add_layer(config):
+        config["models"]["cnn_a"]["layers"].append("pool1")
+
+    outputs = " ".join(_planned_after_edit(pipeline_run, tmp_path, add_layer))
+    assert "results/activations/cnn_a/relu2/adam/uniform.h5" in outputs
+    assert "results/activations/references.h5" in outputs
+    assert "results/scores.parquet" in outputs and "results/findings.md" in outputs
+    assert "resources/models" not in outputs and "results/metamers" not in outputs
+    assert "results/nulls" not in outputs
 
 
 def test_editing_a_plot_option_reruns_only_plots(pipeline_run, tmp_path):

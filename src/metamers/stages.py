@@ -32,6 +32,7 @@ from metamers import (
 from metamers.data import LabelledImages, distinct_sample, load_dataset, load_sample
 from metamers.generate import Checkpoint, Member, MetamerSynthesis, resume
 from metamers.optimizers import OptimizerSettings
+from metamers.preflight import check_pixels
 from metamers.runtime import configure, get_logger, pick_device
 
 log = get_logger("metamers.stages")
@@ -111,6 +112,9 @@ def sample_references(data_spec: dict, reference_spec: dict, path: Path) -> None
         data_spec, False, lambda labels: references.choose_references(
             labels, reference_spec.get("per_class"), reference_spec["seed"],
             reference_spec.get("count")))
+    check_pixels(sample.images.numpy(), f"The reference sample of data set {data_spec['name']!r} "
+                 f"(root {data_spec.get('root')})", "Nothing was written: fix or replace those "
+                 "images; every metamer and score is made from them.")
     store.write_references(path, sample.images.numpy(), sample.labels.numpy(), indices,
                            sample.class_names, {"data": data_spec, "references": reference_spec})
     log.info("%d references from %d test images", len(indices), test_images)

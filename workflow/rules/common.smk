@@ -2,7 +2,7 @@
 import itertools
 import re
 
-from metamers import joint
+from metamers import joint, preflight
 from metamers.config import check_config, check_config_files, validate_config
 
 
@@ -84,6 +84,16 @@ def model_specs(names):
     return {name: MODELS[name] for name in names}
 
 
+def build_spec(name):
+    """A model's spec without what only evaluation reads (its scored layers, its family):
+    training, nulls and generation take this, so editing those reruns none of them."""
+    return {key: value for key, value in MODELS[name].items() if key not in ("layers", "family")}
+
+
+def build_specs(names):
+    return {name: build_spec(name) for name in names}
+
+
 def condition_files(pattern):
     return [pattern.format(**condition) for condition in CONDITIONS]
 
@@ -155,3 +165,29 @@ def final_targets():
         "results/summary.parquet",
         "results/generation_summary.parquet",
     ]
+
+
+def inventory_inputs(stage):
+    """The per-item files of a stage: "generation" (references, generators, nulls, metamers)
+    or "evaluation" (every per-item file)."""
+    files = per_item_targets()
+    if stage == "evaluation":
+        return files
+    generators = {member for name in GENERATION["generators"] for member in members(name)}
+    kept = {REFERENCES, *model_files(generators)}
+    return [
+        path
+        for path in files
+        if path in kept or path.startswith(("results/nulls/", "results/metamers/"))
+    ]
+
+
+def read_by_jobs():
+    """Every file that some job reads: the per-item files, inventories and aggregated tables."""
+    tables = ["scores", "summary", "reference_scores", "transfer_summary", "generation_study"]
+    inventories = [f"results/inventory/{stage}.json" for stage in ("generation", "evaluation")]
+    return [*per_item_targets(), *inventories, *(f"results/{table}.parquet" for table in tables)]
+
+
+# Before any job starts (and deletes its old outputs): see docs/preflight.md.
+preflight.run(config, evaluators(), read_by_jobs(), REFERENCES)

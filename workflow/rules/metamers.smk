@@ -10,7 +10,7 @@ rule null_distribution:
         "logs/null_distribution/{model}/{layer}.log",
     threads: 1
     params:
-        spec=lambda wildcards: MODELS[wildcards.model],
+        spec=lambda wildcards: build_spec(wildcards.model),
         training=lambda wildcards: training_recipe(wildcards.model),
         settings=config["criterion"]["null_distribution"],
         threshold=config["criterion"]["threshold"],
@@ -28,7 +28,7 @@ use rule null_distribution as projected_null_distribution with:
     log:
         "logs/projected_null_distribution/{model}/{layer}.log",
     params:
-        spec=lambda wildcards: MODELS[wildcards.model],
+        spec=lambda wildcards: build_spec(wildcards.model),
         training=lambda wildcards: training_recipe(wildcards.model),
         settings=config["criterion"]["null_distribution"],
         threshold=config["criterion"]["threshold"],
@@ -54,7 +54,7 @@ rule generate_metamers:
         mem_mb=4000,
         gpu=1,
     params:
-        specs=lambda wildcards: model_specs(members(wildcards.generator)),
+        specs=lambda wildcards: build_specs(members(wildcards.generator)),
         layers=lambda wildcards: member_layers(wildcards.generator, wildcards.layer),
         optimizer=lambda wildcards: config["optimizers"][wildcards.optimizer],
         init=lambda wildcards: config["inits"][wildcards.init],

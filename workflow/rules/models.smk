@@ -12,7 +12,7 @@ rule train_model:
         runtime=60,
         mem_mb=4000,
     params:
-        spec=lambda wildcards: MODELS[wildcards.model],
+        spec=lambda wildcards: build_spec(wildcards.model),
         training=lambda wildcards: config["training"][MODELS[wildcards.model]["training"]],
         data=config["data"],
         device=config["device"],
@@ -30,7 +30,7 @@ rule fetch_model:
     wildcard_constraints:
         model=alternation(EXTERNAL_MODELS),
     params:
-        spec=lambda wildcards: MODELS[wildcards.model],
+        spec=lambda wildcards: build_spec(wildcards.model),
         model_dir="resources/robustbench",
     script:
         "../scripts/fetch_model.py"

@@ -28,6 +28,7 @@ rule aggregate_scores:
         summaries=condition_files(f"results/summaries/{CONDITION_PATH}.parquet"),
         reference_activations="results/activations/references.h5",
         references=REFERENCES,
+        inventory="results/inventory/evaluation.json",
     output:
         scores="results/scores.parquet",
         summary="results/summary.parquet",
@@ -42,6 +43,7 @@ rule aggregate_generation:
     """The generation study from the metamer files alone (no evaluation needed)."""
     input:
         metamers=condition_files(f"results/metamers/{CONDITION_PATH}.h5"),
+        inventory="results/inventory/generation.json",
     output:
         generation="results/generation_study.parquet",
         generation_summary="results/generation_summary.parquet",

@@ -1,0 +1,256 @@
+"""Checks that need no job, run while Snakemake builds the DAG (``workflow/rules/common.smk``).
+
+Snakemake deletes a job's old outputs when the job starts, so a mistake found inside a job
+costs finished work. Everything here is found before any job starts: each model's layer names
+(from its bare architecture, cached in :data:`LAYER_CACHE`), the device, the optimisers and
+their keyword arguments, the reference images' pixels, and the files jobs would read.
+Nothing here writes a rule's output (only the layer-name cache); ``docs/preflight.md`` says
+why it runs at DAG construction.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import zipfile
+from collections import defaultdict
+from datetime import datetime, timezone
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+
+from metamers import store
+
+# Beside Snakemake's own records: a dry run writes nothing else into the working directory.
+LAYER_CACHE = Path(".snakemake/metamers/layer_names.json")
+# Spec keys that never change a model's graph: its layer names are cached without them.
+NOT_ARCHITECTURE = ("layers", "family", "style", "seed", "training")
+PARQUET_MAGIC = b"PAR1"
+IMAGE_CHUNK = 256  # reference images read at a time
+
+
+class PreflightError(ValueError):
+    """A mistake found before any job started; the message names it, the file and the fix."""
+
+
+def rebuild_command(path: str | Path) -> str:
+    """The command that rebuilds one file of the pipeline from scratch."""
+    return (f"`rm {path} && snakemake --cores all {path}` (with this run's --configfile, if "
+            "any); files made from it are then older and rerun")
+
+
+def check_device(device: str) -> None:
+    """Refuse ``device: cuda`` where torch sees no CUDA device."""
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise PreflightError(
+            f"The config asks for device: {device}, but torch finds no CUDA device on this "
+            "machine (torch.cuda.is_available() is False: no GPU, no driver, or a CPU-only "
+            "torch). Set `device: auto` (CUDA where a job finds it, else the CPU) or "
+            "`device: cpu`, or run on a machine with a GPU.")
+
+
+def _build_with(factory: type, first_argument, kwargs: dict, where: str) -> object:
+    """``factory(first_argument, **kwargs)``, a clear error naming ``where`` if it refuses."""
+    signature = inspect.signature(factory)
+    accepted = list(signature.parameters)[1:]
+    try:
+        signature.bind(first_argument, **kwargs)
+        return factory(first_argument, **kwargs)
+    except (TypeError, ValueError) as error:
+        raise PreflightError(f"{where}: {factory.__name__} refuses {kwargs} ({error}); its "
+                             f"keyword arguments are: {', '.join(accepted)}.") from None
+
+
+def check_optimizers(optimizers: dict[str, dict]) -> None:
+    """Every optimiser is a ``torch.optim.Optimizer`` subclass that accepts its kwargs (and its
+    scheduler, if any, a ``torch.optim.lr_scheduler`` class accepting its own)."""
+    for name, settings in optimizers.items():
+        where = f"optimizers.{name}"
+        optimizer_class = getattr(torch.optim, settings["name"], None)
+        if not (inspect.isclass(optimizer_class)
+                and issubclass(optimizer_class, torch.optim.Optimizer)
+                and optimizer_class is not torch.optim.Optimizer):
+            raise PreflightError(f"{where}.name={settings['name']!r} is not a torch.optim "
+                                 "optimizer (e.g. SGD, Adam, AdamW, RMSprop, LBFGS).")
+        parameter = torch.zeros(1, requires_grad=True)
+        optimizer = _build_with(optimizer_class, [parameter], settings.get("kwargs", {}),
+                                f"{where}.kwargs")
+        scheduler = settings.get("scheduler")
+        if scheduler:
+            scheduler_class = getattr(torch.optim.lr_scheduler, scheduler, None)
+            if not inspect.isclass(scheduler_class):
+                raise PreflightError(f"{where}.scheduler={scheduler!r} is not a "
+                                     "torch.optim.lr_scheduler class.")
+            _build_with(scheduler_class, optimizer, settings.get("scheduler_kwargs", {}),
+                        f"{where}.scheduler_kwargs")
+
+
+def requested_layers(config: dict, evaluators: list[str]) -> dict[str, dict[str, str]]:
+    """``{model: {layer: where the config asks for it}}``: the evaluators' layers, the
+    generating layers of models and of generator sets' members."""
+    requested: dict[str, dict[str, str]] = defaultdict(dict)
+    for name in evaluators:
+        for layer in config["models"][name]["layers"]:
+            requested[name].setdefault(layer, f"models.{name}.layers")
+    sets = config.get("generator_sets", {})
+    for generator, layers in config["generation"]["generators"].items():
+        for layer in layers:
+            if generator in sets:
+                for member, member_layer in sets[generator]["layers"][layer].items():
+                    requested[member].setdefault(
+                        member_layer, f"generator_sets.{generator}.layers.{layer}")
+            else:
+                requested[generator].setdefault(layer, f"generation.generators.{generator}")
+    return dict(requested)
+
+
+def _architecture_key(spec: dict, data_spec: dict) -> str:
+    architecture = {key: value for key, value in spec.items() if key not in NOT_ARCHITECTURE}
+    if spec["source"] == "local":  # built for the data set's image shape
+        architecture["data"] = {key: data_spec.get(key) for key in ("name", "root", "image_size")}
+    return json.dumps(architecture, sort_keys=True)
+
+
+def _bare_layer_names(name: str, spec: dict, data_spec: dict) -> list[str] | None:
+    """The layer names of a bare architecture. Where it cannot be built here (a package or
+    the data set missing), those on the model's card if it was made before; else None, and
+    the job that makes the model, which deletes nothing, says what is missing."""
+    from metamers import layers, zoo  # torchvision's import is slow: only on a cache miss
+
+    try:
+        return zoo.layer_names(layers.bare_architecture(spec, data_spec))
+    except (ImportError, OSError, ValueError, RuntimeError):
+        card = layers.MODELS_DIR / f"{name}.json"
+        return list(store.read_json(card)["layers"]) if card.exists() else None
+
+
+def model_layer_names(config: dict, names: list[str], cache_path: Path = LAYER_CACHE
+                      ) -> dict[str, list[str] | None]:
+    """``{model: layer names}``, from the cache where the architecture was seen before."""
+    cache = json.loads(cache_path.read_text()) if cache_path.exists() else {}
+    listing, missed = {}, False
+    for name in names:
+        spec = config["models"][name]
+        key = _architecture_key(spec, config["data"])
+        if key not in cache:
+            found = _bare_layer_names(name, spec, config["data"])
+            if found is None:
+                listing[name] = None
+                continue
+            cache[key], missed = found, True
+        listing[name] = cache[key]
+    if missed:
+        store.write_json(cache_path, cache)
+    return listing
+
+
+def check_layers(config: dict, evaluators: list[str], cache_path: Path = LAYER_CACHE) -> None:
+    """Every requested layer exists in its model's architecture."""
+    requested = requested_layers(config, evaluators)
+    available = model_layer_names(config, sorted(requested), cache_path)
+    for name, layers in requested.items():
+        if available[name] is None:
+            continue
+        unknown = {layer: where for layer, where in layers.items()
+                   if layer not in available[name]}
+        if unknown:
+            listed = "; ".join(f"{layer!r} ({where})" for layer, where in unknown.items())
+            raise PreflightError(
+                f"Model {name!r} has no layer {listed}. Its layers are: "
+                f"{', '.join(available[name])}. Fix the config (every model's names: "
+                "`python -m metamers.layers --configfile CONFIG`).")
+
+
+def check_pixels(images: np.ndarray, source: str, fix: str) -> None:
+    """Images must be finite and in [0, 1]: every metamer and score is made from them."""
+    finite = np.isfinite(images)
+    if not finite.all():
+        raise PreflightError(f"{source} holds {int((~finite).sum())} NaN or infinite pixel "
+                             f"values (of {images.size}). {fix}")
+    low, high = (float(images.min()), float(images.max())) if images.size else (0.0, 0.0)
+    if low < 0.0 or high > 1.0:
+        raise PreflightError(f"{source} holds pixels outside [0, 1] (min {low:g}, max "
+                             f"{high:g}). {fix}")
+
+
+def check_references(path: Path) -> None:
+    """The reference images of an existing references file are finite and in [0, 1]."""
+    if not Path(path).exists():
+        return
+    fix = f"Rebuild it: {rebuild_command(path)}."
+    with h5py.File(path, "r") as handle:
+        if "images" not in handle:
+            raise PreflightError(f"{path} holds no images. {fix}")
+        images = handle["images"]
+        for start in range(0, len(images), IMAGE_CHUNK):
+            check_pixels(images[start:start + IMAGE_CHUNK], str(path), fix)
+
+
+def _unreadable(path: Path) -> str | None:
+    """Why ``path`` cannot be what its suffix says (None: it looks whole)."""
+    suffix = path.suffix
+    try:
+        if suffix == ".parquet":
+            size = path.stat().st_size
+            with path.open("rb") as handle:
+                head = handle.read(4)
+                handle.seek(max(size - 4, 0))
+                tail = handle.read(4)
+            if size < 12 or head != PARQUET_MAGIC or tail != PARQUET_MAGIC:
+                return "no Parquet magic bytes at both ends: truncated or not Parquet"
+        elif suffix == ".h5":
+            with h5py.File(path, "r") as handle:
+                version = handle.attrs.get("schema_version")
+            if version != store.SCHEMA_VERSION:
+                return f"schema version {version}, this code reads {store.SCHEMA_VERSION}"
+        elif suffix == ".pt":
+            with zipfile.ZipFile(path):
+                pass
+        elif suffix == ".json":
+            json.loads(path.read_text())
+    except (OSError, ValueError, zipfile.BadZipFile) as error:
+        return str(error).splitlines()[0] if str(error) else type(error).__name__
+    return None
+
+
+def check_readable(paths: list[str]) -> None:
+    """Every existing file that jobs read looks whole (a header and footer check, not a read)."""
+    for path in map(Path, paths):
+        if path.exists():
+            reason = _unreadable(path)
+            if reason:
+                raise PreflightError(f"{path} is not readable ({reason}); jobs of this "
+                                     f"pipeline read it. Rebuild it: {rebuild_command(path)}.")
+
+
+def repair_mark(inventory: Path, inputs: list[str]) -> str:
+    """The repair mark of an inventory (``workflow/rules/inventory.smk``): the one it records,
+    or a new one (the time now) where a file it found present is missing.
+
+    Snakemake rebuilds a missing file only for a job that must run, so a deleted metamer whose
+    scores exist stays missing for a named target. As the inventory job's parameter, a new mark
+    makes that job run, and Snakemake then rebuilds every missing file it takes as input, and
+    what is made from them. The job records the mark it ran with, so the next run sees no
+    change. A new mark is never one recorded before, whatever Snakemake recorded.
+    """
+    inventory = Path(inventory)
+    if not inventory.exists():
+        return ""
+    recorded = store.read_json(inventory)
+    present = set(recorded.get("files", []))
+    if any(path in present and not Path(path).exists() for path in inputs):
+        return datetime.now(timezone.utc).isoformat()
+    return recorded.get("repair", "")
+
+
+def run(config: dict, evaluators: list[str], read_files: list[str], references: str,
+        cache_path: Path = LAYER_CACHE) -> None:
+    """Every check, cheapest first; raise :class:`PreflightError` at the first mistake."""
+    check_device(config["device"])
+    check_optimizers(config["optimizers"])
+    check_layers(config, evaluators, cache_path)
+    check_readable(read_files)
+    check_references(Path(references))
+

@@ -1,0 +1,193 @@
+"""The preflight: mistakes found before any job starts, so that a refused run leaves every
+finished output as it was; and a named target rebuilding a per-item file that went missing."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+from snakemake_cli import planned_outputs, run_snakemake
+
+from metamers import preflight, store
+
+REPO = Path(__file__).resolve().parents[1]
+METAMERS = "results/metamers/cnn_a/relu2/adam/uniform.h5"
+
+
+def tiny_config() -> dict:
+    """config/test.yaml cut to one model and one condition of 20 iterations."""
+    config = yaml.safe_load((REPO / "config" / "test.yaml").read_text())
+    config["training"]["quick"]["max_train_images"] = 1000
+    config["models"] = {"cnn_a": config["models"]["cnn_a"]}
+    config["generator_sets"] = {}
+    config["generation"].update(generators={"cnn_a": ["relu2"]}, optimizers=["adam"],
+                                max_iterations=20)
+    return config
+
+
+def _snakemake(workdir: Path, config: dict, *arguments: str):
+    config_path = workdir / "config.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    return run_snakemake(workdir, "--cores", "2", *arguments, "--configfile", str(config_path))
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory) -> Path:
+    workdir = tmp_path_factory.mktemp("finished")
+    completed = _snakemake(workdir, tiny_config())
+    assert completed.returncode == 0, completed.stderr[-5000:]
+    return workdir
+
+
+@pytest.fixture
+def run_copy(finished_run, tmp_path) -> Path:
+    """A copy of the finished run (time stamps and Snakemake's records kept)."""
+    copy = tmp_path / "run"
+    shutil.copytree(finished_run, copy, symlinks=True, ignore=shutil.ignore_patterns("data"))
+    (copy / "resources" / "data").symlink_to(finished_run / "resources" / "data")
+    return copy
+
+
+def _outputs(workdir: Path) -> dict[str, str]:
+    """SHA-256 of every file under results/ and resources/ (not the data set)."""
+    return {str(path.relative_to(workdir)): hashlib.sha256(path.read_bytes()).hexdigest()
+            for folder in ("results", "resources") for path in sorted((workdir / folder).rglob("*"))
+            if path.is_file() and "data" not in path.relative_to(workdir).parts}
+
+
+def _refused(workdir: Path, config: dict) -> str:
+    """Run the whole workflow; assert that it stops and every output stays byte-identical."""
+    before = _outputs(workdir)
+    assert len(before) > 15
+    completed = _snakemake(workdir, config)
+    assert completed.returncode != 0
+    assert _outputs(workdir) == before, "a refused run changed finished outputs"
+    return completed.stdout + completed.stderr
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_cuda_without_a_gpu_is_refused_before_training_reruns(run_copy):
+    config = {**tiny_config(), "device": "cuda"}
+    log = _refused(run_copy, config)
+    assert "device: cuda" in log and "torch finds no CUDA device" in log
+
+
+def test_an_unknown_evaluation_layer_is_refused_with_the_valid_names(run_copy):
+    config = tiny_config()
+    config["models"]["cnn_a"]["layers"].append("nosuch")
+    log = _refused(run_copy, config)
+    assert "no layer 'nosuch' (models.cnn_a.layers)" in log and "fc_relu" in log
+
+
+def test_a_truncated_parquet_table_is_refused_with_its_rebuild_command(run_copy):
+    table = run_copy / "results/scores.parquet"
+    table.write_bytes(table.read_bytes()[:1000])
+    log = _refused(run_copy, tiny_config())
+    assert "results/scores.parquet is not readable" in log
+    assert "rm results/scores.parquet && snakemake --cores all results/scores.parquet" in log
+
+
+def test_references_with_nan_pixels_are_refused(run_copy):
+    references = run_copy / "resources/references/fashion_mnist.h5"
+    with h5py.File(references, "r+") as handle:
+        handle["images"][0, 0, 0, :3] = np.nan
+    log = _refused(run_copy, tiny_config())
+    assert "fashion_mnist.h5 holds 3 NaN or infinite pixel values" in log
+
+
+def test_an_optimizer_keyword_it_does_not_take_is_refused(run_copy):
+    config = tiny_config()
+    config["optimizers"]["adam"]["kwargs"]["momentum"] = 0.9
+    log = _refused(run_copy, config)
+    assert "optimizers.adam.kwargs: Adam refuses" in log and "betas" in log
+
+
+def test_a_named_target_rebuilds_a_deleted_metamer_file(run_copy):
+    (run_copy / METAMERS).unlink()
+    planned = _snakemake(run_copy, tiny_config(), "results/scores.parquet", "--dry-run")
+    assert planned.returncode == 0, planned.stderr[-3000:]
+    outputs = " ".join(planned_outputs(planned.stdout))
+    assert METAMERS in outputs
+    assert "results/activations/cnn_a/relu2/adam/uniform.h5" in outputs
+    assert "results/scores.parquet" in outputs
+    rebuilt = _snakemake(run_copy, tiny_config(), "results/scores.parquet")
+    assert rebuilt.returncode == 0, rebuilt.stderr[-3000:]
+    assert (run_copy / METAMERS).exists()
+    again = _snakemake(run_copy, tiny_config(), "results/scores.parquet", "--dry-run")
+    assert planned_outputs(again.stdout) == [], "a repaired run must be a no-op"
+
+
+# --- the checks one by one ---------------------------------------------------------------------
+
+def test_optimizer_names_and_keywords_are_checked():
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    preflight.check_optimizers(config["optimizers"])  # every optimiser of the default passes
+    with pytest.raises(preflight.PreflightError, match="not a torch.optim optimizer"):
+        preflight.check_optimizers({"bad": {"name": "Optimizer"}})
+    with pytest.raises(preflight.PreflightError, match=r"Invalid learning rate"):
+        preflight.check_optimizers({"bad": {"name": "SGD", "kwargs": {"lr": -1.0}}})
+    with pytest.raises(preflight.PreflightError,
+                       match=r"optimizers\.bad\.scheduler_kwargs: StepLR refuses.*step_size"):
+        preflight.check_optimizers({"bad": {"name": "SGD", "kwargs": {"lr": 1.0},
+                                            "scheduler": "StepLR",
+                                            "scheduler_kwargs": {"step": 3}}})
+
+
+def test_pixels_must_be_finite_and_in_the_unit_range():
+    images = np.full((2, 1, 4, 4), 0.5, dtype=np.float32)
+    preflight.check_pixels(images, "ok", "")
+    images[1, 0, 0, 0] = 1.5
+    with pytest.raises(preflight.PreflightError, match=r"outside \[0, 1\] \(min 0.5, max 1.5\)"):
+        preflight.check_pixels(images, "these images", "Fix them.")
+    images[0, 0, 0, 0] = np.inf
+    with pytest.raises(preflight.PreflightError, match="1 NaN or infinite"):
+        preflight.check_pixels(images, "these images", "Fix them.")
+
+
+def test_truncated_files_of_each_kind_are_named(tmp_path):
+    table, null, weights, card = (tmp_path / name for name in
+                                  ("t.parquet", "n.h5", "m.pt", "m.json"))
+    store.write_table(table, pd.DataFrame({"value": np.arange(100.0)}))
+    store.write_null(null, np.linspace(0, 1, 1000), 99.0, {})
+    torch.save(torch.nn.Linear(30, 30).state_dict(), weights)
+    store.write_json(card, {"layers": ["a"]})
+    paths = [str(path) for path in (table, null, weights, card, tmp_path / "absent.h5")]
+    preflight.check_readable(paths)
+    for path in (table, null, weights, card):
+        content = path.read_bytes()
+        path.write_bytes(content[:len(content) // 2])
+        with pytest.raises(preflight.PreflightError, match=rf"{path.name} is not readable"):
+            preflight.check_readable(paths)
+        path.write_bytes(content)
+
+
+def test_layers_are_checked_against_the_bare_architecture_and_cached(data_spec, tmp_path,
+                                                                      monkeypatch):
+    config = tiny_config()
+    config["data"] = data_spec
+    cache = tmp_path / "layer_names.json"
+    preflight.check_layers(config, ["cnn_a"], cache)
+    assert "fc_relu" in next(iter(json.loads(cache.read_text()).values()))
+    monkeypatch.setattr(preflight, "_bare_layer_names", lambda *arguments: pytest.fail())
+    config["generation"]["generators"]["cnn_a"] = ["relu9"]
+    with pytest.raises(preflight.PreflightError,
+                       match=r"no layer 'relu9' \(generation\.generators\.cnn_a\)"):
+        preflight.check_layers(config, ["cnn_a"], cache)
+
+
+def test_a_repair_mark_is_new_when_a_listed_file_goes_missing(tmp_path):
+    inventory, kept, lost = (tmp_path / name for name in ("inventory.json", "a.h5", "b.h5"))
+    assert preflight.repair_mark(inventory, [str(kept)]) == ""
+    kept.write_text("a")
+    store.write_json(inventory, {"repair": "earlier", "files": [str(kept)]})
+    assert preflight.repair_mark(inventory, [str(kept), str(lost)]) == "earlier"  # new file
+    kept.unlink()
+    assert preflight.repair_mark(inventory, [str(kept), str(lost)]) not in ("", "earlier")
