@@ -1,7 +1,8 @@
 rule reference_activations:
     """Every evaluator's activations of the references (the ceiling and the nulls)."""
     input:
-        models=model_files(evaluators()),
+        weights=weights_files(evaluators()),
+        cards=card_files(evaluators()),
         references=REFERENCES,
     output:
         "results/activations/references.h5",
@@ -24,7 +25,8 @@ rule reference_activations:
 rule metamer_activations:
     """Every evaluator's activations of one condition's metamers, pixel controls and starts."""
     input:
-        models=model_files(evaluators()),
+        weights=weights_files(evaluators()),
+        cards=card_files(evaluators()),
         metamers=f"results/metamers/{CONDITION_PATH}.h5",
         references=REFERENCES,
     output:

@@ -76,8 +76,17 @@ def member_layers(generator, layer):
     return {generator: layer}
 
 
+def weights_files(names):
+    """The models' state dicts, in the order of ``names`` (scripts pair them by that order)."""
+    return [f"resources/models/{name}.pt" for name in names]
+
+
+def card_files(names):
+    return [f"resources/models/{name}.json" for name in names]
+
+
 def model_files(names):
-    return [f"resources/models/{name}.{ext}" for name in names for ext in ("pt", "json")]
+    return [*weights_files(names), *card_files(names)]
 
 
 def model_specs(names):
@@ -99,8 +108,9 @@ def condition_files(pattern):
 
 
 def null_files(wildcards):
+    """The generator's members' null files at their generating layers, in members' order."""
     layers = member_layers(wildcards.generator, wildcards.layer)
-    return [f"results/nulls/{model}/{layer}.h5" for model, layer in layers.items()]
+    return [f"results/nulls/{model}/{layers[model]}.h5" for model in members(wildcards.generator)]
 
 
 def evaluator_nulls():

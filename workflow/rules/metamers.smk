@@ -41,7 +41,8 @@ use rule null_distribution as projected_null_distribution with:
 rule generate_metamers:
     """All references' metamers for one (generator, layer, optimizer, init), batched."""
     input:
-        models=lambda wildcards: model_files(members(wildcards.generator)),
+        weights=lambda wildcards: weights_files(members(wildcards.generator)),
+        cards=lambda wildcards: card_files(members(wildcards.generator)),
         nulls=null_files,
         references=REFERENCES,
     output:

@@ -4,13 +4,12 @@ send_stderr_to(snakemake.log[0])
 
 from metamers import stages
 
-specs = snakemake.params.specs
+specs = snakemake.params.specs  # the members, in the order of the weights and null files
 stages.generate_metamers(
-    weights_paths={name: f"resources/models/{name}.pt" for name in specs},
+    weights_paths=dict(zip(specs, snakemake.input.weights)),
     specs=specs,
     layers=snakemake.params.layers,
-    null_paths={name: f"results/nulls/{name}/{layer}.h5"
-                for name, layer in snakemake.params.layers.items()},
+    null_paths=dict(zip(specs, snakemake.input.nulls)),
     references_path=snakemake.input.references,
     optimizer=snakemake.params.optimizer,
     init=snakemake.params.init,

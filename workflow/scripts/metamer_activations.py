@@ -4,9 +4,9 @@ send_stderr_to(snakemake.log[0])
 
 from metamers import stages
 
-specs = snakemake.params.specs
+specs = snakemake.params.specs  # the evaluators, in the order of the weights files
 stages.metamer_activations(
-    {name: f"resources/models/{name}.pt" for name in specs}, specs,
+    dict(zip(specs, snakemake.input.weights)), specs,
     snakemake.input.metamers, snakemake.input.references,
     snakemake.params.evaluation, snakemake.params.seed, snakemake.output[0],
     device=snakemake.params.device, threads=snakemake.threads,
