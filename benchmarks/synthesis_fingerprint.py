@@ -35,6 +35,7 @@ from pathlib import Path
 import yaml
 
 from metamers import stages, store
+from metamers.config import validate_config
 
 # name -> ({member: layer}, optimizer)
 CONDITIONS = {
@@ -84,22 +85,24 @@ def job_arguments(config: dict, models_dir: Path, work_dir: Path, layers: dict[s
     references = work_dir / "references.h5"
     if not references.exists():  # the pipeline's references: the same function and config
         stages.sample_references(config["data"], config["references"], references)
-    generation = config["generation"]
+    generation, criterion = config["generation"], config["criterion"]
     null_paths = {}
     for name, layer in layers.items():
         null_paths[name] = work_dir / "nulls" / name / f"{layer}.h5"
         if not null_paths[name].exists():
-            stages.null_distribution(models_dir / f"{name}.pt", config["models"][name], layer,
-                                     references, generation["null_percentile"],
-                                     generation.get("null_max_pairs"), config["seed"],
-                                     null_paths[name], "cpu", 1)
+            spec = config["models"][name]
+            stages.null_distribution(models_dir / f"{name}.pt", spec, layer,
+                                     criterion["null_distribution"], criterion["threshold"],
+                                     config["data"], config["training"].get(spec.get("training")),
+                                     references, config["seed"], null_paths[name], device="cpu",
+                                     threads=1)
     return {"weights_paths": {name: str(models_dir / f"{name}.pt") for name in layers},
             "specs": {name: config["models"][name] for name in layers}, "layers": layers,
             "null_paths": {name: str(path) for name, path in null_paths.items()},
             "references_path": str(references),
             "optimizer": config["optimizers"][optimizer],
             "init": config["inits"][generation["inits"][0]], "budget": budget,
-            "seed": config["seed"], "device": "cpu", "threads": 1}
+            "criterion": criterion, "seed": config["seed"], "device": "cpu", "threads": 1}
 
 
 def fingerprint(path: Path) -> dict[str, str]:
@@ -136,6 +139,7 @@ def main() -> None:
     parser.add_argument("--conditions", default=None, help="name,... (default: all)")
     args = parser.parse_args()
     config = yaml.safe_load(Path(args.config).read_text())
+    validate_config(config, "workflow/schemas/config.schema.yaml")  # the defaults, as the run's
     args.work_dir.mkdir(parents=True, exist_ok=True)
     models_dir = tiny_zoo(config, args.work_dir) if args.tiny else Path(args.models_dir)
     budget = {"max_iterations": args.max_iterations, "check_every": args.check_every,

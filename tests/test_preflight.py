@@ -16,7 +16,7 @@ import torch
 import yaml
 from snakemake_cli import planned_outputs, run_snakemake
 
-from metamers import preflight, store
+from metamers import criteria, preflight, store
 
 REPO = Path(__file__).resolve().parents[1]
 METAMERS = "results/metamers/cnn_a/relu2/adam/uniform.h5"
@@ -156,7 +156,8 @@ def test_truncated_files_of_each_kind_are_named(tmp_path):
     table, null, weights, card = (tmp_path / name for name in
                                   ("t.parquet", "n.h5", "m.pt", "m.json"))
     store.write_table(table, pd.DataFrame({"value": np.arange(100.0)}))
-    store.write_null(null, np.linspace(0, 1, 1000), 99.0, {})
+    values = {measure: np.linspace(0, 1, 1000) for measure in criteria.MEASURES}
+    store.write_null(null, criteria.NullDistribution(values, "train"), "max", {})
     torch.save(torch.nn.Linear(30, 30).state_dict(), weights)
     store.write_json(card, {"layers": ["a"]})
     paths = [str(path) for path in (table, null, weights, card, tmp_path / "absent.h5")]
@@ -180,6 +181,11 @@ def test_layers_are_checked_against_the_bare_architecture_and_cached(data_spec, 
     config["generation"]["generators"]["cnn_a"] = ["relu9"]
     with pytest.raises(preflight.PreflightError,
                        match=r"no layer 'relu9' \(generation\.generators\.cnn_a\)"):
+        preflight.check_layers(config, ["cnn_a"], cache)
+    config["generation"]["generators"]["cnn_a"] = ["relu2"]
+    config["joint"] = {"pool": {"cnn_a": {"early": "relu1", "late": "relu8"}}}
+    with pytest.raises(preflight.PreflightError,
+                       match=r"no layer 'relu8' \(joint\.pool\.cnn_a\.late\)"):
         preflight.check_layers(config, ["cnn_a"], cache)
 
 

@@ -173,18 +173,14 @@ class Criterion:
         """The measures' part alone, on (N, D) activations of metamers and of their references
         at one layer: the representation test of an evaluator layer. Strictly greater than the
         threshold; NaN fails. ``null`` holds every measure of :data:`MEASURES`."""
-        uninformative = self.uninformative(null)
-        deciding = [measure for measure in self.measures if measure not in uninformative]
-        if not deciding:
-            raise ValueError(f"every measure of the criterion {self.measures} has a null "
-                             f"maximum at its ceiling ({self.thresholds(null)}): at this layer "
-                             "no metamer can pass; choose other measures or a percentile.")
+        deciding = Thresholds.of(self, null).measures  # raises where no measure decides
         measured = measure_rows(values, reference_values, MEASURES)
         thresholds = {measure: null.threshold(measure, self.threshold) for measure in MEASURES}
         passes = {measure: np.nan_to_num(measured[measure], nan=-np.inf) > thresholds[measure]
                   for measure in MEASURES}
         passed = np.logical_and.reduce([passes[measure] for measure in deciding])
-        return CriterionResult(measured, passes, thresholds, uninformative, None, passed)
+        return CriterionResult(measured, passes, thresholds, self.uninformative(null), None,
+                               passed)
 
     def check(self, values: np.ndarray, reference_values: np.ndarray, null: NullDistribution,
               predictions: np.ndarray, reference_predictions: np.ndarray) -> CriterionResult:

@@ -89,7 +89,7 @@ def check_optimizers(optimizers: dict[str, dict]) -> None:
 
 def requested_layers(config: dict, evaluators: list[str]) -> dict[str, dict[str, str]]:
     """``{model: {layer: where the config asks for it}}``: the evaluators' layers, the
-    generating layers of models and of generator sets' members."""
+    generating layers of models, of generator sets' members and of the joint overlay."""
     requested: dict[str, dict[str, str]] = defaultdict(dict)
     for name in evaluators:
         for layer in config["models"][name]["layers"]:
@@ -103,6 +103,10 @@ def requested_layers(config: dict, evaluators: list[str]) -> dict[str, dict[str,
                         member_layer, f"generator_sets.{generator}.layers.{layer}")
             else:
                 requested[generator].setdefault(layer, f"generation.generators.{generator}")
+    for group in ("pool", "compare"):  # the joint overlay's sets draw from these
+        for model, layers in (config.get("joint") or {}).get(group, {}).items():
+            for depth, layer in layers.items():
+                requested[model].setdefault(layer, f"joint.{group}.{model}.{depth}")
     return dict(requested)
 
 

@@ -217,12 +217,13 @@ def generate_metamers(weights_paths: dict[str, Path], specs: dict[str, dict],
     reference_labels = torch.from_numpy(reference_set["labels"])
     members = []
     rule = criteria.Criterion.from_config(criterion)
-    for name, layer in layers.items():
+    for name, spec in specs.items():  # the generator's members in their order
+        layer = layers[name]
         thresholds = criteria.Thresholds.of(rule, store.read_null(null_paths[name]))
         log.info("%s at %s must exceed %s%s", name, layer, thresholds.measures,
                  " and keep the reference's class" if thresholds.class_match else "")
-        members.append(Member(name, load_zoo_model(weights_paths[name], specs[name],
-                                                   torch_device), layer, thresholds))
+        members.append(Member(name, load_zoo_model(weights_paths[name], spec, torch_device),
+                              layer, thresholds))
     starts = inits.initial_images(init["kind"], reference_images, seed, init.get("strength", 0.5),
                                   reference_labels)
     synthesis = MetamerSynthesis(members, reference_images, torch_device, channels_last,

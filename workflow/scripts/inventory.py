@@ -1,6 +1,6 @@
-import sys
+from metamers.joblog import send_stderr_to
 
-sys.stderr = open(snakemake.log[0], "w", buffering=1)
+send_stderr_to(snakemake.log[0])
 
 from metamers import store
 
