@@ -117,8 +117,8 @@ def test_an_unknown_key_is_named_with_the_allowed_keys():
         validate_config(config, SCHEMA)
     assert str(error.value).splitlines()[1] == (
         "  generation: unknown key(s) ['max_iteration']; allowed: channels_last, check_every, "
-        "checkpoint_every, compile, generators, inits, max_iterations, null_max_pairs, "
-        "null_percentile, optimizers, stop_on_success")
+        "checkpoint_every, compile, fake_relu, generators, inits, max_iterations, "
+        "optimizers, stop_on_success")
 
 
 def test_a_wrong_value_is_named_with_the_allowed_values():

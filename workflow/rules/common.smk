@@ -1,4 +1,5 @@
 # Config validation, lookups, input functions and wildcard constraints.
+import functools
 import itertools
 import re
 
@@ -197,6 +198,13 @@ def read_by_jobs():
     tables = ["scores", "summary", "reference_scores", "transfer_summary", "generation_study"]
     inventories = [f"results/inventory/{stage}.json" for stage in ("generation", "evaluation")]
     return [*per_item_targets(), *inventories, *(f"results/{table}.parquet" for table in tables)]
+
+
+@functools.cache
+def repair_mark(stage):
+    """The stage's repair mark, computed once per run: Snakemake evaluates params again when
+    a job is ready, after the missing files were rebuilt, but records the first value."""
+    return preflight.repair_mark(f"results/inventory/{stage}.json", inventory_inputs(stage))
 
 
 # Before any job starts (and deletes its old outputs): see docs/preflight.md.

@@ -1,13 +1,3 @@
-import functools
-
-
-@functools.cache
-def repair_mark(stage):
-    """The stage's repair mark, computed once per run: Snakemake evaluates params again when
-    a job is ready, after the missing files were rebuilt, but records the first value."""
-    return preflight.repair_mark(f"results/inventory/{stage}.json", inventory_inputs(stage))
-
-
 rule inventory:
     """The per-item files a stage's aggregates summarise. Snakemake rebuilds a missing file
     only for a job that must run: a new repair mark (a file listed here went missing) makes
