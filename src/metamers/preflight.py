@@ -284,7 +284,8 @@ def run(config: dict, evaluators: list[str], read_files: list[str], references: 
     stamps = {path: _stamp(Path(path)) for path in dict.fromkeys([*read_files, references])
               if Path(path).exists()}
     unseen = [path for path, stamp in stamps.items() if passed.get("files", {}).get(path) != stamp]
-    check_readable([path for path in unseen if path in read_files])
+    if unseen:
+        check_readable([path for path in unseen if path in read_files])
     if references in unseen:
         check_references(Path(references))
     passed["files"] = stamps
