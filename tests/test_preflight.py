@@ -191,6 +191,11 @@ def test_optimizer_names_and_keywords_are_checked():
     preflight.check_optimizers(config["optimizers"])  # every optimiser of the default passes
     with pytest.raises(preflight.PreflightError, match="not a torch.optim optimizer"):
         preflight.check_optimizers({"bad": {"name": "Optimizer"}})
+    with pytest.raises(preflight.PreflightError, match=r"optimizers\.bad\.name='Adamm'"):
+        preflight.check_optimizers({"bad": {"name": "Adamm"}})
+    with pytest.raises(preflight.PreflightError, match="'StepLr' is not a torch.optim.lr_sched"):
+        preflight.check_optimizers({"bad": {"name": "SGD", "kwargs": {"lr": 1.0},
+                                            "scheduler": "StepLr"}})
     with pytest.raises(preflight.PreflightError, match=r"Invalid learning rate"):
         preflight.check_optimizers({"bad": {"name": "SGD", "kwargs": {"lr": -1.0}}})
     with pytest.raises(preflight.PreflightError,
