@@ -161,8 +161,6 @@ def test_many_problems_are_listed_in_a_few_lines():
     (lambda c: c["models"].update({"a/b": dict(c["models"]["cnn_a"])}), "a/b"),
     (lambda c: c["optimizers"].update(bfgs={"name": "LBFGS", "constraint": "clamp"}),
      "optimizers.bfgs"),
-    (lambda c: c["optimizers"]["adam"].update(name="Adamm"), "Adamm"),
-    (lambda c: c["optimizers"]["adam"].update(scheduler="StepLr"), "StepLr"),
     (lambda c: c["optimizers"].update({"../escape": dict(c["optimizers"]["adam"])}),
      "escape"),
     (lambda c: c["inits"].update({".hidden": {"kind": "uniform"}}), "hidden"),

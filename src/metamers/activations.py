@@ -6,9 +6,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 from torch import nn
-from torchvision.models.feature_extraction import create_feature_extractor
-
-from metamers.zoo import check_layers, layer_names
 
 LOGITS = "__logits__"
 
@@ -19,6 +16,11 @@ def feature_extractor(model: nn.Module, layers: list[str], model_name: str = "mo
 
     Only the graph up to the deepest requested node runs, so extracting an early layer is cheap.
     """
+    # torchvision only here: scoring and plotting jobs read ``LOGITS`` and ``flat`` without it
+    from torchvision.models.feature_extraction import create_feature_extractor
+
+    from metamers.zoo import check_layers, layer_names
+
     available = layer_names(model)
     check_layers(model_name, layers, available)
     return_nodes = {layer: layer for layer in layers}

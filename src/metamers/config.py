@@ -18,7 +18,6 @@ from collections.abc import Hashable, Iterable
 from pathlib import Path, PurePosixPath
 
 import jsonschema
-import torch
 import yaml
 
 from metamers.inits import INIT_KINDS
@@ -253,13 +252,7 @@ def check_config(config: dict) -> None:
             _require(name in config[key], f"generation.{key}: {kind} {name!r} is not defined "
                                           f"under `{key}` ({sorted(config[key])}).")
     for name, optimizer in config["optimizers"].items():
-        _require(hasattr(torch.optim, optimizer["name"]),
-                 f"optimizers.{name}.name={optimizer['name']!r} is not a torch.optim optimizer "
-                 "(e.g. SGD, Adam, AdamW, RMSprop, LBFGS).")
-        scheduler = optimizer.get("scheduler")
-        _require(not scheduler or hasattr(torch.optim.lr_scheduler, scheduler),
-                 f"optimizers.{name}.scheduler={scheduler!r} is not a torch.optim.lr_scheduler "
-                 "class (e.g. StepLR, CosineAnnealingLR, ReduceLROnPlateau).")
+        # names and keyword arguments: metamers.preflight.check_optimizers (imports torch)
         _require(optimizer["name"] != "LBFGS" or optimizer.get("constraint") != "clamp",
                  f"optimizers.{name}: L-BFGS stalls with constraint 'clamp'; set constraint: "
                  "sigmoid (or none with a range_penalty).")

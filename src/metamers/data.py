@@ -15,14 +15,16 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-import torchvision
 from PIL import Image
-from torchvision.transforms import v2
 
 from metamers.store import atomic_path
+
+if TYPE_CHECKING:
+    import torchvision
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_FILES = (
@@ -90,6 +92,8 @@ def load_dataset(spec: dict, train: bool) -> LabelledImages:
     class sub-folders, resized to ``spec["image_size"]``), ``foolbox_imagenet`` or
     ``imagenet_samples`` (test only).
     """
+    import torchvision  # seconds of import: only in jobs that read a data set
+
     name, root = spec["name"], Path(spec.get("root", "resources/data"))
     download = bool(spec.get("download", False))
     if name == "fashion_mnist":
@@ -142,6 +146,8 @@ def _foolbox_samples(prefix: str) -> tuple[list[Path], torch.Tensor]:
 
 def load_foolbox_mnist() -> LabelledImages:
     """foolbox's 20 labelled MNIST test images, 28 x 28 grey."""
+    from torchvision.transforms import v2
+
     files, labels = _foolbox_samples("mnist")
     images = torch.stack([v2.functional.to_dtype(v2.functional.to_image(
         Image.open(path).convert("L")), torch.float32, scale=True) for path in files])
@@ -150,12 +156,16 @@ def load_foolbox_mnist() -> LabelledImages:
 
 def _imagenet_images(photos: list[Image.Image], image_size: int) -> torch.Tensor:
     """RGB photos resized (shorter side) and centre-cropped to ``image_size``, (N, 3, H, W)."""
+    from torchvision.transforms import v2
+
     transform = v2.Compose([v2.ToImage(), v2.Resize(image_size), v2.CenterCrop(image_size),
                             v2.ToDtype(torch.float32, scale=True)])
     return torch.stack([transform(photo.convert("RGB")) for photo in photos])
 
 
 def _imagenet_class_names() -> list[str]:
+    import torchvision
+
     return list(torchvision.models.ResNet50_Weights.IMAGENET1K_V1.meta["categories"])
 
 
@@ -190,6 +200,9 @@ def load_imagenet_samples(image_size: int) -> LabelledImages:
 
 def _image_folder(folder: Path, image_size: int) -> torchvision.datasets.ImageFolder:
     """A torchvision ``ImageFolder`` of ``folder``; images decode only when indexed."""
+    import torchvision
+    from torchvision.transforms import v2
+
     if not folder.is_dir():
         raise FileNotFoundError(f"Image folder {folder} does not exist: it must hold one "
                                 "sub-folder of images per class.")

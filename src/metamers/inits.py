@@ -8,8 +8,13 @@ metamers, which is why every metamer records its pixel distance to its reference
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
+if TYPE_CHECKING:
+    import torch
+
+# torch is imported inside each function: the config check imports these names at every
+# Snakemake start, and torch's import would cost seconds of each no-op run.
 NOISE_KINDS = ("uniform", "gaussian", "pink")
 NEAR_KINDS = ("reference_noise", "blend", "blur", "same_class", "other_class")
 INIT_KINDS = NOISE_KINDS + NEAR_KINDS
@@ -17,6 +22,8 @@ INIT_KINDS = NOISE_KINDS + NEAR_KINDS
 
 def pink_noise(shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
     """1/f noise: white noise whose spectrum is scaled by 1/|f|, rescaled per image to [0, 1]."""
+    import torch
+
     *_, height, width = shape
     spectrum = torch.fft.rfft2(torch.randn(shape, generator=generator))
     frequency_y = torch.fft.fftfreq(height).view(-1, 1)
@@ -32,6 +39,8 @@ def pink_noise(shape: tuple[int, ...], generator: torch.Generator) -> torch.Tens
 def noise(kind: str, shape: tuple[int, ...], generator: torch.Generator,
           strength: float = 0.2) -> torch.Tensor:
     """Noise images of a noise kind; ``strength`` is the Gaussian's standard deviation."""
+    import torch
+
     if kind == "uniform":
         return torch.rand(shape, generator=generator)
     if kind == "gaussian":
@@ -45,6 +54,8 @@ def _other_images(reference_labels: torch.Tensor, pool_images: torch.Tensor,
                   pool_labels: torch.Tensor, same_class: bool, exclude: torch.Tensor,
                   generator: torch.Generator) -> torch.Tensor:
     """For each reference, a random pool image of the same (or another) class, never itself."""
+    import torch
+
     chosen = []
     for label, excluded in zip(reference_labels.tolist(), exclude.tolist()):
         matches = (pool_labels == label) if same_class else (pool_labels != label)
@@ -70,6 +81,8 @@ def initial_images(kind: str, reference_images: torch.Tensor, seed: int, strengt
     ``blur``: Gaussian blur sigma in pixels. ``same_class``/``other_class`` pick another image
     from ``pool_images`` (the references themselves by default).
     """
+    import torch
+
     generator = torch.Generator().manual_seed(seed)
     shape = tuple(reference_images.shape)
     if kind in NOISE_KINDS:

@@ -24,8 +24,6 @@ import pandas as pd
 
 from metamers import store
 from metamers.config import ConfigError
-from metamers.stats import bootstrap_mean_ci
-from metamers.transfer import IMAGE_SETS, TRANSFER_METRICS
 
 POOL = "pool"  # the ``group`` of pool sets; a compared single model's group is its name
 EVALUATOR_GROUPS = ["held out", "held-out pool", "outside pool"]
@@ -141,6 +139,8 @@ def evaluation_units(scores: pd.DataFrame, members: Sequence[str], success: np.n
     transfer metric (``recognized``, ``passes``, ``transfers``; as in
     :data:`metamers.transfer.TRANSFER_METRICS`): the metric averaged over the group's
     evaluators (``value``) and their count (``evaluators``)."""
+    from metamers.transfer import IMAGE_SETS, TRANSFER_METRICS  # torch: not at DAG time
+
     scored = scores[scores["image_set"].isin(IMAGE_SETS)
                     & scores["metamer"].isin(np.flatnonzero(success))]
     frames = []
@@ -189,6 +189,8 @@ def condition_units(row: Mapping, content: Mapping, scores: pd.DataFrame,
 
 
 def _mean_cis(units: pd.DataFrame, seed: int) -> pd.Series:
+    from metamers.stats import bootstrap_mean_ci  # torch: not at DAG time
+
     low, high = bootstrap_mean_ci(units["value"].to_numpy(), seed=seed)
     per_draw = units.groupby("draw")["value"].mean().to_numpy()
     draw_low, draw_high = bootstrap_mean_ci(per_draw, seed=seed)
@@ -242,6 +244,8 @@ def _find(rows: pd.DataFrame, evaluator_group: str, image_set: str, metric: str
 
 
 def _table_row(depth: str, label: str, rows: pd.DataFrame) -> str:
+    from metamers.transfer import IMAGE_SETS
+
     success = _find(rows, "generator", "metamer", "success")
     cells = [depth, label, str(success["draws"]),
              f"{success['mean'] * success['metamers']:.0f}/{success['metamers']}",

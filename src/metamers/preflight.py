@@ -4,12 +4,15 @@ Snakemake deletes a job's old outputs when the job starts, so a mistake found in
 costs finished work. Everything here is found before any job starts: each model's layer names
 (from its bare architecture, cached in :data:`LAYER_CACHE`), the device, the optimisers and
 their keyword arguments, the reference images' pixels, and the files jobs would read.
-Nothing here writes a rule's output (only the layer-name cache); ``docs/preflight.md`` says
-why it runs at DAG construction.
+What passed is remembered in :data:`PASSED_CACHE` (the optimisers' settings with torch's
+version; each file's size and modification time with the HDF5 schema version), so a no-op
+rerun neither imports torch nor opens a file. Nothing here writes a rule's output (only these
+caches); ``docs/preflight.md`` says why it runs at DAG construction.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import inspect
 import json
 import zipfile
@@ -19,12 +22,12 @@ from pathlib import Path
 
 import h5py
 import numpy as np
-import torch
 
 from metamers import store
 
 # Beside Snakemake's own records: a dry run writes nothing else into the working directory.
 LAYER_CACHE = Path(".snakemake/metamers/layer_names.json")
+PASSED_CACHE = Path(".snakemake/metamers/passed.json")
 # Spec keys that never change a model's graph: its layer names are cached without them.
 NOT_ARCHITECTURE = ("layers", "family", "style", "seed", "training")
 PARQUET_MAGIC = b"PAR1"
@@ -43,7 +46,11 @@ def rebuild_command(path: str | Path) -> str:
 
 def check_device(device: str) -> None:
     """Refuse ``device: cuda`` where torch sees no CUDA device."""
-    if device.startswith("cuda") and not torch.cuda.is_available():
+    if not device.startswith("cuda"):
+        return
+    import torch  # seconds: only where the config asks for CUDA
+
+    if not torch.cuda.is_available():
         raise PreflightError(
             f"The config asks for device: {device}, but torch finds no CUDA device on this "
             "machine (torch.cuda.is_available() is False: no GPU, no driver, or a CPU-only "
@@ -66,6 +73,8 @@ def _build_with(factory: type, first_argument, kwargs: dict, where: str) -> obje
 def check_optimizers(optimizers: dict[str, dict]) -> None:
     """Every optimiser is a ``torch.optim.Optimizer`` subclass that accepts its kwargs (and its
     scheduler, if any, a ``torch.optim.lr_scheduler`` class accepting its own)."""
+    import torch
+
     for name, settings in optimizers.items():
         where = f"optimizers.{name}"
         optimizer_class = getattr(torch.optim, settings["name"], None)
@@ -242,19 +251,44 @@ def repair_mark(inventory: Path, inputs: list[str]) -> str:
     inventory = Path(inventory)
     if not inventory.exists():
         return ""
-    recorded = store.read_json(inventory)
+    recorded = json.loads(inventory.read_text())
     present = set(recorded.get("files", []))
     if any(path in present and not Path(path).exists() for path in inputs):
         return datetime.now(timezone.utc).isoformat()
     return recorded.get("repair", "")
 
 
+def _stamp(path: Path) -> list[int]:
+    """What a file's check is remembered by: its size and modification time (ns)."""
+    status = path.stat()
+    return [status.st_size, status.st_mtime_ns]
+
+
 def run(config: dict, evaluators: list[str], read_files: list[str], references: str,
-        cache_path: Path = LAYER_CACHE) -> None:
-    """Every check, cheapest first; raise :class:`PreflightError` at the first mistake."""
+        cache_path: Path = LAYER_CACHE, passed_path: Path = PASSED_CACHE) -> None:
+    """Every check, cheapest first; raise :class:`PreflightError` at the first mistake.
+
+    Checks that passed before on the same settings (optimisers and torch's version) or the same
+    files (size, modification time and HDF5 schema version) are not repeated."""
+    passed = json.loads(passed_path.read_text()) if passed_path.exists() else {}
+    recorded = json.dumps(passed, sort_keys=True)
     check_device(config["device"])
-    check_optimizers(config["optimizers"])
+    optimizers = json.dumps([config["optimizers"], importlib.metadata.version("torch")],
+                            sort_keys=True)
+    if passed.get("optimizers") != optimizers:
+        check_optimizers(config["optimizers"])
+        passed["optimizers"] = optimizers
     check_layers(config, evaluators, cache_path)
-    check_readable(read_files)
-    check_references(Path(references))
+    if passed.get("schema_version") != store.SCHEMA_VERSION:
+        passed = {"optimizers": passed["optimizers"], "schema_version": store.SCHEMA_VERSION}
+    stamps = {path: _stamp(Path(path)) for path in dict.fromkeys([*read_files, references])
+              if Path(path).exists()}
+    unseen = [path for path, stamp in stamps.items() if passed.get("files", {}).get(path) != stamp]
+    if unseen:
+        check_readable([path for path in unseen if path in read_files])
+    if references in unseen:
+        check_references(Path(references))
+    passed["files"] = stamps
+    if json.dumps(passed, sort_keys=True) != recorded:
+        store.write_json(passed_path, passed)
 

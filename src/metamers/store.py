@@ -14,14 +14,15 @@ import os
 import pickle
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import h5py
 import numpy as np
 import pandas as pd
 
-from metamers.criteria import MEASURES, NullDistribution
-from metamers.records import SynthesisResult
-from metamers.runtime import library_versions
+if TYPE_CHECKING:  # torch's import costs seconds: the preflight and plots read files without it
+    from metamers.criteria import NullDistribution
+    from metamers.records import SynthesisResult
 
 
 @contextmanager
@@ -102,6 +103,8 @@ def read_json(path: Path) -> dict:
 def write_references(path: Path, images: np.ndarray, labels: np.ndarray,
                      source_index: np.ndarray, class_names: list[str], attrs: dict) -> None:
     """Reference images (N, C, H, W) float32 in [0, 1], their labels and data-set indices."""
+    from metamers.runtime import library_versions  # imports torch
+
     with atomic_path(path) as partial, h5py.File(partial, "w") as handle:
         handle.create_dataset("images", data=images.astype(np.float32), compression="gzip")
         handle.create_dataset("labels", data=labels.astype(np.int64))
@@ -121,6 +124,9 @@ def write_metamers(path: Path, result: SynthesisResult, reference_index: np.ndar
                    reference_labels: np.ndarray, pixel_distance: np.ndarray,
                    initial_distance: np.ndarray, attrs: dict) -> None:
     """One generation job's HDF5 file (schema in the README)."""
+    from metamers.criteria import MEASURES  # criteria and runtime import torch
+    from metamers.runtime import library_versions
+
     with atomic_path(path) as partial, h5py.File(partial, "w") as handle:
         handle.create_dataset("metamers", data=result.metamers, compression="gzip")
         handle.create_dataset("initial_images", data=result.initial_images, compression="gzip")
@@ -170,6 +176,8 @@ def write_null(path: Path, null: NullDistribution, threshold: str | float, attrs
     """One (model, layer)'s null file: a sorted dataset per measure (float64), and attrs with
     the source, pair count, maxima, the thresholds under the criterion's ``threshold`` rule
     (``max`` or a percentile) and the measures it leaves uninformative (docs/criterion.md)."""
+    from metamers.runtime import library_versions  # imports torch
+
     with atomic_path(path) as partial, h5py.File(partial, "w") as handle:
         for measure, values in null.values.items():
             handle.create_dataset(measure, data=np.asarray(values, np.float64))
@@ -186,6 +194,8 @@ def write_null(path: Path, null: NullDistribution, threshold: str | float, attrs
 
 def read_null(path: Path) -> NullDistribution:
     """The null of a file written by :func:`write_null` (every measure it holds)."""
+    from metamers.criteria import MEASURES, NullDistribution  # imports torch
+
     with open_h5(path, ("spearman",)) as handle:
         measures = [measure for measure in MEASURES if measure in handle]
         return NullDistribution({measure: handle[measure][()] for measure in measures},
@@ -201,6 +211,8 @@ def read_null_attrs(path: Path) -> dict:
 def write_activations(path: Path, activations: dict[str, dict[str, dict[str, np.ndarray]]],
                       attrs: dict) -> None:
     """``activations[model][image_set][layer]`` -> group ``model/image_set/layer`` (chunked)."""
+    from metamers.runtime import library_versions  # imports torch
+
     with atomic_path(path) as partial, h5py.File(partial, "w") as handle:
         for model, image_sets in activations.items():
             for image_set, layers in image_sets.items():

@@ -7,7 +7,6 @@ import time
 
 import torch
 from torch import nn
-from torchvision.transforms import v2
 
 from metamers.data import LabelledImages
 from metamers.runtime import get_logger
@@ -59,6 +58,8 @@ def augment(images: torch.Tensor, padding: int, erasing_probability: float) -> t
     """Strong augmentation, per image: random crop of the zero-padded image (a shift of up to
     ``padding`` pixels), horizontal flip, random erasing (torchvision v2; torch's global RNG,
     seeded per job)."""
+    from torchvision.transforms import v2  # seconds of import: only where training augments
+
     transform = v2.Compose([v2.RandomCrop(images.shape[-1], padding=padding),
                             v2.RandomHorizontalFlip(),
                             v2.RandomErasing(p=erasing_probability)])

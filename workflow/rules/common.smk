@@ -207,5 +207,7 @@ def repair_mark(stage):
     return preflight.repair_mark(f"results/inventory/{stage}.json", inventory_inputs(stage))
 
 
-# Before any job starts (and deletes its old outputs): see docs/preflight.md.
-preflight.run(config, evaluators(), read_by_jobs(), REFERENCES)
+# Before any job starts (and deletes its old outputs): see docs/preflight.md. Only where the DAG
+# is planned: a cluster job parses this file again (`--mode remote`), after the check passed.
+if workflow.is_main_process:
+    preflight.run(config, evaluators(), read_by_jobs(), REFERENCES)
