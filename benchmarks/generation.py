@@ -1,45 +1,53 @@
-"""Metamer generation, side by side: this project's default, Feather et al.'s recipe, plenoptic.
+"""Metamer generation at equal quality: this project's default, its levers, Feather et al.'s
+recipe and plenoptic, all judged by the strict criterion with a finished run's null files.
 
-Same models, layers and reference images for every method, and one success criterion for all:
-``metamers.criteria.check_criterion`` with the threshold at the ``--null-percentile`` of the null
-(``metamers.criteria.reference_null`` on the references' activations; config/lenient.yaml's rule,
-not the default criterion of docs/criterion.md), checked every ``--check-every``
-iterations; "iterations to success" is the first check that passes.
+Every method runs on the same models, generating layers and references, and is judged by the
+config's ``criterion`` (default: class match, and Spearman, Pearson and dB SNR at the generating
+layer each above the maximum of the null over 100,000 pairs of training images;
+docs/criterion.md) against the run's own null file of that (model, layer)
+(``results/nulls/{model}/{layer}.h5``), as ``metamers.stages.generate_metamers`` applies it.
+Layers: every single-model generator layer of ``generation.generators`` (``--layers`` narrows).
+References: the first ``--per-class`` of each class among the run's references.
 
-Methods
--------
+Methods (``--methods``, comma-separated; ``name@budget`` overrides a budget)
+------------------------------------------------------------------------------
 default
-    ``config/config.yaml``: the first of ``generation.optimizers`` (``ngd``: SGD, Nesterov
-    momentum, normalised gradient) from the first of ``generation.inits`` (``uniform`` noise),
-    with the ``generation`` budget, through :class:`metamers.generate.MetamerSynthesis` (all
-    references in one batch).
+    The config's first ``generation.optimizers`` entry (``ngd``: SGD lr 1, Nesterov 0.9,
+    per-image L2-normalised gradient, clamp) from its first ``generation.inits`` entry
+    (``uniform``). It has no schedule, so one run to a large budget (``--default-budget``)
+    gives the success at every smaller budget as well: ``iterations_to_success <= B``.
+default+fake_relu
+    The same with ``fake_relu`` at the generating layer (where it is a ReLU).
+ngd_<levers>[+fake_relu]
+    Levers on ``ngd``, joined by ``_`` (e.g. ``ngd_lr0.1_fft``): ``lr<x>`` a step size of x;
+    ``cosine`` the step decayed to 0 over the budget; ``step`` halved every budget/4
+    iterations; ``fft`` a Fourier preconditioning of the gradient
+    (:func:`fourier_precondition`). Budget ``--lever-budget`` unless ``@budget``. Scheduled
+    levers depend on their budget, so they answer for that budget only.
+<a name of the config's optimizers> (e.g. ``adam``)
+    That optimiser from the default start.
 feather
-    Feather et al. 2023 (github.com/jenellefeather/model_metamers_pytorch,
-    ``analysis_scripts/make_metamers_imagenet_16_category_val_400_only_save_metamer_layers.py``
-    with ``robustness/attacker.py`` + ``robustness/attack_steps.py:L2Step``): gradient descent
-    whose step is the gradient divided by its per-image L2 norm, step size 1.0, 3000 iterations
-    per round, 8 rounds, step size halved after each round (24000 iterations), pixels clamped to
-    [0, 1]; start 0.5 + N(0, 1/20^2) noise, clamped. Here: ``SGD(lr=1)`` + gradient normalisation
-    + ``StepLR(step_size=3000, gamma=0.5)`` through ``MetamerSynthesis``, budget capped by
-    ``--feather-cap``. Their loss is ||a - a_ref|| / ||a_ref|| and ours its square; with a
-    normalised gradient the step is the same. Not reproduced: their ``fake_relu`` (the ReLU at
-    the generating layer passes gradient as if it were the identity).
+    Feather et al. 2023 (jenellefeather/model_metamers_pytorch): SGD lr 1 on the L2-normalised
+    gradient, StepLR 3000 x 0.5 (8 rounds, 24,000 iterations), start 0.5 + N(0, 0.05^2)
+    clamped, loss ||a - a_ref|| / ||a_ref|| (ours is its square: same normalised step),
+    ``fake_relu`` at the generating layer; stopped when it passes, or at ``--feather-cap``
+    (24,000 unless capped: the schedule does not depend on the cap, so a capped run is the full
+    run cut short). Checked every ``--check-every`` iterations up to ``--feather-fine`` and
+    every ``--feather-check-every`` after (:func:`run_feather`).
 plenoptic
-    ``plenoptic.Metamer`` with its defaults (MSE loss, range penalty 0.1, Adam lr 0.01 with
-    amsgrad, uniform-noise start, convergence stop 1e-4 over 50 iterations), one reference at a
-    time, synthesised in chunks of ``--check-every`` iterations up to ``--plenoptic-budget``.
-    Its metamer is clamped to [0, 1] before each check (plenoptic only penalises the range).
+    ``plenoptic.Metamer`` defaults (MSE, range penalty 0.1, Adam lr 0.01 amsgrad, uniform
+    start, stop 1e-4 over 50 iterations), one reference at a time, in chunks of
+    ``--plenoptic-check-every`` iterations up to ``--plenoptic-budget``, clamped for checks.
 
-Times: "s/metamer" is the method's total wall time for a layer (failures included) divided by
-its successes, the cost of one metamer; "latency" is the median time from the start until a
-metamer passed (a batched method's metamers share their batch's time).
+Columns: success (strict), median iterations to success (over successes), ``x feather``: that
+median over Feather's (his failures counted at 24,000, the issue's rule; ``>=`` where capped
+below 24,000 with failures), seconds per successful metamer (the method's wall time on the
+layer over its successes), median normalised squared loss at stop, for methods without a schedule the
+smallest budget at which >= 95% pass (``B95``), and which parts of the criterion the failures
+miss at their last check.
 
-    python benchmarks/generation.py            # ~5 min on 2 CPU cores (CNN trained here)
-    python benchmarks/generation.py --quick    # ~1 min
-
-With a finished pipeline run, ``--models-dir resources/models`` (the default) loads ``cnn_s0``
-and ``resnet_s0`` instead of training; the ResNet's three layers add several minutes, most of
-them spent by metamers that never pass and run to their budget.
+    PYTHONPATH=src OMP_NUM_THREADS=1 nice -n 19 python benchmarks/generation.py \\
+        --run-dir /path/to/finished/run --per-class 1
 """
 
 from __future__ import annotations
@@ -47,10 +55,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import tempfile
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -58,76 +65,108 @@ import torch
 import yaml
 from torch import nn
 
-from metamers import activations, criteria, inits, stages
-from metamers.data import load_dataset
+from metamers import criteria, inits, stages, store
 from metamers.generate import Member, MetamerSynthesis
 from metamers.optimizers import OptimizerSettings
-from metamers.references import sample_balanced
 from metamers.runtime import configure
 
-METHODS = ("default", "feather", "plenoptic")
-
-# Feather et al.'s recipe, from their make_metamers_*.py defaults and submit_*.sh (-I 3000 -N 8).
 FEATHER_STEP_SIZE = 1.0
 FEATHER_ITERATIONS_PER_ROUND = 3000
 FEATHER_ROUNDS = 8
+FEATHER_BUDGET = FEATHER_ITERATIONS_PER_ROUND * FEATHER_ROUNDS
 FEATHER_NOISE_MEAN = 0.5
 FEATHER_NOISE_SCALE = 1 / 20
-
-# plenoptic.Metamer.synthesize's convergence defaults.
 PLENOPTIC_STOP_CRITERION = 1e-4
 PLENOPTIC_STOP_ITERS_TO_CHECK = 50
+TARGET_SUCCESS = 0.95
+TARGET_RATIO = 1 / 20
+
+
+def fourier_precondition(gradient: torch.Tensor, decay: float = 1.0) -> torch.Tensor:
+    """``gradient`` (N, C, H, W) filtered by 1 / max(|f|, 1/max(H, W))^(2 decay) in the 2-D
+    Fourier domain (frequencies in cycles per pixel).
+
+    Gradient descent on z with images x = irfft2(s * z), s = 1/max(|f|, 1/size)^decay (lucent's
+    ``param.image(fft=True)``, grey images: no colour decorrelation) moves x by
+    irfft2(s^2 rfft2(g)): this, applied in pixel space. The filter is real, symmetric and
+    positive, so the result is a descent direction; low frequencies are favoured, as in
+    lucent. Its overall scale does not matter under gradient normalisation.
+    """
+    height, width = gradient.shape[-2:]
+    frequency_y = torch.fft.fftfreq(height, device=gradient.device).view(-1, 1)
+    frequency_x = torch.fft.rfftfreq(width, device=gradient.device).view(1, -1)
+    radius = torch.sqrt(frequency_y**2 + frequency_x**2).clamp_min(1 / max(height, width))
+    spectrum = torch.fft.rfft2(gradient.float()) * radius.pow(-2 * decay)
+    return torch.fft.irfft2(spectrum, s=(height, width)).to(gradient.dtype)
+
+
+def smallest_budget(iterations_to_success: np.ndarray, target: float = TARGET_SUCCESS
+                    ) -> int | None:
+    """The smallest budget B at which a share >= ``target`` of the metamers has
+    ``0 <= iterations_to_success <= B`` (for a method without a schedule, whose trajectory does
+    not depend on its budget); None if no budget the run reached gets there."""
+    iterations = np.sort(iterations_to_success[iterations_to_success >= 0])
+    needed = int(np.ceil(target * len(iterations_to_success) - 1e-9))
+    if needed == 0:
+        return 0
+    return int(iterations[needed - 1]) if len(iterations) >= needed else None
+
+
+def censored_median(iterations_to_success: np.ndarray, budget: int) -> float:
+    """Median iterations over all metamers, those that never passed counted at ``budget``."""
+    return float(np.median(np.where(iterations_to_success >= 0, iterations_to_success,
+                                    budget)))
+
+
+def loss_at_stop(loss: np.ndarray) -> np.ndarray:
+    """(N,) each metamer's last finite loss in a (iterations + 1, N) trace (NaN once
+    stopped)."""
+    finite = np.isfinite(loss)
+    last = finite.shape[0] - 1 - np.argmax(finite[::-1], axis=0)
+    values = loss[last, np.arange(loss.shape[1])]
+    return np.where(finite.any(0), values, np.nan)
 
 
 @dataclass
 class Outcome:
-    """One method on one (model, layer): per-reference results and the total wall time."""
+    """One method at one (model, layer)."""
 
     iterations_to_success: np.ndarray  # (N,) -1 where it never passed
-    seconds_to_success: np.ndarray     # (N,) NaN where it never passed
+    final_loss: np.ndarray             # (N,) normalised squared loss at stop
     wall_time: float
     budget: int
+    extra: dict = field(default_factory=dict)
 
     @property
     def success(self) -> np.ndarray:
         return self.iterations_to_success >= 0
 
     @property
+    def success_rate(self) -> float:
+        return float(self.success.mean())
+
+    @property
     def median_iterations(self) -> float:
-        return (float(np.median(self.iterations_to_success[self.success]))
-                if self.success.any() else float("nan"))
+        passed = self.iterations_to_success[self.success]
+        return float(np.median(passed)) if len(passed) else float("nan")
 
     @property
     def seconds_per_metamer(self) -> float:
         return self.wall_time / self.success.sum() if self.success.any() else float("nan")
 
-    @property
-    def median_latency(self) -> float:
-        return (float(np.median(self.seconds_to_success[self.success]))
-                if self.success.any() else float("nan"))
 
+class PreconditionedSynthesis(MetamerSynthesis):
+    """``MetamerSynthesis`` whose gradient, once computed, goes through ``precondition``
+    (before the gradient normalisation and the optimiser's step)."""
 
-class TimedSynthesis(MetamerSynthesis):
-    """``MetamerSynthesis`` that also records when each metamer first passed the criterion."""
+    precondition = None
 
-    def start_clock(self) -> None:
-        self.started = time.perf_counter()
-        self.seconds_to_success = np.full(len(self.reference_images), np.nan)
-
-    def check(self, images: torch.Tensor, indices: torch.Tensor, classify_all: bool = True):
-        return self._clock(indices, super().check(images, indices, classify_all))
-
-    def check_activations(self, activations: list[torch.Tensor], images: torch.Tensor,
-                          indices: torch.Tensor):
-        return self._clock(indices, super().check_activations(activations, images, indices))
-
-    def _clock(self, indices: torch.Tensor, checked: tuple) -> tuple:
-        """Note the time of the first pass of each metamer in a check's result."""
-        elapsed = time.perf_counter() - self.started
-        passed_indices = indices.cpu().numpy()[checked[2]]
-        fresh = passed_indices[np.isnan(self.seconds_to_success[passed_indices])]
-        self.seconds_to_success[fresh] = elapsed
-        return checked
+    def _evaluate(self, keep_activations: bool):
+        evaluation = super()._evaluate(keep_activations)
+        if self.precondition is not None:
+            gradient = self.parameter.grad
+            gradient.copy_(self.precondition(gradient))
+        return evaluation
 
 
 class LayerOutput(nn.Module):
@@ -142,234 +181,296 @@ class LayerOutput(nn.Module):
         return self.extractor(images)[self.layer]
 
 
-def run_batched(synthesis: TimedSynthesis, starts: torch.Tensor, settings: OptimizerSettings,
-                budget: int, check_every: int) -> Outcome:
-    synthesis.start_clock()
-    synthesis.setup(starts, settings)
-    result = synthesis.synthesize(budget, check_every)
-    return Outcome(result.iterations_to_success, synthesis.seconds_to_success,
-                   result.wall_time, budget)
-
-
-def run_plenoptic(synthesis: MetamerSynthesis, budget: int, check_every: int,
-                  seed: int) -> Outcome:
-    """plenoptic's Metamer, defaults throughout, one reference at a time, checked in chunks."""
-    model = LayerOutput(synthesis.objective.extractors[0], synthesis.members[0].layer).eval()
-    started = time.perf_counter()
-    per_image = [plenoptic_metamer(synthesis, model, index, budget, check_every, seed)
-                 for index in range(len(synthesis.reference_images))]
-    iterations_to_success, seconds_to_success = (np.array(values) for values in zip(*per_image))
-    return Outcome(iterations_to_success.astype(np.int64), seconds_to_success.astype(float),
-                   time.perf_counter() - started, budget)
-
-
-def plenoptic_metamer(synthesis: MetamerSynthesis, model: nn.Module, index: int, budget: int,
-                      check_every: int, seed: int) -> tuple[int, float]:
-    """One reference's plenoptic metamer: (iterations, seconds) to success, or (-1, NaN)."""
-    import plenoptic as po
-
-    started = time.perf_counter()
-    torch.manual_seed(seed + index)  # plenoptic's default start is torch.rand_like
-    metamer = po.Metamer(synthesis.reference_images[index:index + 1], model)
-    metamer.setup()
-
-    def passes() -> bool:
-        images = metamer.metamer.detach().clamp(0, 1)
-        return bool(synthesis.check(images, torch.tensor([index]))[2][0])
-
-    iterations, converged = 0, False
-    while True:
-        if passes():
-            return iterations, time.perf_counter() - started
-        if iterations >= budget or converged:  # plenoptic stops once its loss has converged
-            return -1, float("nan")
-        # tqdm's bars go to stderr; plenoptic warns when the loss has converged.
-        with contextlib.redirect_stderr(io.StringIO()), \
-                warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            metamer.synthesize(min(check_every, budget - iterations),
-                               stop_criterion=PLENOPTIC_STOP_CRITERION,
-                               stop_iters_to_check=PLENOPTIC_STOP_ITERS_TO_CHECK)
-        iterations = len(metamer.losses) - 1
-        converged = any("converged" in str(warning.message) for warning in caught)
-
-
-def plenoptic_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("plenoptic")
-    except PackageNotFoundError:
-        return "(not installed)"
-
-
-def feather_settings() -> OptimizerSettings:
-    return OptimizerSettings(name="SGD", kwargs={"lr": FEATHER_STEP_SIZE}, scheduler="StepLR",
-                             scheduler_kwargs={"step_size": FEATHER_ITERATIONS_PER_ROUND,
-                                               "gamma": 0.5},
-                             gradient_normalization=True, constraint="clamp")
-
-
 def feather_noise(reference_images: torch.Tensor, seed: int) -> torch.Tensor:
     generator = torch.Generator().manual_seed(seed)
     noise = torch.randn(reference_images.shape, generator=generator)
     return (noise * FEATHER_NOISE_SCALE + FEATHER_NOISE_MEAN).clamp(0, 1)
 
 
-def load_models(args, config: dict, device: torch.device, scratch: Path):
-    """[(name, model, layers)]: from ``--models-dir`` where present, else a CNN trained here."""
-    loaded = []
-    for name in args.models.split(","):
-        spec = config["models"][name]
-        weights = Path(args.models_dir) / f"{name}.pt"
-        if weights.exists():
-            loaded.append((name, stages.load_zoo_model(weights, spec, device), spec["layers"]))
-    if loaded:
-        return loaded
-    name = "cnn_s0"
-    spec = config["models"][name]
-    training = {**config["training"][spec["training"]], "epochs": 1}
-    if args.quick:
-        training["max_train_images"] = 20000
-    print(f"no models in {args.models_dir}: training {name} ({spec['architecture']}) for 1 epoch "
-          f"on {training.get('max_train_images', 'all')} Fashion-MNIST images", flush=True)
+def ngd(base: dict, **changes) -> OptimizerSettings:
+    settings = OptimizerSettings.from_config(base)
+    for key, value in changes.items():
+        setattr(settings, key, value)
+    return settings
+
+
+def method_plan(method: str, budget: int, default_optimizer: dict,
+                optimizers: dict | None = None) -> tuple[OptimizerSettings, str, bool, bool]:
+    """(optimiser settings, start, fake_relu, Fourier preconditioning) of a batched method;
+    a name of the config's ``optimizers`` runs that optimiser from the default start."""
+    name, _, flag = method.partition("+")
+    fake = flag == "fake_relu"
+    if optimizers and name in optimizers:
+        return OptimizerSettings.from_config(optimizers[name]), "default", fake, False
+    kwargs = dict(default_optimizer["kwargs"])
+    if name == "feather":
+        return (OptimizerSettings(name="SGD", kwargs={"lr": FEATHER_STEP_SIZE},
+                                  scheduler="StepLR",
+                                  scheduler_kwargs={"step_size": FEATHER_ITERATIONS_PER_ROUND,
+                                                    "gamma": 0.5},
+                                  gradient_normalization=True), "feather", True, False)
+    if name == "default":
+        return ngd(default_optimizer), "default", fake, False
+    if not name.startswith("ngd_"):
+        raise ValueError(f"unknown method {method!r}")
+    settings, fft = ngd(default_optimizer), False
+    for lever in name.split("_")[1:]:  # e.g. ngd_lr0.1_fft_cosine
+        if lever.startswith("lr"):
+            settings.kwargs = {**kwargs, "lr": float(lever[2:])}
+        elif lever == "cosine":
+            settings.scheduler, settings.scheduler_kwargs = "CosineAnnealingLR", {"T_max": budget}
+        elif lever == "step":
+            settings.scheduler = "StepLR"
+            settings.scheduler_kwargs = {"step_size": max(1, budget // 4), "gamma": 0.5}
+        elif lever == "fft":
+            fft = True
+        else:
+            raise ValueError(f"unknown lever {lever!r} in method {method!r}")
+    return settings, "default", fake, fft
+
+
+def run_batched(members: list[Member], references: torch.Tensor, method: str, budget: int,
+                check_every: int, default_optimizer: dict, default_init: dict,
+                seed: int, optimizers: dict | None = None) -> Outcome:
+    settings, start, fake, fft = method_plan(method, budget, default_optimizer, optimizers)
+    configure(None, seed)
+    synthesis = PreconditionedSynthesis(members, references, torch.device("cpu"),
+                                        channels_last=True, fake_relu=fake)
+    if fft:
+        synthesis.precondition = fourier_precondition
+    starts = (feather_noise(references, seed) if start == "feather" else
+              inits.initial_images(default_init["kind"], references, seed,
+                                   default_init.get("strength", 0.5)))
+    synthesis.setup(starts, settings)
+    result = synthesis.synthesize(budget, check_every)
+    return Outcome(result.iterations_to_success, loss_at_stop(result.loss), result.wall_time,
+                   budget, {"fails": failing_parts(result)})
+
+
+def run_feather(members: list[Member], references: torch.Tensor, budget: int,
+                check_every: int, sparse_check_every: int, fine: int, default_optimizer: dict,
+                default_init: dict, seed: int) -> Outcome:
+    """Feather et al.'s recipe checked every ``check_every`` iterations up to ``fine``, then
+    every ``sparse_check_every`` up to ``budget``. Two runs from the same start: its schedule
+    does not depend on the budget, so the first is the second cut short, and a metamer's first
+    pass is the fine run's where it passed there (checking every 5 to 24,000 would cost more
+    than the steps at wide layers)."""
+    coarse = run_batched(members, references, "feather", budget, sparse_check_every,
+                         default_optimizer, default_init, seed)
+    if fine <= 0:
+        return coarse
+    early = run_batched(members, references, "feather", min(fine, budget), check_every,
+                        default_optimizer, default_init, seed)
+    iterations = np.where(early.success, early.iterations_to_success,
+                          coarse.iterations_to_success)
+    final_loss = np.where(early.success, early.final_loss, coarse.final_loss)
+    fails = coarse.extra["fails"]  # its metamers are not monotone: one may pass at 75, not 100
+    return Outcome(iterations, final_loss, coarse.wall_time, budget,
+                   {"fails": f"{fails} (at the sparse checks)" if fails else ""})
+
+
+def run_plenoptic(members: list[Member], references: torch.Tensor, budget: int,
+                  check_every: int, seed: int) -> Outcome:
+    """plenoptic's Metamer, defaults throughout, one reference at a time, checked in chunks."""
+    import plenoptic as po
+
+    synthesis = MetamerSynthesis(members, references, torch.device("cpu"))
+    model = LayerOutput(synthesis.objective.extractors[0], members[0].layer).eval()
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
     started = time.perf_counter()
-    weights = scratch / f"{name}.pt"
-    card = stages.train_local_model(spec, training, config["data"], weights,
-                                    weights.with_suffix(".json"), str(device), args.threads)
-    print(f"trained in {time.perf_counter() - started:.0f}s, test accuracy "
-          f"{card['test_accuracy']:.3f}", flush=True)
-    return [(name, stages.load_zoo_model(weights, spec, device), spec["layers"])]
+    iterations_to_success, final_loss = [], []
+    for index in range(len(references)):
+        torch.manual_seed(seed + index)  # plenoptic's default start is torch.rand_like
+        metamer = po.Metamer(references[index:index + 1], model)
+        metamer.setup()
+        iterations, converged, passed = 0, False, -1
+        while True:
+            images = metamer.metamer.detach().clamp(0, 1)
+            if synthesis.check(images, torch.tensor([index]))[2][0]:
+                passed = iterations
+                break
+            if iterations >= budget or converged:
+                break
+            with contextlib.redirect_stderr(io.StringIO()), \
+                    warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                metamer.synthesize(min(check_every, budget - iterations),
+                                   stop_criterion=PLENOPTIC_STOP_CRITERION,
+                                   stop_iters_to_check=PLENOPTIC_STOP_ITERS_TO_CHECK)
+            iterations = len(metamer.losses) - 1
+            converged = any("converged" in str(warning.message) for warning in caught)
+        with torch.no_grad():
+            final_loss.append(float(synthesis.objective.loss_per_image(
+                metamer.metamer.detach().clamp(0, 1), torch.tensor([index]))[0]))
+        iterations_to_success.append(passed)
+    return Outcome(np.array(iterations_to_success), np.array(final_loss),
+                   time.perf_counter() - started, budget)
 
 
-def ratio(value: float, baseline: float) -> str:
-    if not (np.isfinite(value) and np.isfinite(baseline)) or baseline == 0:
-        return "n/a"
-    return f"{value / baseline:.2f}x"
+def failing_parts(result) -> str:
+    """Which parts of the criterion the metamers that failed miss at their last check: counts
+    per measure below its threshold and of class mismatches, e.g. ``spearman 8, class 1``."""
+    failed = ~result.success
+    counts = {measure: int((failed & ~(np.nan_to_num(getattr(result, f"final_{measure}")[:, 0],
+                                                     nan=-np.inf) > threshold)).sum())
+              for measure, threshold in result.thresholds[0].items()}
+    counts["class"] = int((failed & (result.predicted_class[:, 0]
+                                     != result.reference_class[:, 0])).sum())
+    return ", ".join(f"{part} {count}" for part, count in counts.items() if count)
 
 
-def describe(method: str, outcome: Outcome, baseline: Outcome) -> str:
-    return (f"{method:<9} success {outcome.success.sum():>2}/{len(outcome.success):<2} "
-            f"median iters {outcome.median_iterations:>6.0f} "
-            f"({ratio(outcome.median_iterations, baseline.median_iterations):>7}) "
-            f"s/metamer {outcome.seconds_per_metamer:>7.3f} "
-            f"({ratio(outcome.seconds_per_metamer, baseline.seconds_per_metamer):>7}) "
-            f"latency {outcome.median_latency:>6.2f}s  budget {outcome.budget}  "
-            f"wall {outcome.wall_time:.1f}s")
+def unscheduled(method: str) -> bool:
+    """Whether a method's trajectory is the same whatever its budget (no step schedule): its
+    run to a budget answers every smaller budget too."""
+    name = method.split("+")[0]
+    if name.startswith("ngd_"):
+        return not {"cosine", "step"} & set(name.split("_"))
+    return name in ("default", "ngd", "adam", "adamw", "sgd", "normalized_sgd", "rmsprop")
+
+
+def parse_methods(text: str, budgets: dict[str, int]) -> list[tuple[str, int]]:
+    """``name[@budget]`` entries -> (name, budget), the budget defaulting by family."""
+    planned = []
+    for entry in text.split(","):
+        name, _, budget = entry.partition("@")
+        family = name.split("+")[0]
+        default = budgets.get(family, budgets["lever"])
+        planned.append((name, int(budget) if budget else default))
+    return planned
+
+
+def describe(layer: str, label: str, outcome: Outcome, feather: float | None,
+             feather_capped: bool) -> str:
+    ratio = "n/a"
+    if feather and outcome.success.any():
+        ratio = (">=" if feather_capped else "") + f"{outcome.median_iterations / feather:.3f}"
+    budget95 = outcome.extra.get("B95", "")
+    return (f"{layer:<40} {label:<30} {outcome.success.sum():>3}/{len(outcome.success):<3} "
+            f"{100 * outcome.success_rate:>5.0f}% {outcome.median_iterations:>8.0f} "
+            f"{ratio:>9} {outcome.seconds_per_metamer:>9.2f} "
+            f"{np.nanmedian(outcome.final_loss):>9.4f} {budget95!s:>6} {outcome.wall_time:>8.1f}  "
+            f"{outcome.extra.get('fails', '')}")
+
+
+HEADER = (f"{'model/layer':<40} {'method@budget':<30} {'pass':>7} {'rate':>6} {'med it':>8} "
+          f"{'x feather':>9} {'s/metamer':>9} {'loss stop':>9} {'B95':>6} {'wall s':>8}  "
+          "failed on")
+
+
+def summarise_run(run: Path, generation: dict) -> None:
+    """The run's own metamers (every reference, its budget), per generator layer and
+    optimiser: strict success, median iterations to success, and the budget at which >= 95%
+    passed (from ``iterations_to_success``: valid for optimisers without a schedule)."""
+    print(f"{'generator/layer':<40} {'optimizer':<10} {'pass':>7} {'med it':>7} {'B95':>6}")
+    for name, generator_layers in generation["generators"].items():
+        for layer in generator_layers:
+            for optimizer in generation["optimizers"]:
+                for init in generation["inits"]:
+                    path = run / "results/metamers" / name / layer / optimizer / f"{init}.h5"
+                    if not path.exists():
+                        continue
+                    content = store.read_metamers(path)
+                    iterations = content["iterations_to_success"]
+                    passed = iterations >= 0
+                    median = np.median(iterations[passed]) if passed.any() else float("nan")
+                    print(f"{name + '/' + layer:<40} {optimizer:<10} "
+                          f"{f'{passed.sum()}/{len(passed)}':>7} {median:>7.0f} "
+                          f"{smallest_budget(iterations)!s:>6}", flush=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", default="config/config.yaml")
-    parser.add_argument("--models-dir", default="resources/models")
-    parser.add_argument("--models", default="cnn_s0,cnn_robust_s0,resnet_s0",
-                        help="config models to load from --models-dir where present")
-    parser.add_argument("--per-class", type=int, default=2, help="references per class")
+    parser.add_argument("--run-dir", required=True, type=Path,
+                        help="a finished pipeline run: its models, references and null files")
+    parser.add_argument("--config", default=None,
+                        help="default: the run's config/config.yaml")
+    parser.add_argument("--per-class", type=int, default=1, help="references per class")
+    parser.add_argument("--layers", default=None,
+                        help="comma-separated model/layer to run (default: every single-model "
+                        "generator layer of generation.generators)")
+    parser.add_argument("--methods", default="default,default+fake_relu,feather,plenoptic")
+    parser.add_argument("--default-budget", type=int, default=5000)
+    parser.add_argument("--lever-budget", type=int, default=2000)
+    parser.add_argument("--feather-cap", type=int, default=FEATHER_BUDGET)
+    parser.add_argument("--feather-check-every", type=int, default=50)
+    parser.add_argument("--feather-fine", type=int, default=500,
+                        help="Feather's first iterations checked every --check-every")
+    parser.add_argument("--plenoptic-budget", type=int, default=2000)
+    parser.add_argument("--plenoptic-check-every", type=int, default=50)
     parser.add_argument("--check-every", type=int, default=None,
                         help="default: the config's generation.check_every")
-    parser.add_argument("--null-percentile", type=float, default=99.0,
-                        help="percentile of the references' Spearman null (config/lenient.yaml)")
-    parser.add_argument("--feather-cap", type=int, default=2000,
-                        help="iteration cap for the Feather recipe (its full budget is 24000)")
-    parser.add_argument("--plenoptic-budget", type=int, default=None,
-                        help="default: the config's generation.max_iterations")
-    parser.add_argument("--methods", default=",".join(METHODS))
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--quick", action="store_true",
-                        help="cnn_s0 only, 1 reference per class, Feather capped at 500, "
-                        "plenoptic budget 200, training on 20000 images")
+    parser.add_argument("--run-summary", action="store_true",
+                        help="only summarise the run's own metamer files, synthesise nothing")
     args = parser.parse_args()
-    if args.quick:
-        args.per_class = 1
-        args.feather_cap = min(args.feather_cap, 500)
-        args.plenoptic_budget = args.plenoptic_budget or 200
-        args.models = args.models.split(",")[0]
 
-    configure(args.threads, args.seed)
-    device = torch.device("cpu")
-    config = yaml.safe_load(Path(args.config).read_text())
+    run = args.run_dir
+    config = yaml.safe_load(Path(args.config or run / "config/config.yaml").read_text())
     generation = config["generation"]
-    percentile = args.null_percentile
-    default_budget = generation["max_iterations"]
-    args.check_every = args.check_every or generation["check_every"]
+    check_every = args.check_every or generation["check_every"]
     default_optimizer = config["optimizers"][generation["optimizers"][0]]
     default_init = config["inits"][generation["inits"][0]]
-    feather_full = FEATHER_ITERATIONS_PER_ROUND * FEATHER_ROUNDS
-    feather_budget = min(args.feather_cap, feather_full)
-    plenoptic_budget = args.plenoptic_budget or default_budget
-    methods = args.methods.split(",")
-    unknown = set(methods) - set(METHODS)
-    if unknown:
-        parser.error(f"unknown methods {sorted(unknown)}; choose from {METHODS}")
-
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {device}")
-    print(f"criterion: Spearman > {percentile:g}th percentile of the null, class matches, "
-          f"checked every {args.check_every} iterations")
-    print(f"default:   {default_optimizer} + init {default_init}, budget {default_budget}")
-    print(f"feather:   SGD lr {FEATHER_STEP_SIZE} on the L2-normalised gradient, StepLR "
-          f"{FEATHER_ITERATIONS_PER_ROUND} x gamma 0.5, init {FEATHER_NOISE_MEAN} + "
-          f"N(0, {FEATHER_NOISE_SCALE:g}^2); budget capped at {feather_budget} of the recipe's "
-          f"{feather_full} ({FEATHER_ROUNDS} rounds x {FEATHER_ITERATIONS_PER_ROUND})")
-    print(f"plenoptic {plenoptic_version()}: Metamer defaults (Adam lr 0.01 amsgrad, mse + 0.1 range penalty, "
-          f"uniform start, stop {PLENOPTIC_STOP_CRITERION:g}/{PLENOPTIC_STOP_ITERS_TO_CHECK}), "
-          f"one image at a time, budget {plenoptic_budget}")
-
-    test_set = load_dataset(config["data"], train=False)
-    reference_indices = sample_balanced(test_set.labels, args.per_class, args.seed)
-    reference_images = test_set.images[reference_indices]
-    print(f"{len(reference_images)} references ({args.per_class} per class, seed {args.seed})",
-          flush=True)
-
-    results: dict[tuple[str, str], dict[str, Outcome]] = {}
-    with tempfile.TemporaryDirectory() as scratch:
-        zoo = load_models(args, config, device, Path(scratch))
-    # training calls configure() too: same seeds and settings whether or not it ran
+    if args.run_summary:
+        summarise_run(run, generation)
+        return
+    rule = criteria.Criterion.from_config(config["criterion"])
+    budgets = {"default": args.default_budget, "feather": min(args.feather_cap, FEATHER_BUDGET),
+               "plenoptic": args.plenoptic_budget, "lever": args.lever_budget}
+    planned = parse_methods(args.methods, budgets)
     configure(args.threads, args.seed)
-    for name, model, layers in zoo:
-        for layer in layers:
-            values = activations.extract(model, reference_images, [layer], device,
-                                         model_name=name)[layer]
-            threshold = criteria.reference_null(values).threshold("spearman", percentile)
-            synthesis = TimedSynthesis([Member(name, model, layer, threshold)],
-                                       reference_images, device)
-            print(f"\n== {name} / {layer}: {values.shape[1]} units, null threshold "
-                  f"{threshold:.4f}", flush=True)
-            outcomes = {}
-            for method in methods:
-                if method == "default":
-                    outcomes[method] = run_batched(
-                        synthesis, inits.initial_images(default_init["kind"], reference_images,
-                                                        args.seed,
-                                                        default_init.get("strength", 0.5)),
-                        OptimizerSettings.from_config(default_optimizer),
-                        default_budget, args.check_every)
-                elif method == "feather":
-                    outcomes[method] = run_batched(
-                        synthesis, feather_noise(reference_images, args.seed), feather_settings(),
-                        feather_budget, args.check_every)
-                else:
-                    outcomes[method] = run_plenoptic(synthesis, plenoptic_budget,
-                                                     args.check_every, args.seed)
-                baseline = outcomes.get("default", outcomes[methods[0]])
-                print(describe(method, outcomes[method], baseline), flush=True)
-            results[(name, layer)] = outcomes
 
-    print("\n== summary (ratios: method / default; s/metamer = wall time / successes)")
-    header = (f"{'model/layer':<22} {'method':<9} {'success':>7} {'med iters':>9} "
-              f"{'iters ratio':>11} {'s/metamer':>9} {'time ratio':>10} {'latency s':>9}")
-    print(header)
-    print("-" * len(header))
-    for (name, layer), outcomes in results.items():
-        baseline = outcomes.get("default", outcomes[methods[0]])
-        for method, outcome in outcomes.items():
-            print(f"{name + '/' + layer:<22} {method:<9} "
-                  f"{f'{outcome.success.sum()}/{len(outcome.success)}':>7} "
-                  f"{outcome.median_iterations:>9.0f} "
-                  f"{ratio(outcome.median_iterations, baseline.median_iterations):>11} "
-                  f"{outcome.seconds_per_metamer:>9.3f} "
-                  f"{ratio(outcome.seconds_per_metamer, baseline.seconds_per_metamer):>10} "
-                  f"{outcome.median_latency:>9.2f}")
+    reference_set = store.read_references(
+        run / "resources/references" / f"{config['data']['name']}.h5")
+    labels = reference_set["labels"]
+    chosen = np.concatenate([np.flatnonzero(labels == label)[:args.per_class]
+                             for label in np.unique(labels)])
+    references = torch.from_numpy(reference_set["images"][chosen])
+    layers = [(name, layer) for name, generator_layers in generation["generators"].items()
+              if name in config["models"] for layer in generator_layers]
+    if args.layers:
+        wanted = args.layers.split(",")
+        layers = [(name, layer) for name, layer in layers if f"{name}/{layer}" in wanted]
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s); criterion "
+          f"{rule}; {len(references)} references ({args.per_class} per class); "
+          f"checks every {check_every} (feather and plenoptic every "
+          f"{args.feather_check_every}/{args.plenoptic_check_every})", flush=True)
+    print(HEADER, flush=True)
+
+    for name, layer in layers:
+        spec = config["models"][name]
+        model = stages.load_zoo_model(run / "resources/models" / f"{name}.pt", spec,
+                                      torch.device("cpu"))
+        null = store.read_null(run / "results/nulls" / name / f"{layer}.h5")
+        thresholds = criteria.Thresholds.of(rule, null)
+        members = [Member(name, model, layer, thresholds)]
+        label = f"{name}/{layer}"
+        print(f"# {label}: thresholds {({k: round(v, 4) for k, v in thresholds.measures.items()})}"
+              f"{' uninformative ' + str(rule.uninformative(null)) if rule.uninformative(null) else ''}",
+              flush=True)
+        feather, feather_capped = None, False
+        for method, budget in sorted(planned, key=lambda entry: entry[0] != "feather"):
+            if method == "plenoptic":
+                outcome = run_plenoptic(members, references, budget,
+                                        args.plenoptic_check_every, args.seed)
+            elif method == "feather":
+                outcome = run_feather(members, references, budget, check_every,
+                                      args.feather_check_every, args.feather_fine,
+                                      default_optimizer, default_init, args.seed)
+            else:
+                outcome = run_batched(members, references, method, budget, check_every,
+                                      default_optimizer, default_init, args.seed,
+                                      config["optimizers"])
+            if unscheduled(method):
+                outcome.extra["B95"] = smallest_budget(outcome.iterations_to_success)
+            if method == "feather":
+                feather = censored_median(outcome.iterations_to_success, FEATHER_BUDGET)
+                feather_capped = budget < FEATHER_BUDGET and not outcome.success.all()
+            print(describe(label, f"{method}@{budget}", outcome, feather, feather_capped),
+                  flush=True)
+            print(f"  {method} iterations to success: {outcome.iterations_to_success.tolist()}",
+                  flush=True)
 
 
 if __name__ == "__main__":
