@@ -22,12 +22,15 @@ import torch
 import yaml
 
 from metamers.inits import INIT_KINDS
+from metamers.zoo import registry as zoo_registry
 
 # Data sets of a few labelled test images (data.load_dataset): no training split for a null.
 TEST_ONLY_DATA = ("foolbox_imagenet", "foolbox_mnist", "imagenet_samples")
 # Names become folder and file names of outputs: no separators, no leading dot, no "..".
 SAFE_NAME = re.compile(r"^(?!\.)(?!.*\.\.)[A-Za-z0-9_.\-]+$")
 MAX_LISTED_PROBLEMS = 5
+# The config's schema, in the repository that holds this source tree (src/metamers/).
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 
 
 class ConfigError(ValueError):
@@ -143,6 +146,9 @@ def validate_config(config: dict, schema_path: str | Path,
     place, as ``snakemake.utils.validate`` does. Problems are a short :class:`ConfigError`:
     one line each (key path, problem, allowed values), naming the config files ``sources``."""
     schema = yaml.safe_load(Path(schema_path).read_text())
+    # A model's source is a key of the registry: the schema leaves that list to it.
+    source = schema["properties"]["models"]["additionalProperties"]["properties"]["source"]
+    source["enum"] = list(zoo_registry.MODEL_SOURCES)
     validator = _with_defaults(jsonschema.Draft202012Validator)(schema)
     problems = sorted(_problem(error) for error in validator.iter_errors(config))
     if problems:
@@ -197,8 +203,8 @@ def _require_safe_names(config: dict) -> None:
 def _writes_inside_resources(data: dict) -> None:
     """The pipeline writes into ``data.root`` (Fashion-MNIST unpacked there, or a download):
     then it must stay inside resources/."""
-    writes = data["name"] == "fashion_mnist" or data.get("download", False)
-    root = PurePosixPath(data.get("root", "resources/data"))
+    writes = data["name"] == "fashion_mnist" or data["download"]
+    root = PurePosixPath(data["root"])
     inside = not root.is_absolute() and root.parts[:1] == ("resources",) and ".." not in root.parts
     _require(not writes or inside,
              f"data.root={str(root)!r}: the pipeline writes its data files there, so it must be "
@@ -214,24 +220,8 @@ def check_config(config: dict) -> None:
     for name, spec in models.items():
         where = f"models.{name}"
         _require(name not in sets, f"{where}: model names must differ from generator set names.")
-        if spec["source"] == "local":
-            _require("architecture" in spec, f"{where}: a local model needs `architecture`.")
-            _require(spec.get("training") in training,
-                     f"{where}.training={spec.get('training')!r} is not a key of `training` "
-                     f"({sorted(training)}).")
-        elif spec["source"] == "torchvision":
-            _require("architecture" in spec and "weights" in spec,
-                     f"{where}: a torchvision model needs `architecture` and `weights`.")
-        elif spec["source"] == "package":
-            _require("architecture" in spec, f"{where}: a package model needs `architecture`.")
-        elif spec["source"] == "advertorch_lenet5":
-            # zoo.ADVERTORCH_WEIGHTS' keys, spelled out: zoo imports torchvision (slow at start)
-            _require(spec.get("weights") in ("clntrained", "advtrained"),
-                     f"{where}: an advertorch_lenet5 model needs `weights: clntrained` or "
-                     "`weights: advtrained`.")
-        else:
-            for key in ("name", "dataset", "threat_model", "num_classes"):
-                _require(key in spec, f"{where}: a robustbench model needs `{key}`.")
+        problem = zoo_registry.spec_problem(name, spec, training)
+        _require(problem is None, problem)
     for name, spec in sets.items():
         for member in spec["members"]:
             _require(member in models, f"generator_sets.{name}: member {member!r} is not a "

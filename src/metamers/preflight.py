@@ -22,11 +22,10 @@ import numpy as np
 import torch
 
 from metamers import store
+from metamers.zoo.registry import NOT_ARCHITECTURE, trained_by_pipeline
 
 # Beside Snakemake's own records: a dry run writes nothing else into the working directory.
 LAYER_CACHE = Path(".snakemake/metamers/layer_names.json")
-# Spec keys that never change a model's graph: its layer names are cached without them.
-NOT_ARCHITECTURE = ("layers", "family", "style", "seed", "training")
 PARQUET_MAGIC = b"PAR1"
 IMAGE_CHUNK = 256  # reference images read at a time
 
@@ -112,7 +111,7 @@ def requested_layers(config: dict, evaluators: list[str]) -> dict[str, dict[str,
 
 def _architecture_key(spec: dict, data_spec: dict) -> str:
     architecture = {key: value for key, value in spec.items() if key not in NOT_ARCHITECTURE}
-    if spec["source"] == "local":  # built for the data set's image shape
+    if trained_by_pipeline(spec):  # built for the data set's image shape
         architecture["data"] = {key: data_spec.get(key) for key in ("name", "root", "image_size")}
     return json.dumps(architecture, sort_keys=True)
 

@@ -53,17 +53,6 @@ def transfer_matrix(scores: pd.DataFrame, reference_scores: pd.DataFrame) -> pd.
     return cells.assign(reference_recognizability=cells["evaluator"].map(ceiling))
 
 
-def training_style(spec: Mapping, training: Mapping[str, Mapping]) -> str:
-    """A model's training style (``standard``, ``adversarial linf``, ``adversarial l2``,
-    ``augmented``, ...): for a local model its recipe's, an adversarial one with its norm;
-    for an external model :func:`metamers.zoo.training_style`."""
-    if spec["source"] != "local":
-        return zoo.training_style(spec)
-    recipe = training[spec["training"]]
-    style = recipe.get("style", "standard")
-    return f"adversarial {recipe.get('norm', 'linf')}" if style == "adversarial" else style
-
-
 def model_facts(models: Mapping[str, Mapping], training: Mapping[str, Mapping]) -> pd.DataFrame:
     """Per model: architecture ``family``, training ``recipe`` and ``style``, ``seed``.
 
@@ -73,14 +62,14 @@ def model_facts(models: Mapping[str, Mapping], training: Mapping[str, Mapping]) 
     """
     rows = []
     for name, spec in models.items():
-        if spec["source"] == "local":
-            recipe, seed = spec["training"], spec.get("seed", 0)
+        if zoo.trained_by_pipeline(spec):
+            recipe, seed = spec["training"], spec["seed"]
         else:
             recipe = f"{spec['source']}:{spec.get('weights', spec.get('threat_model'))}"
             seed = None
         rows.append({"model": name, "source": spec["source"],
                      "family": spec.get("family") or spec.get("architecture") or spec["name"],
-                     "recipe": recipe, "style": training_style(spec, training), "seed": seed})
+                     "recipe": recipe, "style": zoo.training_style(spec, training), "seed": seed})
     return pd.DataFrame(rows).set_index("model")
 
 
