@@ -59,6 +59,7 @@ import yaml
 from torch import nn
 
 from metamers import activations, criteria, inits, stages
+from metamers.config import SCHEMA_PATH, validate_config
 from metamers.data import load_dataset
 from metamers.generate import Member, MetamerSynthesis
 from metamers.optimizers import OptimizerSettings
@@ -289,6 +290,7 @@ def main() -> None:
     configure(args.threads, args.seed)
     device = torch.device("cpu")
     config = yaml.safe_load(Path(args.config).read_text())
+    validate_config(config, SCHEMA_PATH)  # the defaults, as the pipeline reads it
     generation = config["generation"]
     percentile = args.null_percentile
     default_budget = generation["max_iterations"]

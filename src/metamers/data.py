@@ -24,7 +24,6 @@ from torchvision.transforms import v2
 
 from metamers.store import atomic_path
 
-DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_FILES = (
     "train-images-idx3-ubyte",
     "train-labels-idx1-ubyte",
@@ -53,7 +52,7 @@ class LabelledImages:
         return len(self.labels)
 
 
-def unpack_fashion_mnist(root: Path, source_dir: Path = DEBIAN_FASHION_MNIST) -> Path:
+def unpack_fashion_mnist(root: Path, source_dir: Path) -> Path:
     """Gunzip Debian's Fashion-MNIST IDX files into ``root/FashionMNIST/raw`` (idempotent)."""
     raw_dir = Path(root) / "FashionMNIST" / "raw"
     raw_dir.mkdir(parents=True, exist_ok=True)
@@ -90,11 +89,12 @@ def load_dataset(spec: dict, train: bool) -> LabelledImages:
     class sub-folders, resized to ``spec["image_size"]``), ``foolbox_imagenet`` or
     ``imagenet_samples`` (test only).
     """
-    name, root = spec["name"], Path(spec.get("root", "resources/data"))
-    download = bool(spec.get("download", False))
+    name = spec["name"]
+    if name in ("fashion_mnist", "mnist", "cifar10"):
+        root, download = Path(spec["root"]), bool(spec["download"])
     if name == "fashion_mnist":
         if not download:
-            unpack_fashion_mnist(root, Path(spec.get("source_dir", DEBIAN_FASHION_MNIST)))
+            unpack_fashion_mnist(root, Path(spec["source_dir"]))
         dataset = torchvision.datasets.FashionMNIST(root, train=train, download=download)
         return LabelledImages(_to_float_images(dataset.data.numpy()), dataset.targets.long(),
                               list(dataset.classes))
