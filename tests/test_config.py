@@ -280,3 +280,23 @@ def test_lenient_overlay_is_the_old_rule():
     assert config["criterion"]["measures"] == ["spearman"]
     assert config["criterion"]["threshold"] == 99
     assert config["criterion"]["null_distribution"]["source"] == "references"
+
+
+def test_optimizer_names_and_keywords_are_checked(test_config):
+    def check(optimizer: dict) -> None:
+        check_config({**test_config, "optimizers": {**test_config["optimizers"], "bad": optimizer}})
+
+    for config_file in ("config.yaml", "test.yaml"):  # every shipped optimiser passes
+        config = load(config_file)
+        validate_config(config, SCHEMA)
+        check_config(config)
+    with pytest.raises(ConfigError, match="not a torch.optim optimizer"):
+        check({"name": "Optimizer"})
+    with pytest.raises(ConfigError, match=r"optimizers\.bad\.kwargs: SGD refuses.*Invalid learning"):
+        check({"name": "SGD", "kwargs": {"lr": -1.0}})
+    with pytest.raises(ConfigError,
+                       match=r"optimizers\.bad\.scheduler_kwargs: StepLR refuses.*step_size"):
+        check({"name": "SGD", "kwargs": {"lr": 1.0}, "scheduler": "StepLR",
+               "scheduler_kwargs": {"step": 3}})
+    with pytest.raises(ConfigError, match=r"optimizers\.bad\.gradient_normalization"):
+        check({"name": "LBFGS", "gradient_normalization": True, "constraint": "sigmoid"})

@@ -127,20 +127,6 @@ def test_a_named_target_rebuilds_a_deleted_metamer_file(run_copy):
 
 # --- the checks one by one ---------------------------------------------------------------------
 
-def test_optimizer_names_and_keywords_are_checked():
-    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    preflight.check_optimizers(config["optimizers"])  # every optimiser of the default passes
-    with pytest.raises(preflight.PreflightError, match="not a torch.optim optimizer"):
-        preflight.check_optimizers({"bad": {"name": "Optimizer"}})
-    with pytest.raises(preflight.PreflightError, match=r"Invalid learning rate"):
-        preflight.check_optimizers({"bad": {"name": "SGD", "kwargs": {"lr": -1.0}}})
-    with pytest.raises(preflight.PreflightError,
-                       match=r"optimizers\.bad\.scheduler_kwargs: StepLR refuses.*step_size"):
-        preflight.check_optimizers({"bad": {"name": "SGD", "kwargs": {"lr": 1.0},
-                                            "scheduler": "StepLR",
-                                            "scheduler_kwargs": {"step": 3}}})
-
-
 def test_pixels_must_be_finite_and_in_the_unit_range():
     images = np.full((2, 1, 4, 4), 0.5, dtype=np.float32)
     preflight.check_pixels(images, "ok", "")

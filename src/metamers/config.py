@@ -18,10 +18,10 @@ from collections.abc import Hashable, Iterable
 from pathlib import Path, PurePosixPath
 
 import jsonschema
-import torch
 import yaml
 
 from metamers.inits import INIT_KINDS
+from metamers.optimizers import OptimizerSettings, check_optimizer
 from metamers.zoo import registry as zoo_registry
 
 # Data sets of a few labelled test images (data.load_dataset): no training split for a null.
@@ -243,16 +243,10 @@ def check_config(config: dict) -> None:
             _require(name in config[key], f"generation.{key}: {kind} {name!r} is not defined "
                                           f"under `{key}` ({sorted(config[key])}).")
     for name, optimizer in config["optimizers"].items():
-        _require(hasattr(torch.optim, optimizer["name"]),
-                 f"optimizers.{name}.name={optimizer['name']!r} is not a torch.optim optimizer "
-                 "(e.g. SGD, Adam, AdamW, RMSprop, LBFGS).")
-        scheduler = optimizer.get("scheduler")
-        _require(not scheduler or hasattr(torch.optim.lr_scheduler, scheduler),
-                 f"optimizers.{name}.scheduler={scheduler!r} is not a torch.optim.lr_scheduler "
-                 "class (e.g. StepLR, CosineAnnealingLR, ReduceLROnPlateau).")
-        _require(optimizer["name"] != "LBFGS" or optimizer.get("constraint") != "clamp",
-                 f"optimizers.{name}: L-BFGS stalls with constraint 'clamp'; set constraint: "
-                 "sigmoid (or none with a range_penalty).")
+        try:
+            check_optimizer(OptimizerSettings.from_config(optimizer))
+        except ValueError as error:
+            raise ConfigError(f"optimizers.{name}.{error}") from None
     for name, init in config["inits"].items():
         _require(init["kind"] in INIT_KINDS, f"inits.{name}.kind must be one of {INIT_KINDS}.")
     null_source = config.get("criterion", {}).get("null_distribution", {}).get("source")

@@ -2,15 +2,15 @@
 
 Snakemake deletes a job's old outputs when the job starts, so a mistake found inside a job
 costs finished work. Everything here is found before any job starts: each model's layer names
-(from its bare architecture, cached in :data:`LAYER_CACHE`), the device, the optimisers and
-their keyword arguments, the reference images' pixels, and the files jobs would read.
+(from its bare architecture, cached in :data:`LAYER_CACHE`), the device, the reference images'
+pixels, and the files jobs would read (the optimisers and their keyword arguments are checked
+with the config, :func:`metamers.config.check_config`).
 Nothing here writes a rule's output (only the layer-name cache); ``docs/preflight.md`` says
 why it runs at DAG construction.
 """
 
 from __future__ import annotations
 
-import inspect
 import json
 import zipfile
 from collections import defaultdict
@@ -48,42 +48,6 @@ def check_device(device: str) -> None:
             "machine (torch.cuda.is_available() is False: no GPU, no driver, or a CPU-only "
             "torch). Set `device: auto` (CUDA where a job finds it, else the CPU) or "
             "`device: cpu`, or run on a machine with a GPU.")
-
-
-def _build_with(factory: type, first_argument, kwargs: dict, where: str) -> object:
-    """``factory(first_argument, **kwargs)``, a clear error naming ``where`` if it refuses."""
-    signature = inspect.signature(factory)
-    accepted = list(signature.parameters)[1:]
-    try:
-        signature.bind(first_argument, **kwargs)
-        return factory(first_argument, **kwargs)
-    except (TypeError, ValueError) as error:
-        raise PreflightError(f"{where}: {factory.__name__} refuses {kwargs} ({error}); its "
-                             f"keyword arguments are: {', '.join(accepted)}.") from None
-
-
-def check_optimizers(optimizers: dict[str, dict]) -> None:
-    """Every optimiser is a ``torch.optim.Optimizer`` subclass that accepts its kwargs (and its
-    scheduler, if any, a ``torch.optim.lr_scheduler`` class accepting its own)."""
-    for name, settings in optimizers.items():
-        where = f"optimizers.{name}"
-        optimizer_class = getattr(torch.optim, settings["name"], None)
-        if not (inspect.isclass(optimizer_class)
-                and issubclass(optimizer_class, torch.optim.Optimizer)
-                and optimizer_class is not torch.optim.Optimizer):
-            raise PreflightError(f"{where}.name={settings['name']!r} is not a torch.optim "
-                                 "optimizer (e.g. SGD, Adam, AdamW, RMSprop, LBFGS).")
-        parameter = torch.zeros(1, requires_grad=True)
-        optimizer = _build_with(optimizer_class, [parameter], settings.get("kwargs", {}),
-                                f"{where}.kwargs")
-        scheduler = settings.get("scheduler")
-        if scheduler:
-            scheduler_class = getattr(torch.optim.lr_scheduler, scheduler, None)
-            if not inspect.isclass(scheduler_class):
-                raise PreflightError(f"{where}.scheduler={scheduler!r} is not a "
-                                     "torch.optim.lr_scheduler class.")
-            _build_with(scheduler_class, optimizer, settings.get("scheduler_kwargs", {}),
-                        f"{where}.scheduler_kwargs")
 
 
 def requested_layers(config: dict, evaluators: list[str]) -> dict[str, dict[str, str]]:
@@ -252,7 +216,6 @@ def run(config: dict, evaluators: list[str], read_files: list[str], references: 
         cache_path: Path = LAYER_CACHE) -> None:
     """Every check, cheapest first; raise :class:`PreflightError` at the first mistake."""
     check_device(config["device"])
-    check_optimizers(config["optimizers"])
     check_layers(config, evaluators, cache_path)
     check_readable(read_files)
     check_references(Path(references))
