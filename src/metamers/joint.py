@@ -25,7 +25,7 @@ import pandas as pd
 from metamers import store
 from metamers.config import ConfigError
 from metamers.stats import bootstrap_mean_ci
-from metamers.transfer import IMAGE_SETS, TRANSFER_METRICS
+from metamers.transfer import IMAGE_SETS, TRANSFER_METRICS, mean_ci
 
 POOL = "pool"  # the ``group`` of pool sets; a compared single model's group is its name
 EVALUATOR_GROUPS = ["held out", "held-out pool", "outside pool"]
@@ -189,12 +189,13 @@ def condition_units(row: Mapping, content: Mapping, scores: pd.DataFrame,
 
 
 def _mean_cis(units: pd.DataFrame, seed: int) -> pd.Series:
-    low, high = bootstrap_mean_ci(units["value"].to_numpy(), seed=seed)
+    """:func:`metamers.transfer.mean_ci`, and the CI resampling the draws' means."""
+    over_metamers = mean_ci(units, seed)
     per_draw = units.groupby("draw")["value"].mean().to_numpy()
     draw_low, draw_high = bootstrap_mean_ci(per_draw, seed=seed)
-    return pd.Series({"mean": units["value"].mean(), "ci_low": low, "ci_high": high,
+    return pd.Series({**over_metamers[["mean", "ci_low", "ci_high"]],
                       "draw_ci_low": draw_low, "draw_ci_high": draw_high,
-                      "metamers": len(units), "pairs": int(units["evaluators"].sum()),
+                      **over_metamers[["metamers", "pairs"]],
                       "draws": units["draw"].nunique()})
 
 

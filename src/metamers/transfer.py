@@ -121,7 +121,9 @@ def relation_units(scores: pd.DataFrame, facts: pd.DataFrame,
             .agg(value="mean", evaluators="count").reset_index())
 
 
-def _mean_ci(units: pd.DataFrame, seed: int) -> pd.Series:
+def mean_ci(units: pd.DataFrame, seed: int) -> pd.Series:
+    """The mean of units' ``value``, its 95% bootstrap CI resampling metamers (``ci_*``), and
+    the counts of metamers and of (metamer, evaluator) pairs behind it."""
     low, high = bootstrap_mean_ci(units["value"].to_numpy(), seed=seed)
     return pd.Series({"mean": units["value"].mean(), "ci_low": low, "ci_high": high,
                       "metamers": len(units), "pairs": int(units["evaluators"].sum())})
@@ -143,7 +145,7 @@ def transfer_summary(units: pd.DataFrame, facts: pd.DataFrame,
     the counts of metamers and of (metamer, evaluator) pairs, and the generator's style and
     layer rank."""
     summary = (units.groupby(UNIT_KEYS, sort=True)[["value", "evaluators"]]
-               .apply(_mean_ci, seed=seed).reset_index())
+               .apply(mean_ci, seed=seed).reset_index())
     summary["generator_style"] = summary["generator"].map(generator_styles(members, facts))
     summary = summary.merge(layer_ranks(generators), on=["generator", "layer"], how="left")
     summary["relation"] = pd.Categorical(summary["relation"], RELATIONS)
@@ -165,7 +167,7 @@ def depth_contrasts(units: pd.DataFrame, facts: pd.DataFrame,
     pooled["generator_style"] = pooled["generator"].map(generator_styles(members, facts))
     keys = ["optimizer", "init", "depth", "generator_style", "relation", "image_set", "metric"]
     contrasts = (pooled.groupby(keys, sort=True)[["value", "evaluators"]]
-                 .apply(_mean_ci, seed=seed).reset_index())
+                 .apply(mean_ci, seed=seed).reset_index())
     contrasts["generators"] = (pooled.groupby(keys, sort=True)["generator"].nunique()
                                .to_numpy())
     return contrasts.astype({"metamers": int, "pairs": int})
