@@ -211,17 +211,17 @@ def _writes_inside_resources(data: dict) -> None:
              "a folder inside resources/ (e.g. resources/data).")
 
 
-def check_config(config: dict) -> None:
-    """Raise :class:`ConfigError` naming the first dangling reference in ``config``."""
-    models, sets = config["models"], config.get("generator_sets", {})
-    _writes_inside_resources(config["data"])
-    _require_safe_names(config)
-    training = config.get("training", {})
+def _check_models(models: dict, sets: dict, training: dict) -> None:
+    """Model names differ from set names; each spec suits its source (the zoo's registry)."""
     for name, spec in models.items():
-        where = f"models.{name}"
-        _require(name not in sets, f"{where}: model names must differ from generator set names.")
+        _require(name not in sets,
+                 f"models.{name}: model names must differ from generator set names.")
         problem = zoo_registry.spec_problem(name, spec, training)
         _require(problem is None, problem)
+
+
+def _check_generator_sets(sets: dict, models: dict) -> None:
+    """Members are models; each layer alias gives one layer per member."""
     for name, spec in sets.items():
         for member in spec["members"]:
             _require(member in models, f"generator_sets.{name}: member {member!r} is not a "
@@ -230,6 +230,10 @@ def check_config(config: dict) -> None:
             _require(sorted(layers) == sorted(spec["members"]),
                      f"generator_sets.{name}.layers.{alias} must give one layer per member "
                      f"{spec['members']}, not {sorted(layers)}.")
+
+
+def _check_generation(config: dict, models: dict, sets: dict) -> None:
+    """Generators are models or sets (with their aliases); optimizers and inits are defined."""
     generation = config["generation"]
     for generator, layers in generation["generators"].items():
         _require(generator in models or generator in sets,
@@ -242,6 +246,10 @@ def check_config(config: dict) -> None:
         for name in generation[key]:
             _require(name in config[key], f"generation.{key}: {kind} {name!r} is not defined "
                                           f"under `{key}` ({sorted(config[key])}).")
+
+
+def _check_optimizers_and_inits(config: dict) -> None:
+    """Each optimiser passes :func:`metamers.optimizers.check_optimizer`; inits are known."""
     for name, optimizer in config["optimizers"].items():
         try:
             check_optimizer(OptimizerSettings.from_config(optimizer))
@@ -249,11 +257,27 @@ def check_config(config: dict) -> None:
             raise ConfigError(f"optimizers.{name}.{error}") from None
     for name, init in config["inits"].items():
         _require(init["kind"] in INIT_KINDS, f"inits.{name}.kind must be one of {INIT_KINDS}.")
+
+
+def _check_null_source(config: dict) -> None:
+    """A null of training pairs needs a data set with a training split."""
     null_source = config.get("criterion", {}).get("null_distribution", {}).get("source")
     _require(null_source != "train" or config["data"]["name"] not in TEST_ONLY_DATA,
              f"criterion.null_distribution.source=train: data set {config['data']['name']!r} "
              "has no training split; set criterion.null_distribution.source: references (the "
              "weaker null of pairs of references, docs/criterion.md).")
+
+
+def check_config(config: dict) -> None:
+    """Raise :class:`ConfigError` naming the first dangling reference in ``config``."""
+    models, sets = config["models"], config.get("generator_sets", {})
+    _writes_inside_resources(config["data"])
+    _require_safe_names(config)
+    _check_models(models, sets, config.get("training", {}))
+    _check_generator_sets(sets, models)
+    _check_generation(config, models, sets)
+    _check_optimizers_and_inits(config)
+    _check_null_source(config)
     for name in config.get("evaluation", {}).get("evaluators") or []:
         _require(name in models, f"evaluation.evaluators: {name!r} is not a model.")
 
