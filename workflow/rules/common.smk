@@ -128,7 +128,7 @@ def evaluator_nulls():
 
 def training_recipe(model):
     """A local model's training recipe (its augmentation shapes its null); None if external."""
-    return zoo_registry.training_recipe(MODELS[model], config["training"])
+    return zoo_registry.training_recipe(MODELS[model], config.get("training", {}))
 
 
 def per_item_targets():
