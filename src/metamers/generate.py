@@ -51,7 +51,6 @@ from metamers.optimizers import (
     CLOSURE_OPTIMIZERS,
     OptimizerSettings,
     build_optimizer,
-    check_optimizer,
     normalize_per_image_,
 )
 from metamers.records import MetamerRecords, SynthesisResult
@@ -181,7 +180,6 @@ class MetamerSynthesis:
     def setup(self, initial_images: torch.Tensor, settings: OptimizerSettings) -> None:
         """Start a run from ``initial_images`` (N, C, H, W) in [0, 1] with the optimiser,
         scheduler and image constraint of ``settings`` (any earlier run is dropped)."""
-        check_optimizer(settings)
         self.settings = settings
         self.initial_images = initial_images
         self.parameter = _to_parameter(initial_images.to(self.device), settings.constraint)

@@ -62,8 +62,8 @@ def _closure_problem(settings: OptimizerSettings) -> str | None:
 
 
 def check_optimizer(settings: OptimizerSettings) -> None:
-    """The one check of optimiser settings, used by the config check and by a synthesis'
-    setup: the optimiser is a ``torch.optim.Optimizer`` subclass accepting its kwargs, the
+    """The one check of optimiser settings, used by the config check and by
+    :func:`build_optimizer`: the optimiser is a ``torch.optim.Optimizer`` subclass accepting its kwargs, the
     scheduler (if any) a ``torch.optim.lr_scheduler`` class accepting its own, and L-BFGS is
     not paired with what breaks its line search. A ValueError's message starts with the
     settings key at fault."""
@@ -87,8 +87,9 @@ def check_optimizer(settings: OptimizerSettings) -> None:
 
 
 def build_optimizer(settings: OptimizerSettings, parameter: torch.Tensor):
-    """The named ``torch.optim`` optimiser (and scheduler) over ``parameter``; the settings
-    have passed :func:`check_optimizer`."""
+    """The named ``torch.optim`` optimiser (and scheduler) over ``parameter``, once the
+    settings pass :func:`check_optimizer`."""
+    check_optimizer(settings)
     optimizer_class = getattr(torch.optim, settings.name)
     try:  # one kernel per step instead of several: a third to half of a step's bookkeeping
         optimizer = optimizer_class([parameter], **_fused(optimizer_class, settings.kwargs))
