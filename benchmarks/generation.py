@@ -66,6 +66,7 @@ import yaml
 from torch import nn
 
 from metamers import criteria, inits, stages, store
+from metamers.config import SCHEMA_PATH, validate_config
 from metamers.generate import Member, MetamerSynthesis
 from metamers.optimizers import OptimizerSettings
 from metamers.runtime import configure
@@ -408,6 +409,7 @@ def main() -> None:
 
     run = args.run_dir
     config = yaml.safe_load(Path(args.config or run / "config/config.yaml").read_text())
+    validate_config(config, SCHEMA_PATH)  # the defaults, as the pipeline reads it
     generation = config["generation"]
     check_every = args.check_every or generation["check_every"]
     default_optimizer = config["optimizers"][generation["optimizers"][0]]

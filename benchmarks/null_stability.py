@@ -23,6 +23,7 @@ import torch
 import yaml
 
 from metamers import activations, criteria, stages, stats, store, train
+from metamers.config import SCHEMA_PATH, validate_config
 from metamers.data import distinct_sample
 
 REPO = Path(__file__).resolve().parents[1]
@@ -88,7 +89,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     config = yaml.safe_load(args.config.read_text())
-    data = {"root": "resources/data", **config["data"]}
+    validate_config(config, SCHEMA_PATH)  # the defaults, as the pipeline reads it
+    data = config["data"]
     counts = sorted(args.pairs)
     print("| model | layer | width | block | pairs | spearman max | pearson max | snr_db max "
           "| seconds |")

@@ -72,7 +72,8 @@ def tiny_zoo(config: dict, work_dir: Path) -> Path:
     for name in ("cnn_s0", "mlp_s0", "resnet_s0"):
         weights = models_dir / f"{name}.pt"
         if not weights.exists():
-            training = {"epochs": 1, "batch_size": 128, "lr": 0.002, "max_train_images": 2000}
+            training = {"style": "standard", "schedule": "constant", "epochs": 1,
+                        "batch_size": 128, "lr": 0.002, "max_train_images": 2000}
             stages.train_local_model(config["models"][name], training, config["data"],
                                      weights, weights.with_suffix(".json"), "cpu", 1)
     return models_dir

@@ -29,7 +29,8 @@ def _single_thread():
 @pytest.fixture(scope="session")
 def data_spec(tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("data")
-    return {"name": "fashion_mnist", "root": str(root), "source_dir": str(FASHION_MNIST_SOURCE)}
+    return {"name": "fashion_mnist", "root": str(root), "source_dir": str(FASHION_MNIST_SOURCE),
+            "download": False}
 
 
 @pytest.fixture(scope="session")
@@ -47,7 +48,8 @@ def train_small_cnn(data_spec):
         torch.manual_seed(seed)
         model = SmallCNN(in_channels=1, num_classes=10, image_size=28, mean=[0.286],
                          std=[0.353], width=8)
-        training = {"lr": 0.002, "batch_size": 64, "epochs": 1, "max_train_images": images}
+        training = {"style": "standard", "schedule": "constant", "lr": 0.002, "batch_size": 64,
+                    "epochs": 1, "max_train_images": images}
         return train.train(model, train_set, training, seed=seed,
                            device=torch.device("cpu")).requires_grad_(False)
 
@@ -84,8 +86,8 @@ def null_at(trained_model, references):
 
 
 JOB_SPEC = {"source": "local", "architecture": "small_cnn", "kwargs": {"width": 8}, "seed": 0}
-JOB_TRAINING = {"style": "standard", "epochs": 1, "batch_size": 128, "lr": 0.002,
-            "max_train_images": 1000}
+JOB_TRAINING = {"style": "standard", "schedule": "constant", "epochs": 1, "batch_size": 128,
+                "lr": 0.002, "max_train_images": 1000}
 JOB_BUDGET = {"max_iterations": 400, "check_every": 10, "stop_on_success": False,
           "checkpoint_every": 10}
 # config/lenient.yaml's criterion (the synthesis checks Spearman and class until it applies the
@@ -114,5 +116,6 @@ def job_inputs(tmp_path_factory, data_spec) -> dict:
             "references_path": str(references),
             "optimizer": {"name": "SGD", "kwargs": {"lr": 1.0, "momentum": 0.9},
                           "gradient_normalization": True},
-            "init": {"kind": "uniform"}, "budget": JOB_BUDGET, "criterion": JOB_CRITERION,
+            "init": {"kind": "uniform", "strength": 0.5}, "budget": JOB_BUDGET,
+            "criterion": JOB_CRITERION,
             "seed": 0, "device": "cpu", "threads": 1}

@@ -159,8 +159,6 @@ def test_many_problems_are_listed_in_a_few_lines():
     (lambda c: c["evaluation"].update(evaluators=["cnn_a", "resnet"]), "resnet"),
     (lambda c: c["generator_sets"]["pair"]["layers"]["deep"].pop("cnn_b"), "deep"),
     (lambda c: c["models"].update({"a/b": dict(c["models"]["cnn_a"])}), "a/b"),
-    (lambda c: c["optimizers"].update(bfgs={"name": "LBFGS", "constraint": "clamp"}),
-     "optimizers.bfgs"),
     (lambda c: c["optimizers"].update({"../escape": dict(c["optimizers"]["adam"])}),
      "escape"),
     (lambda c: c["inits"].update({".hidden": {"kind": "uniform"}}), "hidden"),

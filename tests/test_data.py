@@ -36,7 +36,7 @@ def test_missing_source_dir_names_the_file(tmp_path):
     source = tmp_path / "nowhere"
     with pytest.raises(FileNotFoundError, match=r"nowhere.*dataset-fashion-mnist"):
         load_dataset({"name": "fashion_mnist", "root": str(tmp_path / "data"),
-                      "source_dir": str(source)}, train=False)
+                      "source_dir": str(source), "download": False}, train=False)
 
 
 def test_missing_image_folder_raises(tmp_path):

@@ -138,9 +138,11 @@ def test_advertorch_lenet5_pair_scores_above_98_percent_on_1000_mnist_images(wei
 
 
 def test_every_source_is_registered_with_a_bare_architecture():
-    assert set(zoo.MODEL_SOURCES) == {"torchvision", "robustbench", "package",
+    assert set(zoo.MODEL_SOURCES) == {"local", "torchvision", "robustbench", "package",
                                       "advertorch_lenet5"}
-    bare = zoo.model_source({"source": "advertorch_lenet5"}).bare(
+    assert [name for name, source in zoo.MODEL_SOURCES.items()
+            if source.trained_by_pipeline] == ["local"]
+    bare = zoo.model_source({"source": "advertorch_lenet5"}).build(
         {"source": "advertorch_lenet5", "weights": "advtrained"})
     assert "net.relu3" in zoo.layer_names(bare)
     with pytest.raises(ValueError, match="Unknown model source 'hub'"):

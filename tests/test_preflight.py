@@ -187,22 +187,24 @@ def test_what_passed_is_not_checked_again(data_spec, tmp_path, monkeypatch):
 
 
 def test_optimizer_names_and_keywords_are_checked():
-    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    preflight.check_optimizers(config["optimizers"])  # every optimiser of the default passes
-    with pytest.raises(preflight.PreflightError, match="not a torch.optim optimizer"):
-        preflight.check_optimizers({"bad": {"name": "Optimizer"}})
-    with pytest.raises(preflight.PreflightError, match=r"optimizers\.bad\.name='Adamm'"):
-        preflight.check_optimizers({"bad": {"name": "Adamm"}})
-    with pytest.raises(preflight.PreflightError, match="'StepLr' is not a torch.optim.lr_sched"):
-        preflight.check_optimizers({"bad": {"name": "SGD", "kwargs": {"lr": 1.0},
-                                            "scheduler": "StepLr"}})
-    with pytest.raises(preflight.PreflightError, match=r"Invalid learning rate"):
-        preflight.check_optimizers({"bad": {"name": "SGD", "kwargs": {"lr": -1.0}}})
-    with pytest.raises(preflight.PreflightError,
-                       match=r"optimizers\.bad\.scheduler_kwargs: StepLR refuses.*step_size"):
-        preflight.check_optimizers({"bad": {"name": "SGD", "kwargs": {"lr": 1.0},
-                                            "scheduler": "StepLR",
-                                            "scheduler_kwargs": {"step": 3}}})
+    for config_file in ("config.yaml", "test.yaml"):  # every shipped optimiser passes
+        config = yaml.safe_load((REPO / "config" / config_file).read_text())
+        preflight.check_optimizers(config["optimizers"])
+    cases = [({"name": "Optimizer"}, "not a torch.optim optimizer"),
+             ({"name": "Adamm"}, r"optimizers\.bad\.name='Adamm'"),
+             ({"name": "SGD", "kwargs": {"lr": 1.0}, "scheduler": "StepLr"},
+              "'StepLr' is not a torch.optim.lr_sched"),
+             ({"name": "SGD", "kwargs": {"lr": -1.0}},
+              r"optimizers\.bad\.kwargs: SGD refuses.*Invalid learning rate"),
+             ({"name": "SGD", "kwargs": {"lr": 1.0}, "scheduler": "StepLR",
+               "scheduler_kwargs": {"step": 3}},
+              r"optimizers\.bad\.scheduler_kwargs: StepLR refuses.*step_size"),
+             ({"name": "LBFGS", "gradient_normalization": True, "constraint": "sigmoid"},
+              r"optimizers\.bad\.gradient_normalization"),
+             ({"name": "LBFGS", "constraint": "clamp"}, r"optimizers\.bad\.constraint")]
+    for settings, message in cases:
+        with pytest.raises(preflight.PreflightError, match=message):
+            preflight.check_optimizers({"bad": settings})
 
 
 def test_pixels_must_be_finite_and_in_the_unit_range():

@@ -12,7 +12,9 @@ from metamers import train
 from metamers.data import load_dataset
 from metamers.zoo import SmallCNN, SmallResNet
 
-STANDARD = {"lr": 0.002, "batch_size": 64, "epochs": 1, "max_train_images": 640}
+# A complete recipe, as the schema fills it in.
+STANDARD = {"style": "standard", "schedule": "constant", "lr": 0.002, "batch_size": 64,
+            "epochs": 1, "max_train_images": 640}
 
 
 def tiny_cnn() -> SmallCNN:

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from metamers import findings, transfer, transfer_plots, zoo
+from metamers.config import SCHEMA_PATH, validate_config
 
 REPO = Path(__file__).resolve().parents[1]
 TRAINING = {"standard": {"style": "standard"},
@@ -48,11 +49,11 @@ def test_model_facts_read_family_style_and_seed(facts):
 def test_training_style_is_one_function_for_every_source(facts):
     l2 = {**TRAINING, "robust_l2": {"style": "adversarial", "norm": "l2"}}
     spec = {**MODELS["cnn_robust"], "training": "robust_l2"}
-    assert transfer.training_style(spec, l2) == "adversarial l2"
-    assert transfer.training_style(MODELS["cnn_s0"], TRAINING) == "standard"
+    assert zoo.training_style(spec, l2) == "adversarial l2"
+    assert zoo.training_style(MODELS["cnn_s0"], TRAINING) == "standard"
     for name, spec in MODELS.items():
-        assert facts.loc[name, "style"] == transfer.training_style(spec, TRAINING)
-        if spec["source"] != "local":
+        assert facts.loc[name, "style"] == zoo.training_style(spec, TRAINING)
+        if not zoo.trained_by_pipeline(spec):
             assert facts.loc[name, "style"] == zoo.training_style(spec)
 
 
@@ -71,6 +72,7 @@ def test_relation_is_the_closest_member(facts, members, evaluator, expected):
 
 def test_shipped_config_spans_every_relation():
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    validate_config(config, SCHEMA_PATH)  # the defaults, as the pipeline reads it
     facts = transfer.model_facts(config["models"], config["training"])
     relations = {transfer.relation([generator], evaluator, facts)
                  for generator in config["generation"]["generators"] if generator in facts.index

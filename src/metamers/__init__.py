@@ -4,7 +4,8 @@ The library behind the Snakemake pipeline; every module is importable on its own
 code runs in a notebook:
 
 - ``data``: labelled image data sets (embedded Fashion-MNIST, torchvision sets, image folders)
-- ``zoo``: model architectures, loaders per source (local, torchvision, robustbench), metadata
+- ``zoo``: a package: the registry of model sources, the local architectures, one module per
+  fetched source (torchvision, robustbench, PyPI package, advertorch), loading and layer names
 - ``train``: training of the local zoo (standard and adversarially robust)
 - ``references``: class-balanced, seeded reference samples
 - ``generate``: batched metamer synthesis
@@ -15,6 +16,7 @@ code runs in a notebook:
 - ``scores``: long-format score tables and summaries
 - ``store``: HDF5 / Parquet / JSON input and output
 - ``config``: config files read strictly, schema validation, cross-reference checks
+- ``optimizers``: optimiser settings, their one check, and the per-image gradient normalisation
 - ``joblog``: a pipeline job's log, and its error shown in the terminal
 - ``transfer``: the transfer matrix and transfer by evaluator relation
 - ``analysis``: the tables and arrays the figures draw

@@ -21,12 +21,15 @@ import jsonschema
 import yaml
 
 from metamers.inits import INIT_KINDS
+from metamers.zoo import registry as zoo_registry
 
 # Data sets of a few labelled test images (data.load_dataset): no training split for a null.
 TEST_ONLY_DATA = ("foolbox_imagenet", "foolbox_mnist", "imagenet_samples")
 # Names become folder and file names of outputs: no separators, no leading dot, no "..".
 SAFE_NAME = re.compile(r"^(?!\.)(?!.*\.\.)[A-Za-z0-9_.\-]+$")
 MAX_LISTED_PROBLEMS = 5
+# The config's schema, in the repository that holds this source tree (src/metamers/).
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 
 
 class ConfigError(ValueError):
@@ -142,6 +145,9 @@ def validate_config(config: dict, schema_path: str | Path,
     place, as ``snakemake.utils.validate`` does. Problems are a short :class:`ConfigError`:
     one line each (key path, problem, allowed values), naming the config files ``sources``."""
     schema = yaml.safe_load(Path(schema_path).read_text())
+    # A model's source is a key of the registry: the schema leaves that list to it.
+    source = schema["properties"]["models"]["additionalProperties"]["properties"]["source"]
+    source["enum"] = list(zoo_registry.MODEL_SOURCES)
     validator = _with_defaults(jsonschema.Draft202012Validator)(schema)
     problems = sorted(_problem(error) for error in validator.iter_errors(config))
     if problems:
@@ -196,41 +202,25 @@ def _require_safe_names(config: dict) -> None:
 def _writes_inside_resources(data: dict) -> None:
     """The pipeline writes into ``data.root`` (Fashion-MNIST unpacked there, or a download):
     then it must stay inside resources/."""
-    writes = data["name"] == "fashion_mnist" or data.get("download", False)
-    root = PurePosixPath(data.get("root", "resources/data"))
+    writes = data["name"] == "fashion_mnist" or data["download"]
+    root = PurePosixPath(data["root"])
     inside = not root.is_absolute() and root.parts[:1] == ("resources",) and ".." not in root.parts
     _require(not writes or inside,
              f"data.root={str(root)!r}: the pipeline writes its data files there, so it must be "
              "a folder inside resources/ (e.g. resources/data).")
 
 
-def check_config(config: dict) -> None:
-    """Raise :class:`ConfigError` naming the first dangling reference in ``config``."""
-    models, sets = config["models"], config.get("generator_sets", {})
-    _writes_inside_resources(config["data"])
-    _require_safe_names(config)
-    training = config.get("training", {})
+def _check_models(models: dict, sets: dict, training: dict) -> None:
+    """Model names differ from set names; each spec suits its source (the zoo's registry)."""
     for name, spec in models.items():
-        where = f"models.{name}"
-        _require(name not in sets, f"{where}: model names must differ from generator set names.")
-        if spec["source"] == "local":
-            _require("architecture" in spec, f"{where}: a local model needs `architecture`.")
-            _require(spec.get("training") in training,
-                     f"{where}.training={spec.get('training')!r} is not a key of `training` "
-                     f"({sorted(training)}).")
-        elif spec["source"] == "torchvision":
-            _require("architecture" in spec and "weights" in spec,
-                     f"{where}: a torchvision model needs `architecture` and `weights`.")
-        elif spec["source"] == "package":
-            _require("architecture" in spec, f"{where}: a package model needs `architecture`.")
-        elif spec["source"] == "advertorch_lenet5":
-            # zoo.ADVERTORCH_WEIGHTS' keys, spelled out: zoo imports torchvision (slow at start)
-            _require(spec.get("weights") in ("clntrained", "advtrained"),
-                     f"{where}: an advertorch_lenet5 model needs `weights: clntrained` or "
-                     "`weights: advtrained`.")
-        else:
-            for key in ("name", "dataset", "threat_model", "num_classes"):
-                _require(key in spec, f"{where}: a robustbench model needs `{key}`.")
+        _require(name not in sets,
+                 f"models.{name}: model names must differ from generator set names.")
+        problem = zoo_registry.spec_problem(name, spec, training)
+        _require(problem is None, problem)
+
+
+def _check_generator_sets(sets: dict, models: dict) -> None:
+    """Members are models; each layer alias gives one layer per member."""
     for name, spec in sets.items():
         for member in spec["members"]:
             _require(member in models, f"generator_sets.{name}: member {member!r} is not a "
@@ -239,6 +229,10 @@ def check_config(config: dict) -> None:
             _require(sorted(layers) == sorted(spec["members"]),
                      f"generator_sets.{name}.layers.{alias} must give one layer per member "
                      f"{spec['members']}, not {sorted(layers)}.")
+
+
+def _check_generation(config: dict, models: dict, sets: dict) -> None:
+    """Generators are models or sets (with their aliases); optimizers and inits are defined."""
     generation = config["generation"]
     for generator, layers in generation["generators"].items():
         _require(generator in models or generator in sets,
@@ -251,18 +245,34 @@ def check_config(config: dict) -> None:
         for name in generation[key]:
             _require(name in config[key], f"generation.{key}: {kind} {name!r} is not defined "
                                           f"under `{key}` ({sorted(config[key])}).")
-    for name, optimizer in config["optimizers"].items():
-        # names and keyword arguments: metamers.preflight.check_optimizers (imports torch)
-        _require(optimizer["name"] != "LBFGS" or optimizer.get("constraint") != "clamp",
-                 f"optimizers.{name}: L-BFGS stalls with constraint 'clamp'; set constraint: "
-                 "sigmoid (or none with a range_penalty).")
+
+
+def _check_inits(config: dict) -> None:
+    """Inits are of known kinds (optimisers: :func:`metamers.preflight.check_optimizers`,
+    which imports torch)."""
     for name, init in config["inits"].items():
         _require(init["kind"] in INIT_KINDS, f"inits.{name}.kind must be one of {INIT_KINDS}.")
+
+
+def _check_null_source(config: dict) -> None:
+    """A null of training pairs needs a data set with a training split."""
     null_source = config.get("criterion", {}).get("null_distribution", {}).get("source")
     _require(null_source != "train" or config["data"]["name"] not in TEST_ONLY_DATA,
              f"criterion.null_distribution.source=train: data set {config['data']['name']!r} "
              "has no training split; set criterion.null_distribution.source: references (the "
              "weaker null of pairs of references, docs/criterion.md).")
+
+
+def check_config(config: dict) -> None:
+    """Raise :class:`ConfigError` naming the first dangling reference in ``config``."""
+    models, sets = config["models"], config.get("generator_sets", {})
+    _writes_inside_resources(config["data"])
+    _require_safe_names(config)
+    _check_models(models, sets, config.get("training", {}))
+    _check_generator_sets(sets, models)
+    _check_generation(config, models, sets)
+    _check_inits(config)
+    _check_null_source(config)
     for name in config.get("evaluation", {}).get("evaluators") or []:
         _require(name in models, f"evaluation.evaluators: {name!r} is not a model.")
 

@@ -55,7 +55,7 @@ class LabelledImages:
         return len(self.labels)
 
 
-def unpack_fashion_mnist(root: Path, source_dir: Path = DEBIAN_FASHION_MNIST) -> Path:
+def unpack_fashion_mnist(root: Path, source_dir: Path) -> Path:
     """Gunzip Debian's Fashion-MNIST IDX files into ``root/FashionMNIST/raw`` (idempotent)."""
     raw_dir = Path(root) / "FashionMNIST" / "raw"
     raw_dir.mkdir(parents=True, exist_ok=True)
@@ -98,7 +98,7 @@ def load_dataset(spec: dict, train: bool) -> LabelledImages:
     download = bool(spec.get("download", False))
     if name == "fashion_mnist":
         if not download:
-            unpack_fashion_mnist(root, Path(spec.get("source_dir", DEBIAN_FASHION_MNIST)))
+            unpack_fashion_mnist(root, Path(spec["source_dir"]))
         dataset = torchvision.datasets.FashionMNIST(root, train=train, download=download)
         return LabelledImages(_to_float_images(dataset.data.numpy()), dataset.targets.long(),
                               list(dataset.classes))

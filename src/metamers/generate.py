@@ -47,14 +47,18 @@ from metamers.activations import LOGITS, feature_extractor
 from metamers.criteria import CriterionCheck, SuccessCheck, Thresholds
 from metamers.heads import head_agrees, layer_to_logits
 from metamers.objective import LayerObjective, reference_rows
-from metamers.optimizers import OptimizerSettings, build_optimizer, normalize_per_image_
+from metamers.optimizers import (
+    CLOSURE_OPTIMIZERS,
+    OptimizerSettings,
+    build_optimizer,
+    normalize_per_image_,
+)
 from metamers.records import MetamerRecords, SynthesisResult
 from metamers.runtime import get_logger
 from metamers.store import CHECKPOINT_LOAD_ERRORS, atomic_path
 
 log = get_logger("metamers.generate")
 
-CLOSURE_OPTIMIZERS = ("LBFGS",)
 
 
 @dataclass
@@ -97,18 +101,6 @@ def _to_parameter(images: torch.Tensor, constraint: str) -> torch.Tensor:
     if constraint in ("clamp", "none"):
         return images.clone()
     raise ValueError(f"Unknown image constraint {constraint!r}: clamp, sigmoid or none.")
-
-
-def _check_settings(settings: OptimizerSettings) -> None:
-    if settings.name not in CLOSURE_OPTIMIZERS:
-        return
-    if settings.gradient_normalization:
-        raise ValueError("gradient_normalization does not apply to L-BFGS, whose line "
-                         "search needs the true gradient.")
-    if settings.constraint == "clamp":
-        raise ValueError("L-BFGS with constraint 'clamp' stalls: clamping after its step "
-                         "breaks its curvature history and line search. Use constraint "
-                         "'sigmoid' (or 'none' with a range_penalty).")
 
 
 def _across_members(per_member: list[tuple[CriterionCheck, np.ndarray]]
@@ -188,7 +180,6 @@ class MetamerSynthesis:
     def setup(self, initial_images: torch.Tensor, settings: OptimizerSettings) -> None:
         """Start a run from ``initial_images`` (N, C, H, W) in [0, 1] with the optimiser,
         scheduler and image constraint of ``settings`` (any earlier run is dropped)."""
-        _check_settings(settings)
         self.settings = settings
         self.initial_images = initial_images
         self.parameter = _to_parameter(initial_images.to(self.device), settings.constraint)

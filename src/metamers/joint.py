@@ -189,14 +189,16 @@ def condition_units(row: Mapping, content: Mapping, scores: pd.DataFrame,
 
 
 def _mean_cis(units: pd.DataFrame, seed: int) -> pd.Series:
+    """:func:`metamers.transfer.mean_ci`, and the CI resampling the draws' means."""
     from metamers.stats import bootstrap_mean_ci  # torch: not at DAG time
+    from metamers.transfer import mean_ci
 
-    low, high = bootstrap_mean_ci(units["value"].to_numpy(), seed=seed)
+    over_metamers = mean_ci(units, seed)
     per_draw = units.groupby("draw")["value"].mean().to_numpy()
     draw_low, draw_high = bootstrap_mean_ci(per_draw, seed=seed)
-    return pd.Series({"mean": units["value"].mean(), "ci_low": low, "ci_high": high,
+    return pd.Series({**over_metamers[["mean", "ci_low", "ci_high"]],
                       "draw_ci_low": draw_low, "draw_ci_high": draw_high,
-                      "metamers": len(units), "pairs": int(units["evaluators"].sum()),
+                      **over_metamers[["metamers", "pairs"]],
                       "draws": units["draw"].nunique()})
 
 

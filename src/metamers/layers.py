@@ -2,8 +2,9 @@
 
 Each model's architecture is built bare, without weights, so the names are known before any
 checkpoint is at hand; they are the names the pipeline resolves (:func:`metamers.zoo.layer_names`).
-A local model with a card (``resources/models/{model}.json``) is listed from the card; without
-one, its architecture is built for the shape of the data set's test images.
+A model trained by the pipeline that has a card (``resources/models/{model}.json``) is listed
+from the card; without one, its architecture is built for the shape of the data set's test
+images.
 
     python -m metamers.layers [--configfile config/imagenet.yaml] [MODEL ...]
 """
@@ -14,10 +15,10 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-import yaml
 from torch import nn
 
 from metamers import store, zoo
+from metamers.config import SCHEMA_PATH, read_config_file, validate_config
 from metamers.data import load_sample
 
 MODELS_DIR = Path("resources/models")
@@ -25,15 +26,15 @@ MODELS_DIR = Path("resources/models")
 
 def bare_architecture(spec: dict, data_spec: dict) -> nn.Module:
     """A model's architecture without weights, wrapped as the pipeline wraps it."""
-    if spec["source"] == "local":
-        # One test image gives the shape; normalisation statistics do not change names.
-        test_image, _, _ = load_sample(data_spec, train=False, choose=lambda labels: np.arange(1))
-        channels = test_image.images.shape[1]
-        data_info = {"channels": channels, "image_size": test_image.images.shape[-1],
-                     "class_names": test_image.class_names,
-                     "mean": [0.0] * channels, "std": [1.0] * channels}
-        return zoo.build_local(spec, data_info)
-    return zoo.model_source(spec).bare(spec)
+    if not zoo.trained_by_pipeline(spec):
+        return zoo.model_source(spec).build(spec)
+    # One test image gives the shape; normalisation statistics do not change names.
+    test_image, _, _ = load_sample(data_spec, train=False, choose=lambda labels: np.arange(1))
+    channels = test_image.images.shape[1]
+    data_info = {"channels": channels, "image_size": test_image.images.shape[-1],
+                 "class_names": test_image.class_names,
+                 "mean": [0.0] * channels, "std": [1.0] * channels}
+    return zoo.model_source(spec).build(spec, data_info)
 
 
 def model_layers(config: dict, models: list[str] | None = None,
@@ -51,7 +52,7 @@ def model_layers(config: dict, models: list[str] | None = None,
     listing = {}
     for name in models:
         card_path = Path(models_dir) / f"{name}.json"
-        if specs[name]["source"] == "local" and card_path.exists():
+        if zoo.trained_by_pipeline(specs[name]) and card_path.exists():
             listing[name] = list(store.read_json(card_path)["layers"])
         else:
             listing[name] = zoo.layer_names(bare_architecture(specs[name], config["data"]))
@@ -77,7 +78,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("models", nargs="*", metavar="MODEL",
                         help="models of the config (default: all)")
     arguments = parser.parse_args(argv)
-    config = yaml.safe_load(arguments.configfile.read_text())
+    config = read_config_file(arguments.configfile)
+    validate_config(config, SCHEMA_PATH, [arguments.configfile])
     try:
         listing = model_layers(config, arguments.models or None)
     except ValueError as error:

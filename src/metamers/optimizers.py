@@ -32,25 +32,72 @@ class OptimizerSettings:
                    range_penalty=float(config.get("range_penalty", 0.0)))
 
 
-def build_optimizer(settings: OptimizerSettings, parameter: torch.Tensor):
-    """The named ``torch.optim`` optimiser (and scheduler) over ``parameter``."""
+# Optimisers that take a closure (re-evaluating the loss) in their step.
+CLOSURE_OPTIMIZERS = ("LBFGS",)
+
+
+def _build_with(factory: type, first_argument, kwargs: dict, key: str) -> object:
+    """``factory(first_argument, **kwargs)``; a ValueError naming ``key`` if it refuses."""
+    signature = inspect.signature(factory)
+    accepted = list(signature.parameters)[1:]
     try:
-        optimizer_class = getattr(torch.optim, settings.name)
-    except AttributeError:
-        raise ValueError(f"torch.optim has no optimizer {settings.name!r} (e.g. SGD, Adam, "
-                         "AdamW, RMSprop, LBFGS).") from None
+        signature.bind(first_argument, **kwargs)
+        return factory(first_argument, **kwargs)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{key}: {factory.__name__} refuses {kwargs} ({error}); its keyword "
+                         f"arguments are: {', '.join(accepted)}.") from None
+
+
+def _closure_problem(settings: OptimizerSettings) -> str | None:
+    if settings.name not in CLOSURE_OPTIMIZERS:
+        return None
+    if settings.gradient_normalization:
+        return ("gradient_normalization: does not apply to L-BFGS, whose line search needs the "
+                "true gradient.")
+    if settings.constraint == "clamp":
+        return ("constraint: L-BFGS with constraint 'clamp' stalls: clamping after its step "
+                "breaks its curvature history and line search. Use constraint 'sigmoid' (or "
+                "'none' with a range_penalty).")
+    return None
+
+
+def check_optimizer(settings: OptimizerSettings) -> None:
+    """The one check of optimiser settings, used by the config check and by
+    :func:`build_optimizer`: the optimiser is a ``torch.optim.Optimizer`` subclass accepting its kwargs, the
+    scheduler (if any) a ``torch.optim.lr_scheduler`` class accepting its own, and L-BFGS is
+    not paired with what breaks its line search. A ValueError's message starts with the
+    settings key at fault."""
+    optimizer_class = getattr(torch.optim, settings.name, None)
+    if not (inspect.isclass(optimizer_class) and issubclass(optimizer_class, torch.optim.Optimizer)
+            and optimizer_class is not torch.optim.Optimizer):
+        raise ValueError(f"name={settings.name!r} is not a torch.optim optimizer (e.g. SGD, "
+                         "Adam, AdamW, RMSprop, LBFGS).")
+    optimizer = _build_with(optimizer_class, [torch.zeros(1, requires_grad=True)],
+                            settings.kwargs, "kwargs")
+    if settings.scheduler:
+        scheduler_class = getattr(torch.optim.lr_scheduler, settings.scheduler, None)
+        if not inspect.isclass(scheduler_class):
+            raise ValueError(f"scheduler={settings.scheduler!r} is not a torch.optim."
+                             "lr_scheduler class (e.g. StepLR, CosineAnnealingLR, "
+                             "ReduceLROnPlateau).")
+        _build_with(scheduler_class, optimizer, settings.scheduler_kwargs, "scheduler_kwargs")
+    problem = _closure_problem(settings)
+    if problem:
+        raise ValueError(problem)
+
+
+def build_optimizer(settings: OptimizerSettings, parameter: torch.Tensor):
+    """The named ``torch.optim`` optimiser (and scheduler) over ``parameter``, once the
+    settings pass :func:`check_optimizer`."""
+    check_optimizer(settings)
+    optimizer_class = getattr(torch.optim, settings.name)
     try:  # one kernel per step instead of several: a third to half of a step's bookkeeping
         optimizer = optimizer_class([parameter], **_fused(optimizer_class, settings.kwargs))
     except RuntimeError:  # no fused kernel for this device
         optimizer = optimizer_class([parameter], **settings.kwargs)
     scheduler = None
     if settings.scheduler:
-        try:
-            scheduler_class = getattr(torch.optim.lr_scheduler, settings.scheduler)
-        except AttributeError:
-            raise ValueError(f"torch.optim.lr_scheduler has no scheduler "
-                             f"{settings.scheduler!r} (e.g. StepLR, CosineAnnealingLR, "
-                             "ReduceLROnPlateau).") from None
+        scheduler_class = getattr(torch.optim.lr_scheduler, settings.scheduler)
         scheduler = scheduler_class(optimizer, **settings.scheduler_kwargs)
     return optimizer, scheduler
 

@@ -13,7 +13,6 @@ caches); ``docs/preflight.md`` says why it runs at DAG construction.
 from __future__ import annotations
 
 import importlib.metadata
-import inspect
 import json
 import zipfile
 from collections import defaultdict
@@ -24,12 +23,11 @@ import h5py
 import numpy as np
 
 from metamers import store
+from metamers.zoo.registry import NOT_ARCHITECTURE, trained_by_pipeline
 
 # Beside Snakemake's own records: a dry run writes nothing else into the working directory.
 LAYER_CACHE = Path(".snakemake/metamers/layer_names.json")
 PASSED_CACHE = Path(".snakemake/metamers/passed.json")
-# Spec keys that never change a model's graph: its layer names are cached without them.
-NOT_ARCHITECTURE = ("layers", "family", "style", "seed", "training")
 PARQUET_MAGIC = b"PAR1"
 IMAGE_CHUNK = 256  # reference images read at a time
 
@@ -58,42 +56,16 @@ def check_device(device: str) -> None:
             "`device: cpu`, or run on a machine with a GPU.")
 
 
-def _build_with(factory: type, first_argument, kwargs: dict, where: str) -> object:
-    """``factory(first_argument, **kwargs)``, a clear error naming ``where`` if it refuses."""
-    signature = inspect.signature(factory)
-    accepted = list(signature.parameters)[1:]
-    try:
-        signature.bind(first_argument, **kwargs)
-        return factory(first_argument, **kwargs)
-    except (TypeError, ValueError) as error:
-        raise PreflightError(f"{where}: {factory.__name__} refuses {kwargs} ({error}); its "
-                             f"keyword arguments are: {', '.join(accepted)}.") from None
-
-
 def check_optimizers(optimizers: dict[str, dict]) -> None:
-    """Every optimiser is a ``torch.optim.Optimizer`` subclass that accepts its kwargs (and its
-    scheduler, if any, a ``torch.optim.lr_scheduler`` class accepting its own)."""
-    import torch
+    """Every optimiser passes :func:`metamers.optimizers.check_optimizer` (a ``torch.optim``
+    optimiser accepting its kwargs, its scheduler likewise, L-BFGS without what breaks it)."""
+    from metamers.optimizers import OptimizerSettings, check_optimizer  # imports torch
 
     for name, settings in optimizers.items():
-        where = f"optimizers.{name}"
-        optimizer_class = getattr(torch.optim, settings["name"], None)
-        if not (inspect.isclass(optimizer_class)
-                and issubclass(optimizer_class, torch.optim.Optimizer)
-                and optimizer_class is not torch.optim.Optimizer):
-            raise PreflightError(f"{where}.name={settings['name']!r} is not a torch.optim "
-                                 "optimizer (e.g. SGD, Adam, AdamW, RMSprop, LBFGS).")
-        parameter = torch.zeros(1, requires_grad=True)
-        optimizer = _build_with(optimizer_class, [parameter], settings.get("kwargs", {}),
-                                f"{where}.kwargs")
-        scheduler = settings.get("scheduler")
-        if scheduler:
-            scheduler_class = getattr(torch.optim.lr_scheduler, scheduler, None)
-            if not inspect.isclass(scheduler_class):
-                raise PreflightError(f"{where}.scheduler={scheduler!r} is not a "
-                                     "torch.optim.lr_scheduler class.")
-            _build_with(scheduler_class, optimizer, settings.get("scheduler_kwargs", {}),
-                        f"{where}.scheduler_kwargs")
+        try:
+            check_optimizer(OptimizerSettings.from_config(settings))
+        except ValueError as error:
+            raise PreflightError(f"optimizers.{name}.{error}") from None
 
 
 def requested_layers(config: dict, evaluators: list[str]) -> dict[str, dict[str, str]]:
@@ -121,7 +93,7 @@ def requested_layers(config: dict, evaluators: list[str]) -> dict[str, dict[str,
 
 def _architecture_key(spec: dict, data_spec: dict) -> str:
     architecture = {key: value for key, value in spec.items() if key not in NOT_ARCHITECTURE}
-    if spec["source"] == "local":  # built for the data set's image shape
+    if trained_by_pipeline(spec):  # built for the data set's image shape
         architecture["data"] = {key: data_spec.get(key) for key in ("name", "root", "image_size")}
     return json.dumps(architecture, sort_keys=True)
 

@@ -47,7 +47,7 @@ def _device(name: str) -> torch.device:
 def train_local_model(spec: dict, training: dict, data_spec: dict, weights_path: Path,
                       card_path: Path, device: str = "auto", threads: int | None = None) -> dict:
     """Train a local model, save its state dict and its card (JSON); return the card."""
-    configure(threads, spec.get("seed", 0))
+    configure(threads, spec["seed"])
     train_set, test_set = load_dataset(data_spec, train=True), load_dataset(data_spec, train=False)
     channels = train_set.images.shape[1]
     data_info = {
@@ -58,11 +58,11 @@ def train_local_model(spec: dict, training: dict, data_spec: dict, weights_path:
     }
     model = zoo.build_local(spec, data_info)
     torch_device = _device(device)
-    train.train(model, train_set, training, spec.get("seed", 0), torch_device)
+    train.train(model, train_set, training, spec["seed"], torch_device)
     test_accuracy = train.accuracy(model, test_set, torch_device)
     log.info("test accuracy %.4f", test_accuracy)
     robustness = {}
-    if training.get("style") == "adversarial":
+    if training["style"] == "adversarial":
         attack = {"norm": training["norm"], "epsilon": training["epsilon"],
                   "steps": training["robust_eval_steps"],
                   "images": min(len(test_set), training["robust_eval_images"])}
@@ -70,10 +70,10 @@ def train_local_model(spec: dict, training: dict, data_spec: dict, weights_path:
                                    test_set.labels[:attack["images"]], test_set.class_names)
         robustness = {"robust_accuracy": train.robust_accuracy(
             model, evaluated, attack["epsilon"], attack["norm"], attack["steps"], torch_device,
-            spec.get("seed", 0)), "attack": attack}
+            spec["seed"]), "attack": attack}
         log.info("robust accuracy %.4f under %s", robustness["robust_accuracy"], attack)
-    card = {"source": "local", "architecture": spec["architecture"], "seed": spec.get("seed", 0),
-            "training_style": training.get("style", "standard"), "training": training,
+    card = {"source": spec["source"], "architecture": spec["architecture"], "seed": spec["seed"],
+            "training_style": zoo.recipe_style(training), "training": training,
             "data": data_info, "input_shape": list(train_set.images.shape[1:]),
             "class_names": train_set.class_names, "mean": data_info["mean"],
             "std": data_info["std"], "test_accuracy": test_accuracy,
@@ -162,8 +162,8 @@ def null_distribution(weights_path: Path, spec: dict, layer: str, settings: dict
         images, dropped = distinct_sample(data_spec, True,
                                           criteria.images_for_pairs(settings["pairs"], block),
                                           seed)
-        augmentation = training if settings["augment"] and training and training.get(
-            "style") == "augmented" else None
+        augmentation = training if settings["augment"] and training and training[
+            "style"] == "augmented" else None
         if augmentation:
             images = train.augment(images, augmentation["crop_padding"],
                                    augmentation["erasing_probability"])
@@ -224,7 +224,7 @@ def generate_metamers(weights_paths: dict[str, Path], specs: dict[str, dict],
                  " and keep the reference's class" if thresholds.class_match else "")
         members.append(Member(name, load_zoo_model(weights_paths[name], spec, torch_device),
                               layer, thresholds))
-    starts = inits.initial_images(init["kind"], reference_images, seed, init.get("strength", 0.5),
+    starts = inits.initial_images(init["kind"], reference_images, seed, init["strength"],
                                   reference_labels)
     synthesis = MetamerSynthesis(members, reference_images, torch_device, channels_last,
                                  compile_mode, fake_relu)

@@ -87,12 +87,12 @@ def train(model: nn.Module, train_set: LabelledImages, training: dict, seed: int
     generator = torch.Generator().manual_seed(seed)
     model.to(device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=training["lr"])
-    count = min(len(train_set), training.get("max_train_images") or len(train_set))
+    count = min(len(train_set), training["max_train_images"] or len(train_set))
     batch_size, epochs = training["batch_size"], training["epochs"]
     batches_per_epoch = (count + batch_size - 1) // batch_size
-    scheduler = learning_rate_schedule(optimizer, training.get("schedule", "constant"),
+    scheduler = learning_rate_schedule(optimizer, training["schedule"],
                                        epochs * batches_per_epoch)
-    style = training.get("style", "standard")
+    style = training["style"]
     started = time.perf_counter()
     for epoch in range(epochs):
         order = torch.randperm(len(train_set), generator=generator)[:count]

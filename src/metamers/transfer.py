@@ -53,17 +53,6 @@ def transfer_matrix(scores: pd.DataFrame, reference_scores: pd.DataFrame) -> pd.
     return cells.assign(reference_recognizability=cells["evaluator"].map(ceiling))
 
 
-def training_style(spec: Mapping, training: Mapping[str, Mapping]) -> str:
-    """A model's training style (``standard``, ``adversarial linf``, ``adversarial l2``,
-    ``augmented``, ...): for a local model its recipe's, an adversarial one with its norm;
-    for an external model :func:`metamers.zoo.training_style`."""
-    if spec["source"] != "local":
-        return zoo.training_style(spec)
-    recipe = training[spec["training"]]
-    style = recipe.get("style", "standard")
-    return f"adversarial {recipe.get('norm', 'linf')}" if style == "adversarial" else style
-
-
 def model_facts(models: Mapping[str, Mapping], training: Mapping[str, Mapping]) -> pd.DataFrame:
     """Per model: architecture ``family``, training ``recipe`` and ``style``, ``seed``.
 
@@ -73,14 +62,14 @@ def model_facts(models: Mapping[str, Mapping], training: Mapping[str, Mapping]) 
     """
     rows = []
     for name, spec in models.items():
-        if spec["source"] == "local":
-            recipe, seed = spec["training"], spec.get("seed", 0)
+        if zoo.trained_by_pipeline(spec):
+            recipe, seed = spec["training"], spec["seed"]
         else:
             recipe = f"{spec['source']}:{spec.get('weights', spec.get('threat_model'))}"
             seed = None
         rows.append({"model": name, "source": spec["source"],
                      "family": spec.get("family") or spec.get("architecture") or spec["name"],
-                     "recipe": recipe, "style": training_style(spec, training), "seed": seed})
+                     "recipe": recipe, "style": zoo.training_style(spec, training), "seed": seed})
     return pd.DataFrame(rows).set_index("model")
 
 
@@ -132,7 +121,9 @@ def relation_units(scores: pd.DataFrame, facts: pd.DataFrame,
             .agg(value="mean", evaluators="count").reset_index())
 
 
-def _mean_ci(units: pd.DataFrame, seed: int) -> pd.Series:
+def mean_ci(units: pd.DataFrame, seed: int) -> pd.Series:
+    """The mean of units' ``value``, its 95% bootstrap CI resampling metamers (``ci_*``), and
+    the counts of metamers and of (metamer, evaluator) pairs behind it."""
     low, high = bootstrap_mean_ci(units["value"].to_numpy(), seed=seed)
     return pd.Series({"mean": units["value"].mean(), "ci_low": low, "ci_high": high,
                       "metamers": len(units), "pairs": int(units["evaluators"].sum())})
@@ -154,7 +145,7 @@ def transfer_summary(units: pd.DataFrame, facts: pd.DataFrame,
     the counts of metamers and of (metamer, evaluator) pairs, and the generator's style and
     layer rank."""
     summary = (units.groupby(UNIT_KEYS, sort=True)[["value", "evaluators"]]
-               .apply(_mean_ci, seed=seed).reset_index())
+               .apply(mean_ci, seed=seed).reset_index())
     summary["generator_style"] = summary["generator"].map(generator_styles(members, facts))
     summary = summary.merge(layer_ranks(generators), on=["generator", "layer"], how="left")
     summary["relation"] = pd.Categorical(summary["relation"], RELATIONS)
@@ -176,7 +167,7 @@ def depth_contrasts(units: pd.DataFrame, facts: pd.DataFrame,
     pooled["generator_style"] = pooled["generator"].map(generator_styles(members, facts))
     keys = ["optimizer", "init", "depth", "generator_style", "relation", "image_set", "metric"]
     contrasts = (pooled.groupby(keys, sort=True)[["value", "evaluators"]]
-                 .apply(_mean_ci, seed=seed).reset_index())
+                 .apply(mean_ci, seed=seed).reset_index())
     contrasts["generators"] = (pooled.groupby(keys, sort=True)["generator"].nunique()
                                .to_numpy())
     return contrasts.astype({"metamers": int, "pairs": int})

@@ -4,7 +4,9 @@ import itertools
 import re
 
 from metamers import joint, preflight
+from metamers.analysis import deepest_layers
 from metamers.config import check_config, check_config_files, validate_config
+from metamers.zoo import registry as zoo_registry
 
 
 def canonical(value):
@@ -28,8 +30,8 @@ for section in list(config):
     config[section] = canonical(config[section])
 
 MODELS = config["models"]
-LOCAL_MODELS = [name for name, spec in MODELS.items() if spec["source"] == "local"]
-EXTERNAL_MODELS = [name for name, spec in MODELS.items() if spec["source"] != "local"]
+LOCAL_MODELS = [name for name, spec in MODELS.items() if zoo_registry.trained_by_pipeline(spec)]
+EXTERNAL_MODELS = [name for name in MODELS if name not in LOCAL_MODELS]
 JOINT = joint.design(config)  # jointly optimised sets (config["joint"]), drawn at load
 GENERATOR_SETS = {**config["generator_sets"], **joint.generator_sets(config)}
 GENERATION = config["generation"]
@@ -97,7 +99,7 @@ def model_specs(names):
 def build_spec(name):
     """A model's spec without what only evaluation reads (its scored layers, its family):
     training, nulls and generation take this, so editing those reruns none of them."""
-    return {key: value for key, value in MODELS[name].items() if key not in ("layers", "family")}
+    return zoo_registry.build_spec(MODELS[name])
 
 
 def build_specs(names):
@@ -126,8 +128,7 @@ def evaluator_nulls():
 
 def training_recipe(model):
     """A local model's training recipe (its augmentation shapes its null); None if external."""
-    training = MODELS[model].get("training")
-    return config["training"][training] if training else None
+    return zoo_registry.training_recipe(MODELS[model], config.get("training", {}))
 
 
 def per_item_targets():

@@ -33,7 +33,7 @@ rule joint_transfer:
         design=JOINT,
         evaluators=evaluators(),
         pool=sorted(JOINT_SECTION.get("pool", {})),
-        deepest={name: MODELS[name]["layers"][-1] for name in evaluators()},
+        deepest=deepest_layers({name: MODELS[name]["layers"] for name in evaluators()}),
         depths=JOINT_SECTION.get("depths", []),
         seed=config["seed"],
     script:

@@ -13,7 +13,7 @@ rule train_model:
         mem_mb=4000,
     params:
         spec=lambda wildcards: build_spec(wildcards.model),
-        training=lambda wildcards: config["training"][MODELS[wildcards.model]["training"]],
+        training=lambda wildcards: training_recipe(wildcards.model),
         data=config["data"],
         device=config["device"],
     script:
