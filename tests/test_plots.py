@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from metamers import analysis, plots, stages, store, transfer
+from metamers import config as config_module
 from metamers.scores import generation_summary
 
 CONDITIONS = [
@@ -232,7 +233,7 @@ def test_pca_projection_recovers_plane():
 
 
 def test_deepest_layers_are_the_last_configured():
-    assert analysis.deepest_layers({"net_a": ["conv", "fc"], "net_b": ["x"]}) == {
+    assert config_module.deepest_layers({"net_a": ["conv", "fc"], "net_b": ["x"]}) == {
         "net_a": "fc", "net_b": "x"}
     assert analysis.rsa_layer({"net_b": ["conv", "pool"], "net_a": ["fc"]}) == ("net_b", "pool")
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -157,8 +158,18 @@ def test_a_cluster_job_does_not_run_the_preflight_again(run_copy):
 # --- the checks one by one ---------------------------------------------------------------------
 
 def test_planning_the_dag_imports_no_torch():
-    """A no-op rerun builds the DAG only: torch's import would cost seconds of it."""
-    code = ("import sys; import metamers.config, metamers.joint, metamers.preflight; "
+    """A no-op rerun builds the DAG only: torch's import would cost seconds of it. Every
+    library module that the Snakefile and its rule files import is imported here."""
+    workflow_files = [REPO / "Snakefile", *sorted((REPO / "workflow" / "rules").glob("*.smk"))]
+    imported = set()
+    for module, names in re.findall(r"^from (metamers[\w.]*) import ([\w, ]+)",
+                                    "\n".join(path.read_text() for path in workflow_files),
+                                    flags=re.MULTILINE):
+        imported |= {f"metamers.{name.strip()}" for name in names.split(",")} \
+            if module == "metamers" else {module}
+    imported = sorted(imported)
+    assert {"metamers.config", "metamers.joint", "metamers.preflight"} <= set(imported)
+    code = (f"import sys; import {', '.join(imported)}; "
             "print(sorted({'torch', 'torchvision', 'scipy'} & set(sys.modules)))")
     completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                                check=True, env={**os.environ, "PYTHONPATH": str(REPO / "src")})

@@ -12,14 +12,9 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from metamers.config import deepest_layers
 from metamers.scores import CONDITION
 from metamers.stats import rdm
-
-
-def deepest_layers(evaluator_layers: Mapping[str, Sequence[str]]) -> dict[str, str]:
-    """Each evaluator's deepest configured layer: the last one listed, since the config lists
-    an evaluator's layers from early to late."""
-    return {evaluator: list(layers)[-1] for evaluator, layers in evaluator_layers.items()}
 
 
 def rsa_layer(evaluator_layers: Mapping[str, Sequence[str]]) -> tuple[str, str]:

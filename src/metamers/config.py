@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import re
 import sys
-from collections.abc import Hashable, Iterable
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 
 import jsonschema
@@ -294,3 +294,9 @@ def main(paths: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def deepest_layers(evaluator_layers: Mapping[str, Sequence[str]]) -> dict[str, str]:
+    """Each evaluator's deepest configured layer: the last one listed, since the config lists
+    an evaluator's layers from early to late."""
+    return {evaluator: list(layers)[-1] for evaluator, layers in evaluator_layers.items()}

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from metamers import zoo
-from metamers.analysis import deepest_layers
+from metamers.config import deepest_layers
 from metamers.scores import CONDITION
 from metamers.stats import bootstrap_mean_ci
 

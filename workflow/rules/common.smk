@@ -4,8 +4,12 @@ import itertools
 import re
 
 from metamers import joint, preflight
-from metamers.analysis import deepest_layers
-from metamers.config import check_config, check_config_files, validate_config
+from metamers.config import (
+    check_config,
+    check_config_files,
+    deepest_layers,
+    validate_config,
+)
 from metamers.zoo import registry as zoo_registry
 
 
