@@ -2,25 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
-
-BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "generation.py"
+from benchmark_module import benchmark_module
 
 
 @pytest.fixture(scope="module")
 def generation():
-    spec = importlib.util.spec_from_file_location("bench_generation", BENCHMARK)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_generation"] = module  # its dataclasses look their module up there
-    spec.loader.exec_module(module)
-    yield module
-    del sys.modules["bench_generation"]
+    with benchmark_module("generation") as module:
+        yield module
 
 
 def test_smallest_budget_is_the_iteration_of_the_95th_percent_success(generation):

@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
+from benchmark_module import benchmark_module
 
-BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "profile_run.py"
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "snakemake_run.log"
 
 
 @pytest.fixture(scope="module")
 def profile_run():
-    spec = importlib.util.spec_from_file_location("profile_run", BENCHMARK)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["profile_run"] = module  # its dataclass looks its module up there
-    spec.loader.exec_module(module)
-    yield module
-    del sys.modules["profile_run"]
+    with benchmark_module("profile_run") as module:
+        yield module
 
 
 def test_jobs_start_at_their_rule_and_finish_at_their_id(profile_run):
