@@ -263,6 +263,12 @@ def _check_null_source(config: dict) -> None:
              "weaker null of pairs of references, docs/criterion.md).")
 
 
+def deepest_layers(evaluator_layers: Mapping[str, Sequence[str]]) -> dict[str, str]:
+    """Each evaluator's deepest configured layer: the last one listed, since the config lists
+    an evaluator's layers from early to late."""
+    return {evaluator: list(layers)[-1] for evaluator, layers in evaluator_layers.items()}
+
+
 def check_config(config: dict) -> None:
     """Raise :class:`ConfigError` naming the first dangling reference in ``config``."""
     models, sets = config["models"], config.get("generator_sets", {})
@@ -294,9 +300,3 @@ def main(paths: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-
-
-def deepest_layers(evaluator_layers: Mapping[str, Sequence[str]]) -> dict[str, str]:
-    """Each evaluator's deepest configured layer: the last one listed, since the config lists
-    an evaluator's layers from early to late."""
-    return {evaluator: list(layers)[-1] for evaluator, layers in evaluator_layers.items()}
