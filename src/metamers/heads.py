@@ -37,10 +37,9 @@ def layer_to_logits(extractor: torch.fx.GraphModule, layer: str) -> nn.Module | 
             after_cut.add(node)
         elif node.op == "call_method" and node.target == "size" and node.args[1:] == (0,):
             node.args = (activation, 0)
-    # shape assertions on values before the cut (ViT) go with them: the check runs on
-    # activations that the model itself computed
-    graph.eliminate_dead_code(is_impure_node=lambda node: node.is_impure()
-                              and node.target is not torch._assert)
+    # only the graph's inputs and output are kept regardless of use: shape assertions on values
+    # before the cut (ViT) go with them, as the check runs on activations the model computed
+    graph.eliminate_dead_code(is_impure_node=lambda node: node.op in ("placeholder", "output"))
     if any(node.users for node in inputs):
         return None
     for node in inputs:

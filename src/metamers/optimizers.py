@@ -23,13 +23,10 @@ class OptimizerSettings:
 
     @classmethod
     def from_config(cls, config: dict) -> OptimizerSettings:
-        """From an ``optimizers.<name>`` config entry."""
-        return cls(name=config["name"], kwargs=dict(config.get("kwargs", {})),
-                   scheduler=config.get("scheduler"),
-                   scheduler_kwargs=dict(config.get("scheduler_kwargs", {})),
-                   gradient_normalization=bool(config.get("gradient_normalization", False)),
-                   constraint=config.get("constraint", "clamp"),
-                   range_penalty=float(config.get("range_penalty", 0.0)))
+        """From an ``optimizers.<name>`` config entry; keys it leaves out keep this class's
+        defaults (in a validated config the schema has filled them in already)."""
+        return cls(**{key: value for key, value in config.items()
+                      if key in cls.__dataclass_fields__})
 
 
 # Optimisers that take a closure (re-evaluating the loss) in their step.

@@ -220,10 +220,9 @@ def repair_mark(inventory: Path, inputs: list[str]) -> str:
     what is made from them. The job records the mark it ran with, so the next run sees no
     change. A new mark is never one recorded before, whatever Snakemake recorded.
     """
-    inventory = Path(inventory)
-    if not inventory.exists():
+    if not Path(inventory).exists():
         return ""
-    recorded = json.loads(inventory.read_text())
+    recorded = store.read_json(inventory)
     present = set(recorded.get("files", []))
     if any(path in present and not Path(path).exists() for path in inputs):
         return datetime.now(timezone.utc).isoformat()

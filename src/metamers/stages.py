@@ -233,14 +233,14 @@ def generate_metamers(weights_paths: dict[str, Path], specs: dict[str, dict],
                 "criterion": criterion, "seed": seed, "device": str(torch_device),
                 "channels_last": channels_last, "compile": compile_mode, "fake_relu": fake_relu}
     checkpoint = None
-    if budget.get("checkpoint_every"):
+    if budget["checkpoint_every"]:
         inputs = [*weights_paths.values(), *null_paths.values(), references_path]
         checkpoint = Checkpoint(checkpoint_path(path), budget["checkpoint_every"],
                                 _job_fingerprint(inputs, {
                                     **settings, "threads": torch.get_num_threads()}))
         resume(synthesis, checkpoint)
     result = synthesis.synthesize(budget["max_iterations"], budget["check_every"],
-                                  budget.get("stop_on_success", True), checkpoint)
+                                  budget["stop_on_success"], checkpoint)
     distance = scores.pixel_distance(result.metamers, reference_set["images"])
     initial_distance = scores.pixel_distance(result.initial_images, reference_set["images"])
     log.info("success %d/%d, median iterations to success %s, wall time %.1fs",
