@@ -184,8 +184,9 @@ def test_a_set_of_one_model_reproduces_its_single_model_metamers(job_inputs, tmp
     assert store.dataset_hashes(single) == store.dataset_hashes(joint_path)
 
 
-def test_overlay_plans_every_joint_condition_once(tmp_path):
-    overlay = tmp_path / "joint.yaml"
+def plan_overlay(workdir: Path):
+    """A dry run of config/test.yaml with a small joint overlay, in ``workdir``."""
+    overlay = workdir / "joint.yaml"
     overlay.write_text(yaml.safe_dump({"joint": {
         "pool": {"cnn_a": {"early": "relu1", "late": "fc_relu"},
                  "mlp_a": {"early": "hidden1", "late": "hidden2"},
@@ -193,8 +194,12 @@ def test_overlay_plans_every_joint_condition_once(tmp_path):
         "depths": ["early", "late"], "sizes": [1, 2], "draws": 2,
         "compare": {"cnn_robust_a": {"early": "relu1", "late": "fc_relu"}},
         "optimizer": "adam"}}))
-    planned = run_snakemake(tmp_path, "--cores", "1", "--dry-run", "results/findings.md",
-                            "--configfile", str(REPO / "config/test.yaml"), str(overlay))
+    return run_snakemake(workdir, "--cores", "1", "--dry-run", "results/findings.md",
+                         "--configfile", str(REPO / "config/test.yaml"), str(overlay))
+
+
+def test_overlay_plans_every_joint_condition_once(tmp_path):
+    planned = plan_overlay(tmp_path)
     assert planned.returncode == 0, planned.stderr[-3000:]
     metamers = set(joint_metamer_outputs(planned.stdout))
     assert {f"results/metamers/joint_n2_d{draw}/{depth}/adam/uniform.h5"
@@ -207,3 +212,13 @@ def test_overlay_plans_every_joint_condition_once(tmp_path):
 def joint_metamer_outputs(dry_run: str) -> list[str]:
     return [word.strip(",") for line in dry_run.splitlines() if "output:" in line
             for word in line.split() if word.startswith("results/metamers/")]
+
+
+def test_a_truncated_joint_metamer_file_is_refused_before_any_job(tmp_path):
+    """The preflight reads joint conditions' files like the default conditions' ones."""
+    broken = tmp_path / "results/metamers/joint_n2_d0/early/adam/uniform.h5"
+    broken.parent.mkdir(parents=True)
+    broken.write_bytes(b"\x89HDF\r\n\x1a\n truncated")
+    planned = plan_overlay(tmp_path)
+    assert planned.returncode != 0
+    assert "joint_n2_d0/early/adam/uniform.h5" in planned.stdout + planned.stderr

@@ -135,17 +135,17 @@ def training_recipe(model):
     return zoo_registry.training_recipe(MODELS[model], config.get("training", {}))
 
 
-def per_item_targets():
-    """Every model, null, metamer, activation and score file: listed in `rule all` so that a
-    failed rerun of one cannot leave its downstream files looking up to date (Snakemake
-    issue 1978)."""
+def per_item_targets(conditions=CONDITIONS):
+    """Every model, null, metamer, activation and score file (of these conditions): listed in
+    `rule all` so that a failed rerun of one cannot leave its downstream files looking up to
+    date (Snakemake issue 1978)."""
     nulls = {
         f"results/nulls/{model}/{layer}.h5"
-        for condition in CONDITIONS
+        for condition in conditions
         for model, layer in member_layers(condition["generator"], condition["layer"]).items()
     }
     per_condition = [
-        condition_files(f"results/{kind}/{CONDITION_PATH}.{ext}")
+        [f"results/{kind}/{CONDITION_PATH}.{ext}".format(**row) for row in conditions]
         for kind, ext in (
             ("metamers", "h5"),
             ("activations", "h5"),
@@ -202,7 +202,11 @@ def read_by_jobs():
     """Every file that some job reads: the per-item files, inventories and aggregated tables."""
     tables = ["scores", "summary", "reference_scores", "transfer_summary", "generation_study"]
     inventories = [f"results/inventory/{stage}.json" for stage in ("generation", "evaluation")]
-    return [*per_item_targets(), *inventories, *(f"results/{table}.parquet" for table in tables)]
+    return [
+        *per_item_targets([*CONDITIONS, *JOINT]),
+        *inventories,
+        *(f"results/{table}.parquet" for table in tables),
+    ]
 
 
 @functools.cache
