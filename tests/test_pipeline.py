@@ -269,10 +269,10 @@ def test_the_slurm_profile_plans_the_whole_workflow(tmp_path):
     planned = run_snakemake(tmp_path, "--profile", str(REPO / "profiles" / "slurm"),
                             "--configfile", str(TEST_CONFIG), "--dry-run")
     assert planned.returncode == 0, planned.stderr + planned.stdout
-    for rule in ("train_model", "generate_metamers", "score_condition", "plot_transfer_matrix"):
+    for rule in ("train_model", "generate_metamers", "plot_transfer_matrix"):
         assert f"rule {rule}:" in planned.stdout
-    # each condition's activations and scores: one group job (one submission), not two
-    assert planned.stdout.count("Group job evaluate_condition") == CONDITIONS
+    # each condition's activations and scores: one job (one submission), not two
+    assert planned.stdout.count("rule evaluate_condition:") == CONDITIONS
 
 
 def _cluster_is_up() -> bool:
@@ -327,11 +327,10 @@ def test_the_slurm_profile_runs_every_job_through_sbatch(pipeline_run, slurm_clu
     assert completed.returncode == 0, log[-5000:]
     job_ids = re.findall(r"SLURM jobid (\d+)", log)
     local_jobs = len(re.findall(r"^localrule ", log, flags=re.MULTILINE))
-    single_jobs = len(re.findall(r"^rule ", log, flags=re.MULTILINE))
-    group_jobs = len(re.findall(r"Group job evaluate_condition", log))
-    assert group_jobs == CONDITIONS
-    submitted = single_jobs + group_jobs
-    assert single_jobs > 20 and len(set(job_ids)) == submitted, (submitted, job_ids)
+    submitted = len(re.findall(r"^rule ", log, flags=re.MULTILINE))
+    # each condition's activations and scores: one submission
+    assert len(re.findall(r"^rule evaluate_condition:", log, flags=re.MULTILINE)) == CONDITIONS
+    assert submitted > 20 and len(set(job_ids)) == submitted, (submitted, job_ids)
     assert local_jobs >= 1  # rule all
     for folder in ("results/metamers", "results/nulls", "resources/references"):
         assert _dataset_hashes(tmp_path / folder) == _dataset_hashes(pipeline_run / folder)

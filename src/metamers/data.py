@@ -94,20 +94,20 @@ def load_dataset(spec: dict, train: bool) -> LabelledImages:
     """
     import torchvision  # seconds of import: only in jobs that read a data set
 
-    name, root = spec["name"], Path(spec.get("root", "resources/data"))
-    download = bool(spec.get("download", False))
+    name, download = spec["name"], bool(spec.get("download"))  # the schema fills both in
     if name == "fashion_mnist":
+        root = Path(spec["root"])
         if not download:
             unpack_fashion_mnist(root, Path(spec["source_dir"]))
         dataset = torchvision.datasets.FashionMNIST(root, train=train, download=download)
         return LabelledImages(_to_float_images(dataset.data.numpy()), dataset.targets.long(),
                               list(dataset.classes))
     if name == "mnist":
-        dataset = torchvision.datasets.MNIST(root, train=train, download=download)
+        dataset = torchvision.datasets.MNIST(Path(spec["root"]), train=train, download=download)
         return LabelledImages(_to_float_images(dataset.data.numpy()), dataset.targets.long(),
                               list(dataset.classes))
     if name == "cifar10":
-        dataset = torchvision.datasets.CIFAR10(root, train=train, download=download)
+        dataset = torchvision.datasets.CIFAR10(Path(spec["root"]), train=train, download=download)
         return LabelledImages(_to_float_images(dataset.data), torch.tensor(dataset.targets),
                               list(dataset.classes))
     if name == "image_folder":

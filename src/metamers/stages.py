@@ -328,6 +328,21 @@ def score_condition(activations_path: Path, reference_activations_path: Path,
     store.write_table(summary_path, summary)
 
 
+def evaluate_condition(weights_paths: dict[str, Path], specs: dict[str, dict],
+                       metamers_path: Path, references_path: Path,
+                       reference_activations_path: Path, null_paths: dict[str, dict[str, Path]],
+                       evaluation: dict, criterion: dict, condition: dict, seed: int,
+                       activations_path: Path, scores_path: Path, summary_path: Path,
+                       device: str = "auto", threads: int | None = None) -> None:
+    """One condition's evaluation in one process: :func:`metamer_activations`, then
+    :func:`score_condition` on the file it wrote (one start-up and one load of the library
+    instead of two; the outputs are those of the two stages run apart)."""
+    metamer_activations(weights_paths, specs, metamers_path, references_path, evaluation, seed,
+                        activations_path, device, threads)
+    score_condition(activations_path, reference_activations_path, metamers_path, null_paths,
+                    criterion, condition, seed, scores_path, summary_path, threads)
+
+
 def aggregate(score_paths: list[Path], summary_paths: list[Path],
               reference_activations_path: Path, references_path: Path, scores_path: Path,
               summary_path: Path, reference_scores_path: Path) -> None:

@@ -8,7 +8,7 @@ rule reference_activations:
         "results/activations/references.h5",
     log:
         "logs/reference_activations.log",
-    threads: 2  # torch's threads; scaled down to --cores when run locally
+    threads: 1  # as evaluate_condition: activations that do not depend on --cores
     resources:
         runtime=60,
         mem_mb=4000,
@@ -20,30 +20,3 @@ rule reference_activations:
         device=config["device"],
     script:
         "../scripts/reference_activations.py"
-
-
-rule metamer_activations:
-    """Every evaluator's activations of one condition's metamers, pixel controls and starts."""
-    input:
-        weights=weights_files(evaluators()),
-        cards=card_files(evaluators()),
-        metamers=f"results/metamers/{CONDITION_PATH}.h5",
-        references=REFERENCES,
-    output:
-        f"results/activations/{CONDITION_PATH}.h5",
-    log:
-        f"logs/metamer_activations/{CONDITION_PATH}.log",
-    group:  # on a cluster, one submission per condition runs this and score_condition
-        "evaluate_condition"
-    threads: 2
-    resources:
-        runtime=60,
-        mem_mb=4000,
-        gpu=1,
-    params:
-        specs=model_specs(evaluators()),
-        evaluation=config["evaluation"],
-        seed=config["seed"],
-        device=config["device"],
-    script:
-        "../scripts/metamer_activations.py"

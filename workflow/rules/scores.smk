@@ -1,24 +1,33 @@
-rule score_condition:
-    """Long-format scores and their summary for one condition."""
+rule evaluate_condition:
+    """One condition: every evaluator's activations of its metamers, pixel controls and starts,
+    then its long-format scores and summary, in one job (one start-up, not two)."""
     input:
-        activations=f"results/activations/{CONDITION_PATH}.h5",
-        reference_activations="results/activations/references.h5",
+        weights=weights_files(evaluators()),
+        cards=card_files(evaluators()),
         metamers=f"results/metamers/{CONDITION_PATH}.h5",
+        references=REFERENCES,
+        reference_activations="results/activations/references.h5",
         nulls=[path for paths in evaluator_nulls().values() for path in paths.values()],
     output:
+        activations=f"results/activations/{CONDITION_PATH}.h5",
         scores=f"results/scores/{CONDITION_PATH}.parquet",
         summary=f"results/summaries/{CONDITION_PATH}.parquet",
     log:
-        f"logs/score_condition/{CONDITION_PATH}.log",
-    group:
-        "evaluate_condition"
-    threads: 1
+        f"logs/evaluate_condition/{CONDITION_PATH}.log",
+    threads: 1  # jobs run side by side; activations do not depend on --cores
+    resources:
+        runtime=60,
+        mem_mb=4000,
+        gpu=1,
     params:
+        specs=model_specs(evaluators()),
+        evaluation=config["evaluation"],
         null_paths=evaluator_nulls(),
         criterion=config["criterion"],
         seed=config["seed"],
+        device=config["device"],
     script:
-        "../scripts/score_condition.py"
+        "../scripts/evaluate_condition.py"
 
 
 rule aggregate_scores:
