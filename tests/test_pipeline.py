@@ -283,15 +283,21 @@ def _cluster_is_up() -> bool:
 @pytest.fixture(scope="module")
 def slurm_cluster():
     """A reachable SLURM cluster: the one configured here, or a local single-node one started
-    with scripts/start_local_slurm.sh (needs root on Debian, as in CI)."""
-    if not _cluster_is_up():
+    with scripts/start_local_slurm.sh (needs root on Debian, as in CI) and stopped afterwards
+    (a slurm.conf left without its controller slows every later Snakemake start by 9 s)."""
+    script = REPO / "scripts" / "start_local_slurm.sh"
+    started_here = not _cluster_is_up()
+    if started_here:
         if os.geteuid() != 0 or shutil.which("apt-get") is None:
             pytest.skip("no SLURM cluster, and starting the local one needs root on Debian: "
                         "run `sudo bash scripts/start_local_slurm.sh`")
-        started = subprocess.run(["bash", str(REPO / "scripts" / "start_local_slurm.sh")],
-                                 capture_output=True, text=True, check=False)
+        started = subprocess.run(["bash", str(script)], capture_output=True, text=True,
+                                 check=False)
         assert started.returncode == 0, started.stdout + started.stderr
     assert _cluster_is_up()
+    yield
+    if started_here:
+        subprocess.run(["bash", str(script), "stop"], capture_output=True, check=False)
 
 
 def _dataset_hashes(root: Path) -> dict[str, dict[str, str]]:
