@@ -82,9 +82,9 @@ def test_streamed_projection_matches_projecting_at_the_end(trained_model, refere
                                       torch.device("cpu"), batch_size=4, projection_dim=64)
     for image_set in ("a", "b"):
         assert streamed[image_set]["relu1"].shape == (len(streamed[image_set]["fc_relu"]), 64)
-        for layer in layers:
+        for layer in layers:  # float32 sums in another order: rounding at 1e-5 of values ~10
             np.testing.assert_allclose(streamed[image_set][layer], at_end[image_set][layer],
-                                       rtol=1e-5, atol=1e-5)
+                                       rtol=1e-5, atol=1e-4)
 
 
 def test_the_output_layer_can_be_asked_for_with_the_logits(trained_model, references):
