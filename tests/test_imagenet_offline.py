@@ -158,4 +158,4 @@ def test_mnist_robust_pair_config_answers_the_transfer_question(tmp_path):
     assert set(summary["generator_style"]) == {"standard", "adversarial linf"}
     assert set(summary["relation"]) == {"same model", "other training"}
     findings = (tmp_path / "results/findings.md").read_text()
-    assert "by the same architecture trained otherwise" in findings
+    assert "| the same architecture trained otherwise |" in findings

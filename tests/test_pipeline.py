@@ -76,7 +76,7 @@ def test_transfer_answers_group_every_relation_of_the_zoo(pipeline_run):
                    & (summary["relation"] == "other architecture")
                    & (summary["metric"] == "recognized") & (summary["image_set"] == "metamer")
                    & (summary["optimizer"] == "adam")]["mean"].item()
-    assert f"{100 * mean:.1f}% [95% CI" in findings
+    assert f"| {100 * mean:.1f}% [" in findings
 
 
 def test_metamer_files_hold_valid_images(pipeline_run):

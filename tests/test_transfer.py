@@ -154,14 +154,23 @@ def test_findings_state_measured_numbers_with_ci_and_n(facts):
     zoo = facts.assign(test_accuracy=0.875, robust_accuracy=np.nan, attack=None)
     text = findings.findings_markdown(contrasts, zoo)
     assert "## Optimizer ngd, init uniform" in text
-    assert "### Deepest generating layer of each generator" in text
-    recognised = text.split("Recognised (top-1 correct):")[1].split("Pass the")[0]
-    assert ("- by other architectures: 0.0% [95% CI 0.0-0.0%] of metamers of standard "
-            "generators (n = 4 metamers from 1 generator(s), 4 metamer-evaluator pairs; pixel "
-            "controls 25.0%) vs 0.0% [95% CI 0.0-0.0%] of metamers of adversarial linf "
-            "generators") in recognised
-    assert ("- by other seeds (same architecture and training): 100.0% [95% CI 100.0-100.0%] "
-            "of metamers of standard generators (n = 8 metamers from 2 generator(s)") in text
+    deepest = text.split("### Deepest generating layer of each generator")[1].split("###")[0]
+    rows = [line for line in deepest.splitlines() if line.startswith("| other architectures |")]
+    # one row per generator style, standard first: counts, then recognised / passes / transfers
+    assert rows[0].startswith("| other architectures | standard | 4 | 1 | 4 | 0.0% [0.0-0.0] "
+                              "(pc 25.0%) |")
+    assert rows[1].startswith("| other architectures | adversarial linf |")
+    assert rows[0].count("|") == rows[1].count("|") == 9
+    assert ("| other seeds (same architecture and training) | standard | 8 | 2 | 8 | "
+            "100.0% [100.0-100.0]") in deepest
+    passes = contrasts[(contrasts["depth"] == "deepest") & (contrasts["metric"] == "passes")
+                       & (contrasts["relation"] == "other architecture")
+                       & (contrasts["generator_style"] == "standard")]
+    metamers, controls = (passes[passes["image_set"] == image_set].iloc[0]
+                          for image_set in ("metamer", "pixel_control"))
+    assert rows[0].split(" | ")[6] == (
+        f"{100 * metamers['mean']:.1f}% [{100 * metamers['ci_low']:.1f}-"
+        f"{100 * metamers['ci_high']:.1f}] (pc {100 * controls['mean']:.1f}%)")
     assert "0.875" in text
 
 

@@ -1,8 +1,8 @@
-"""``findings.md``: the transfer answers in sentences, every number read from the tables.
+"""``findings.md``: the transfer answers as tables, every number read from the summaries.
 
-Nothing here is a claim written by hand: each sentence is a template filled with a mean, its 95%
-bootstrap CI and its counts from :func:`metamers.transfer.depth_contrasts`, and the zoo table is
-printed as measured.
+Nothing here is a claim written by hand: each cell is a mean, its 95% bootstrap CI and its
+pixel control from :func:`metamers.transfer.depth_contrasts`, and the zoo table is printed as
+measured.
 """
 
 from __future__ import annotations
@@ -21,42 +21,58 @@ RELATION_PHRASES = {
     "other architecture": "other architectures",
 }
 METRIC_PHRASES = {
-    "recognized": "Recognised (top-1 correct)",
-    "passes": "Pass the representation test (each of the criterion's measures with the "
-              "reference above its null threshold, at the evaluator's deepest layer; "
-              "docs/criterion.md)",
-    "transfers": "Transfer (pass that test and beat the pixel control)",
+    "recognized": "recognised",
+    "passes": "passes test",
+    "transfers": "transfers",
 }
+COLUMN_NOTE = (
+    "Columns: *recognised*, top-1 correct at the evaluator's output; *passes test*, the "
+    "representation test (each of the criterion's measures between metamer and reference above "
+    "its null threshold, at the evaluator's deepest layer; docs/criterion.md); *transfers*, "
+    "passes that test and beats the pixel control. *metamers*, *generators*, *pairs*: the "
+    "metamers, generators and (metamer, evaluator) pairs behind each row.")
 DEPTH_PHRASES = {"deepest": "Deepest generating layer of each generator",
                  "earliest": "Earliest generating layer of each generator"}
 ZOO_COLUMNS = ["family", "style", "seed", "test_accuracy", "robust_accuracy", "attack"]
-
-
-def _percent(row: pd.Series) -> str:
-    return (f"{100 * row['mean']:.1f}% [95% CI {100 * row['ci_low']:.1f}-"
-            f"{100 * row['ci_high']:.1f}%] of metamers of {row['generator_style']} generators "
-            f"(n = {row['metamers']} metamers from {row['generators']} generator(s), "
-            f"{row['pairs']} metamer-evaluator pairs")
 
 
 def _style_order(style: str) -> tuple[bool, str]:
     return style != "standard", style
 
 
-def _relation_line(rows: pd.DataFrame, relation: str) -> str | None:
-    """One bullet: each generator style's mean, CI and counts, pixel control beside."""
-    metamers = rows[rows["image_set"] == "metamer"]
-    if metamers.empty:
-        return None
-    parts = []
-    for style in sorted(metamers["generator_style"], key=_style_order):
-        row = metamers[metamers["generator_style"] == style].iloc[0]
-        control = rows[(rows["image_set"] == "pixel_control")
-                       & (rows["generator_style"] == style)]
-        control_text = (f"; pixel controls {100 * control['mean'].iloc[0]:.1f}%"
-                        if not control.empty else "")
-        parts.append(f"{_percent(row)}{control_text})")
-    return f"- by {RELATION_PHRASES[relation]}: " + " vs ".join(parts) + "."
+def _cell(rows: pd.DataFrame, metric: str, style: str) -> tuple[str, pd.Series | None]:
+    """``mean [CI]`` of the metamers for one metric and generator style, ``(pc ...)`` beside
+    where the pixel controls were scored; and the metamers' row (for its counts)."""
+    chosen = rows[(rows["metric"] == metric) & (rows["generator_style"] == style)]
+    metamer = chosen[chosen["image_set"] == "metamer"]
+    if metamer.empty:
+        return "", None
+    row = metamer.iloc[0]
+    text = (f"{100 * row['mean']:.1f}% [{100 * row['ci_low']:.1f}-"
+            f"{100 * row['ci_high']:.1f}]")
+    control = chosen[chosen["image_set"] == "pixel_control"]
+    if not control.empty:
+        text += f" (pc {100 * control['mean'].iloc[0]:.1f}%)"
+    return text, row
+
+
+def _depth_table(at_depth: pd.DataFrame) -> list[str]:
+    """One row per (evaluator relation, generator style): counts, then each metric's mean with
+    its 95% CI and the pixel controls' mean."""
+    lines = ["| relation | generator style | metamers | generators | pairs | "
+             + " | ".join(METRIC_PHRASES.values()) + " |",
+             "|---|---|---|---|---|" + "---|" * len(METRIC_PHRASES)]
+    for relation, phrase in RELATION_PHRASES.items():
+        rows = at_depth[at_depth["relation"] == relation]
+        for style in sorted(set(rows["generator_style"]), key=_style_order):
+            cells = [_cell(rows, metric, style) for metric in METRIC_PHRASES]
+            counted = next((row for _, row in cells if row is not None), None)
+            if counted is None:
+                continue
+            lines.append(f"| {phrase} | {style} | {counted['metamers']} | "
+                         f"{counted['generators']} | {counted['pairs']} | "
+                         + " | ".join(text for text, _ in cells) + " |")
+    return lines
 
 
 def _zoo_markdown(zoo: pd.DataFrame) -> str:
@@ -67,27 +83,21 @@ def _zoo_markdown(zoo: pd.DataFrame) -> str:
 
 
 def findings_markdown(contrasts: pd.DataFrame, zoo: pd.DataFrame) -> str:
-    """The findings document: the zoo, then per (optimizer, init), depth and metric, one line
-    per evaluator relation comparing generator training styles."""
+    """The findings document: the zoo, then per (optimizer, init) and depth one table comparing
+    generator training styles under each evaluator relation."""
     lines = ["# Findings", "",
              ("Written by the pipeline from `results/transfer_summary.parquet` and the model "
-              "cards; every number is measured (means over metamers, 95% bootstrap CIs over "
-              "metamers). Regenerate with `snakemake results/findings.md`."), "",
-             "## Zoo", "", _zoo_markdown(zoo), ""]
+              "cards; every number is measured: means over metamers with 95% bootstrap CIs over "
+              "metamers in brackets; pc: the pixel controls (the reference plus noise at the "
+              "metamer's distance). Regenerate with `snakemake results/findings.md`."), "",
+             "## Zoo", "", _zoo_markdown(zoo), "", COLUMN_NOTE, ""]
     for (optimizer, init), run in contrasts.groupby(["optimizer", "init"], sort=False):
         lines += [f"## Optimizer {optimizer}, init {init}", ""]
         for depth in ("deepest", "earliest"):
             at_depth = run[run["depth"] == depth]
             if at_depth.empty:
                 continue
-            lines += [f"### {DEPTH_PHRASES[depth]}", ""]
-            for metric, metric_phrase in METRIC_PHRASES.items():
-                relation_lines = [_relation_line(at_depth[(at_depth["metric"] == metric)
-                                                          & (at_depth["relation"] == relation)],
-                                                 relation)
-                                  for relation in RELATION_PHRASES]
-                lines += [f"{metric_phrase}:", "",
-                          *[line for line in relation_lines if line], ""]
+            lines += [f"### {DEPTH_PHRASES[depth]}", "", *_depth_table(at_depth), ""]
     return "\n".join(lines)
 
 
