@@ -23,10 +23,9 @@ class OptimizerSettings:
 
     @classmethod
     def from_config(cls, config: dict) -> OptimizerSettings:
-        """From an ``optimizers.<name>`` config entry; keys it leaves out keep this class's
-        defaults (in a validated config the schema has filled them in already)."""
-        return cls(**{key: value for key, value in config.items()
-                      if key in cls.__dataclass_fields__})
+        """From an ``optimizers.<name>`` config entry (its keys are this class's fields; in a
+        validated config the schema has filled them all in)."""
+        return cls(**config)
 
 
 # Optimisers that take a closure (re-evaluating the loss) in their step.
