@@ -135,6 +135,19 @@ def training_recipe(model):
     return zoo_registry.training_recipe(MODELS[model], config.get("training", {}))
 
 
+def per_condition_files(conditions):
+    """Each per-condition file kind -> that file of every condition, in the conditions' order."""
+    return {
+        kind: [f"results/{kind}/{CONDITION_PATH}.{ext}".format(**row) for row in conditions]
+        for kind, ext in (
+            ("metamers", "h5"),
+            ("activations", "h5"),
+            ("scores", "parquet"),
+            ("summaries", "parquet"),
+        )
+    }
+
+
 def per_item_targets(conditions=CONDITIONS):
     """Every model, null, metamer, activation and score file (of these conditions): listed in
     `rule all` so that a failed rerun of one cannot leave its downstream files looking up to
@@ -144,22 +157,13 @@ def per_item_targets(conditions=CONDITIONS):
         for condition in conditions
         for model, layer in member_layers(condition["generator"], condition["layer"]).items()
     }
-    per_condition = [
-        [f"results/{kind}/{CONDITION_PATH}.{ext}".format(**row) for row in conditions]
-        for kind, ext in (
-            ("metamers", "h5"),
-            ("activations", "h5"),
-            ("scores", "parquet"),
-            ("summaries", "parquet"),
-        )
-    ]
     nulls.update(path for paths in evaluator_nulls().values() for path in paths.values())
     return [
         *model_files(MODELS),
         REFERENCES,
         "results/activations/references.h5",
         *sorted(nulls),
-        *itertools.chain.from_iterable(per_condition),
+        *itertools.chain.from_iterable(per_condition_files(conditions).values()),
     ]
 
 

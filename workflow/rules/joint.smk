@@ -1,15 +1,7 @@
 # Jointly optimised metamers (config["joint"], docs/joint.md): N-model sets drawn from a pool,
 # every metamer judged only by models that are not members.
 JOINT_SECTION = config.get("joint", {})
-JOINT_FILES = {  # per-condition files, one per design row, in the design's order
-    kind: [f"results/{kind}/{CONDITION_PATH}.{ext}".format(**row) for row in JOINT]
-    for kind, ext in (
-        ("metamers", "h5"),
-        ("activations", "h5"),
-        ("scores", "parquet"),
-        ("summaries", "parquet"),
-    )
-}
+JOINT_FILES = per_condition_files(JOINT)  # one file per design row, in the design's order
 JOINT_TARGETS = (
     [
         "results/joint_transfer.pdf",
