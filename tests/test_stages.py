@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 import torch
 
@@ -50,3 +51,58 @@ def test_a_generation_job_compiles_its_steps_in_the_configured_mode(job_inputs, 
                              compile_mode="reduce-overhead")
     assert modes == ["reduce-overhead"]
     assert store.read_metamers(path)["attrs"]["compile"] == "reduce-overhead"
+
+
+def test_a_conditions_start_rows_are_its_inits_starts_scored_once(job_inputs, tmp_path):
+    """``evaluate_starts`` scores an init's starts once; each condition's tables carry those
+    rows under its own keys, and a start file of another init is refused."""
+    metamers = tmp_path / "metamers.h5"
+    budget = {**job_inputs["budget"], "max_iterations": 5, "checkpoint_every": 0}
+    stages.generate_metamers(**{**job_inputs, "budget": budget, "path": metamers})
+    specs = {"cnn": {**job_inputs["specs"]["cnn"], "layers": ["relu2"]}}
+    evaluation = {"batch_size": 8, "projection_dim": None}
+    common = {"weights_paths": job_inputs["weights_paths"], "specs": specs,
+              "reference_activations_path": tmp_path / "references.h5",
+              "null_paths": {"cnn": {"relu2": job_inputs["null_paths"]["cnn"]}},
+              "evaluation": evaluation, "criterion": job_inputs["criterion"], "seed": 0,
+              "device": "cpu", "threads": 1}
+    stages.reference_activations(job_inputs["weights_paths"], specs,
+                                 job_inputs["references_path"], evaluation, 0,
+                                 common["reference_activations_path"], "cpu", threads=1)
+    starts = {}
+    for name, init in {"uniform": job_inputs["init"],
+                       "gaussian": {"kind": "gaussian", "strength": 0.2}}.items():
+        starts[name] = {kind: tmp_path / name / f"{kind}.{suffix}" for kind, suffix
+                        in (("activations", "h5"), ("scores", "parquet"),
+                            ("summary", "parquet"))}
+        stages.evaluate_starts(**common, references_path=job_inputs["references_path"],
+                               init_name=name, init=init,
+                               activations_path=starts[name]["activations"],
+                               scores_path=starts[name]["scores"],
+                               summary_path=starts[name]["summary"])
+    condition = {"generator": "cnn", "layer": "relu2", "optimizer": "sgd", "init": "uniform"}
+    outputs = {kind: tmp_path / f"condition_{kind}.{suffix}" for kind, suffix
+               in (("activations", "h5"), ("scores", "parquet"), ("summary", "parquet"))}
+
+    def evaluate(init: str) -> None:
+        stages.evaluate_condition(**common, metamers_path=metamers,
+                                  references_path=job_inputs["references_path"],
+                                  condition=condition,
+                                  start_scores_path=starts[init]["scores"],
+                                  start_summary_path=starts[init]["summary"],
+                                  activations_path=outputs["activations"],
+                                  scores_path=outputs["scores"],
+                                  summary_path=outputs["summary"])
+
+    evaluate("uniform")
+    for kind in ("scores", "summary"):
+        table = store.read_table(outputs[kind])
+        assert set(table["image_set"]) == {"metamer", "pixel_control", "initial"}
+        assert (table[list(condition)] == pd.Series(condition)).all().all()
+        copied = table[table["image_set"] == "initial"].drop(columns=stages.STARTS_UNSET)
+        pd.testing.assert_frame_equal(copied.reset_index(drop=True),
+                                      store.read_table(starts["uniform"][kind]))
+    assert set(store.read_activations(outputs["activations"])["cnn"]) == {"metamer",
+                                                                          "pixel_control"}
+    with pytest.raises(ValueError, match="not those of"):
+        evaluate("gaussian")

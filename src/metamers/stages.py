@@ -36,6 +36,8 @@ from metamers.preflight import check_pixels
 from metamers.runtime import configure, get_logger, pick_device
 
 log = get_logger("metamers.stages")
+# Condition keys that a start table leaves out: its starts serve every condition of its init.
+STARTS_UNSET = [key for key in scores.CONDITION if key != "init"]
 
 
 def _device(name: str) -> torch.device:
@@ -282,56 +284,119 @@ def metamer_activations(weights_paths: dict[str, Path], specs: dict[str, dict],
                         metamers_path: Path, references_path: Path, evaluation: dict,
                         seed: int, path: Path, device: str = "auto",
                         threads: int | None = None) -> None:
-    """Write every evaluator's activations of metamers, their pixel controls and their starts."""
+    """Write every evaluator's activations of metamers and their pixel controls (their starts
+    are the same for every condition of an init: :func:`evaluate_starts`)."""
     configure(threads, seed)
     content = store.read_metamers(metamers_path)
     reference_images = store.read_references(references_path)["images"][content["reference_index"]]
     image_sets = {
         "metamer": content["metamers"],
         "pixel_control": scores.pixel_control(reference_images, content["pixel_distance"], seed),
-        "initial": content["initial_images"],
     }
     activations = _evaluator_activations(weights_paths, specs, image_sets, evaluation, seed,
                                          _device(device))
     store.write_activations(path, activations, {"evaluation": evaluation, "seed": seed})
 
 
-def score_condition(activations_path: Path, reference_activations_path: Path,
-                    metamers_path: Path, null_paths: dict[str, dict[str, Path]],
-                    criterion: dict, condition: dict, seed: int, scores_path: Path,
-                    summary_path: Path, threads: int | None = None) -> None:
-    """Write one condition's long-format scores and summary (with RSA and CKA), the
-    representation test by ``criterion`` against each evaluator layer's null file
-    (``null_paths[evaluator][layer]``, which also names the layers scored)."""
-    configure(threads, seed)
+def _scores_and_summary(activations: dict, reference_activations_path: Path,
+                        reference_index: np.ndarray, reference_labels: np.ndarray,
+                        distances: dict[str, np.ndarray], null_paths: dict[str, dict[str, Path]],
+                        criterion: dict, condition: dict, seed: int
+                        ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Long-format scores of image sets against their references (row i: reference
+    ``reference_index[i]``) and their summary with RSA and CKA, the representation test by
+    ``criterion`` against each evaluator layer's null file (``null_paths[evaluator][layer]``,
+    which also names the layers scored)."""
     nulls = {name: {layer: store.read_null(path) for layer, path in paths.items()}
              for name, paths in null_paths.items()}
-    activations = store.read_activations(activations_path)
-    content = store.read_metamers(metamers_path)
-    # row i of every image set belongs to reference reference_index[i]
     reference_activations = {
-        name: {layer: values[content["reference_index"]]
-               for layer, values in sets["reference"].items()}
+        name: {layer: values[reference_index] for layer, values in sets["reference"].items()}
         for name, sets in store.read_activations(reference_activations_path).items()}
-    distances = {"metamer": content["pixel_distance"],
-                 "pixel_control": content["pixel_distance"],
-                 "initial": content["initial_distance"]}
-    table = scores.condition_scores(activations, reference_activations,
-                                    content["reference_label"], distances,
+    table = scores.condition_scores(activations, reference_activations, reference_labels,
+                                    distances,
                                     {name: list(paths) for name, paths in null_paths.items()},
                                     nulls, criteria.Criterion.from_config(criterion), condition)
     key = tuple(condition[name] for name in scores.CONDITION)
     with_references = {name: {**sets, "reference": reference_activations[name]}
                        for name, sets in activations.items()}
-    summary = scores.summarize(table, {key: with_references}, seed)
-    store.write_table(scores_path, table)
-    store.write_table(summary_path, summary)
+    return table, scores.summarize(table, {key: with_references}, seed)
+
+
+def evaluate_starts(weights_paths: dict[str, Path], specs: dict[str, dict],
+                    references_path: Path, reference_activations_path: Path,
+                    null_paths: dict[str, dict[str, Path]], evaluation: dict, criterion: dict,
+                    init_name: str, init: dict, seed: int, activations_path: Path,
+                    scores_path: Path, summary_path: Path, device: str = "auto",
+                    threads: int | None = None) -> None:
+    """The starting images of one init, evaluated once for every condition that starts there
+    (they depend only on the init, the references and the seed): every evaluator's
+    activations, then scores and summary of image set ``initial`` (the noise floor), whose
+    only condition column is ``init``."""
+    configure(threads, seed)
+    reference_set = store.read_references(references_path)
+    starts = inits.initial_images(init["kind"], torch.from_numpy(reference_set["images"]), seed,
+                                  init["strength"], torch.from_numpy(reference_set["labels"]))
+    starts = starts.numpy().astype(np.float32)  # as the metamer files store them
+    activations = _evaluator_activations(weights_paths, specs, {"initial": starts}, evaluation,
+                                         seed, _device(device))
+    store.write_activations(activations_path, activations, {"evaluation": evaluation,
+                                                            "seed": seed, "init": init})
+    condition = {**dict.fromkeys(scores.CONDITION, ""), "init": init_name}
+    table, summary = _scores_and_summary(
+        activations, reference_activations_path, np.arange(len(starts)),
+        reference_set["labels"], {"initial": scores.pixel_distance(starts,
+                                                                   reference_set["images"])},
+        null_paths, criterion, condition, seed)
+    store.write_table(scores_path, table.drop(columns=STARTS_UNSET))
+    store.write_table(summary_path, summary.drop(columns=STARTS_UNSET))
+
+
+def _with_starts(table: pd.DataFrame, start_table: pd.DataFrame, condition: dict,
+                 start_path: Path) -> pd.DataFrame:
+    """A condition's table with its init's start rows appended, under its condition keys."""
+    if set(start_table["init"]) != {condition["init"]}:
+        raise ValueError(f"{start_path} holds the starts of init(s) "
+                         f"{sorted(set(start_table['init']))}, not {condition['init']!r}: "
+                         "rebuild it with `snakemake --forcerun evaluate_starts`.")
+    unset = {key: condition[key] for key in STARTS_UNSET}
+    return pd.concat([table, start_table.assign(**unset)[table.columns]], ignore_index=True)
+
+
+def score_condition(activations_path: Path, reference_activations_path: Path,
+                    metamers_path: Path, null_paths: dict[str, dict[str, Path]],
+                    criterion: dict, condition: dict, seed: int, start_scores_path: Path,
+                    start_summary_path: Path, scores_path: Path, summary_path: Path,
+                    threads: int | None = None) -> None:
+    """Write one condition's long-format scores and summary (with RSA and CKA): its metamers
+    and pixel controls (:func:`_scores_and_summary`), then its init's starts, scored once by
+    :func:`evaluate_starts` (checked to be this file's starts by their pixel distances)."""
+    configure(threads, seed)
+    content = store.read_metamers(metamers_path)
+    distances = {"metamer": content["pixel_distance"],
+                 "pixel_control": content["pixel_distance"]}
+    table, summary = _scores_and_summary(
+        store.read_activations(activations_path), reference_activations_path,
+        content["reference_index"], content["reference_label"], distances, null_paths,
+        criterion, condition, seed)
+    start_scores = store.read_table(start_scores_path)
+    start_distances = start_scores.loc[start_scores["metric"] == "pixel_distance", "value"]
+    if not np.allclose(start_distances.to_numpy()[content["reference_index"]],
+                       content["initial_distance"], rtol=0, atol=1e-9):
+        raise ValueError(f"the starts of {metamers_path} are not those of {start_scores_path} "
+                         "(their pixel distances differ): the metamers were made with another "
+                         "seed, init or references. Rebuild them, or rebuild the starts with "
+                         "`snakemake --forcerun evaluate_starts`.")
+    store.write_table(scores_path, _with_starts(table, start_scores, condition,
+                                                start_scores_path))
+    store.write_table(summary_path, _with_starts(summary, store.read_table(start_summary_path),
+                                                 condition, start_summary_path))
 
 
 def evaluate_condition(weights_paths: dict[str, Path], specs: dict[str, dict],
                        metamers_path: Path, references_path: Path,
                        reference_activations_path: Path, null_paths: dict[str, dict[str, Path]],
                        evaluation: dict, criterion: dict, condition: dict, seed: int,
+                       start_scores_path: Path, start_summary_path: Path,
                        activations_path: Path, scores_path: Path, summary_path: Path,
                        device: str = "auto", threads: int | None = None) -> None:
     """One condition's evaluation in one process: :func:`metamer_activations`, then
@@ -340,7 +405,8 @@ def evaluate_condition(weights_paths: dict[str, Path], specs: dict[str, dict],
     metamer_activations(weights_paths, specs, metamers_path, references_path, evaluation, seed,
                         activations_path, device, threads)
     score_condition(activations_path, reference_activations_path, metamers_path, null_paths,
-                    criterion, condition, seed, scores_path, summary_path, threads)
+                    criterion, condition, seed, start_scores_path, start_summary_path,
+                    scores_path, summary_path, threads)
 
 
 def aggregate(score_paths: list[Path], summary_paths: list[Path],

@@ -158,11 +158,17 @@ def per_item_targets(conditions=CONDITIONS):
         for model, layer in member_layers(condition["generator"], condition["layer"]).items()
     }
     nulls.update(path for paths in evaluator_nulls().values() for path in paths.values())
+    starts = dict.fromkeys(
+        f"results/starts/{condition['init']}/{name}"
+        for condition in conditions
+        for name in ("activations.h5", "scores.parquet", "summary.parquet")
+    )
     return [
         *model_files(MODELS),
         REFERENCES,
         "results/activations/references.h5",
         *sorted(nulls),
+        *starts,
         *itertools.chain.from_iterable(per_condition_files(conditions).values()),
     ]
 

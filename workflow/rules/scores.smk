@@ -1,6 +1,39 @@
+rule evaluate_starts:
+    """One init's starting images, the same for every condition that starts there: their
+    activations in every evaluator, scores and summary, made once and copied into each
+    condition's tables by evaluate_condition."""
+    input:
+        weights=weights_files(evaluators()),
+        cards=card_files(evaluators()),
+        references=REFERENCES,
+        reference_activations="results/activations/references.h5",
+        nulls=[path for paths in evaluator_nulls().values() for path in paths.values()],
+    output:
+        activations="results/starts/{init}/activations.h5",
+        scores="results/starts/{init}/scores.parquet",
+        summary="results/starts/{init}/summary.parquet",
+    log:
+        "logs/evaluate_starts/{init}.log",
+    threads: 1  # as evaluate_condition: the same activations whatever --cores
+    resources:
+        runtime=60,
+        mem_mb=4000,
+        gpu=1,
+    params:
+        specs=model_specs(evaluators()),
+        evaluation=config["evaluation"],
+        null_paths=evaluator_nulls(),
+        criterion=config["criterion"],
+        init=lambda wildcards: config["inits"][wildcards.init],
+        seed=config["seed"],
+        device=config["device"],
+    script:
+        "../scripts/evaluate_starts.py"
+
+
 rule evaluate_condition:
-    """One condition: every evaluator's activations of its metamers, pixel controls and starts,
-    then its long-format scores and summary, in one job (one start-up, not two)."""
+    """One condition: every evaluator's activations of its metamers and pixel controls, then
+    its long-format scores and summary (with its init's start rows), in one job."""
     input:
         weights=weights_files(evaluators()),
         cards=card_files(evaluators()),
@@ -8,6 +41,8 @@ rule evaluate_condition:
         references=REFERENCES,
         reference_activations="results/activations/references.h5",
         nulls=[path for paths in evaluator_nulls().values() for path in paths.values()],
+        start_scores="results/starts/{init}/scores.parquet",
+        start_summary="results/starts/{init}/summary.parquet",
     output:
         activations=f"results/activations/{CONDITION_PATH}.h5",
         scores=f"results/scores/{CONDITION_PATH}.parquet",
