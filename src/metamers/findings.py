@@ -89,7 +89,9 @@ def findings_markdown(contrasts: pd.DataFrame, zoo: pd.DataFrame) -> str:
              ("Written by the pipeline from `results/transfer_summary.parquet` and the model "
               "cards; every number is measured: means over metamers with 95% bootstrap CIs over "
               "metamers in brackets; pc: the pixel controls (the reference plus noise at the "
-              "metamer's distance). Regenerate with `snakemake results/findings.md`."), "",
+              "metamer's distance). Regenerate with `snakemake results/findings.md`. Metamers "
+              "stop when they pass the configured criterion (docs/criterion.md); how these "
+              "answers change when they stop elsewhere: docs/sensitivity.md."), "",
              "## Zoo", "", _zoo_markdown(zoo), "", COLUMN_NOTE, ""]
     for (optimizer, init), run in contrasts.groupby(["optimizer", "init"], sort=False):
         lines += [f"## Optimizer {optimizer}, init {init}", ""]
