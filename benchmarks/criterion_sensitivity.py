@@ -38,12 +38,11 @@ import pandas as pd
 import yaml
 
 from metamers import sensitivity, store
-from metamers.config import SCHEMA_PATH, validate_config
+from metamers.config import SCHEMA_PATH, member_layers, validate_config
 from metamers.criteria import Criterion, Thresholds
 
 OVERLAYS = {"lenient": "config/lenient.yaml", "run_on": "config/run_on.yaml"}
 RUN_ON = {"generation": {"stop_on_success": False}}
-REBUILT = ("metamers", "activations", "scores", "summaries", "inventory")
 
 
 def read_config(run: Path) -> dict:
@@ -101,20 +100,16 @@ def conditions(config: dict) -> list[tuple[str, str, str, str]]:
             for optimizer in generation["optimizers"] for init in generation["inits"]]
 
 
-def member_layers(config: dict, generator: str, layer: str) -> dict[str, str]:
-    sets = config.get("generator_sets") or {}
-    return sets[generator]["layers"][layer] if generator in sets else {generator: layer}
-
-
 def generation_table(run: Path, folders: dict[str, Path], config: dict) -> pd.DataFrame:
     """Per variant and generating layer: its metamers judged by the run's criterion and
     nulls at the generating layer (``metamers.sensitivity.generation_row``)."""
     criterion = Criterion.from_config(config["criterion"])
     rows = []
     for generator, layer, optimizer, init in conditions(config):
+        members = member_layers(config["generator_sets"], generator, layer)
         thresholds = [Thresholds.of(criterion, store.read_null(run / f"results/nulls/{model}/"
                                                                      f"{member_layer}.h5"))
-                      for model, member_layer in member_layers(config, generator, layer).items()]
+                      for model, member_layer in members.items()]
         for variant, folder in folders.items():
             path = folder / f"results/metamers/{generator}/{layer}/{optimizer}/{init}.h5"
             rows.append({"variant": variant, "generator": generator, "layer": layer,

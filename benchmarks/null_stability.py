@@ -23,7 +23,7 @@ import torch
 import yaml
 
 from metamers import activations, criteria, stages, stats, store, train
-from metamers.config import SCHEMA_PATH, validate_config
+from metamers.config import SCHEMA_PATH, member_layers, validate_config
 from metamers.data import distinct_sample
 
 REPO = Path(__file__).resolve().parents[1]
@@ -34,8 +34,7 @@ def generating_layers(config: dict) -> list[tuple[str, str]]:
     found = []
     for generator, layers in config["generation"]["generators"].items():
         for layer in layers:
-            members = config["generator_sets"].get(generator, {}).get("layers", {}).get(layer)
-            found.extend(members.items() if members else [(generator, layer)])
+            found.extend(member_layers(config["generator_sets"], generator, layer).items())
     return list(dict.fromkeys(found))
 
 

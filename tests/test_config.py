@@ -14,7 +14,9 @@ from snakemake_cli import run_snakemake
 from metamers.config import (
     ConfigError,
     check_config,
+    generator_members,
     main,
+    member_layers,
     path_names,
     read_config_file,
     validate_config,
@@ -276,3 +278,12 @@ def test_lenient_overlay_is_the_old_rule():
     assert config["criterion"]["measures"] == ["spearman"]
     assert config["criterion"]["threshold"] == 99
     assert config["criterion"]["null_distribution"]["source"] == "references"
+
+
+def test_a_generators_members_and_their_layers_come_from_its_set_or_itself():
+    sets = {"pair": {"members": ["cnn", "resnet"],
+                     "layers": {"mid": {"cnn": "relu2", "resnet": "layer2"}}}}
+    assert generator_members(sets, "pair") == ["cnn", "resnet"]
+    assert member_layers(sets, "pair", "mid") == {"cnn": "relu2", "resnet": "layer2"}
+    assert generator_members(sets, "vgg") == ["vgg"]
+    assert member_layers(sets, "vgg", "fc_relu") == {"vgg": "fc_relu"}

@@ -164,6 +164,18 @@ def _require(condition: bool, message: str) -> None:
         raise ConfigError(message)
 
 
+def generator_members(generator_sets: Mapping, generator: str) -> list[str]:
+    """The models of a generator: a set's members, or the model itself."""
+    return list(generator_sets[generator]["members"]) if generator in generator_sets else [generator]
+
+
+def member_layers(generator_sets: Mapping, generator: str, layer: str) -> dict[str, str]:
+    """``{member: generating layer}`` of a generator at ``layer`` (a set's alias)."""
+    if generator in generator_sets:
+        return dict(generator_sets[generator]["layers"][layer])
+    return {generator: layer}
+
+
 def path_names(config: dict) -> list[tuple[str, str]]:
     """(key path, value) of every config value that becomes part of an output path, a log
     path or an HDF5 group name: model, set, alias, layer, optimizer, init and data names."""

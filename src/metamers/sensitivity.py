@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from metamers import transfer
+from metamers.config import generator_members
 from metamers.criteria import MEASURES, Thresholds
 
 CONTRAST_KEYS = ["optimizer", "init", "depth", "generator_style", "relation", "metric"]
@@ -117,8 +118,7 @@ def run_contrasts(scores: pd.DataFrame, config: dict) -> pd.DataFrame:
     """``transfer.depth_contrasts`` of a run's score table under its (validated) config, as
     its ``transfer_answers`` stage computes them for findings.md."""
     models, generators = config["models"], config["generation"]["generators"]
-    sets = config.get("generator_sets") or {}
-    members = {name: sets[name]["members"] if name in sets else [name] for name in generators}
+    members = {name: generator_members(config["generator_sets"], name) for name in generators}
     evaluators = config["evaluation"]["evaluators"] or list(models)
     facts = transfer.model_facts(models, config.get("training", {}))
     units = transfer.relation_units(scores, facts, members,

@@ -8,8 +8,10 @@ from metamers.config import (
     check_config,
     check_config_files,
     deepest_layers,
+    generator_members,
     validate_config,
 )
+from metamers.config import member_layers as config_member_layers
 from metamers.zoo import registry as zoo_registry
 
 
@@ -49,6 +51,12 @@ CONDITIONS = [
     )
 ]
 CONDITION_PATH = "{generator}/{layer}/{optimizer}/{init}"
+# An init's starting images, evaluated once for all its conditions (rule evaluate_starts).
+START_FILES = {
+    "activations": "results/starts/{init}/activations.h5",
+    "scores": "results/starts/{init}/scores.parquet",
+    "summary": "results/starts/{init}/summary.parquet",
+}
 NEVER = "(?!x)x"
 
 
@@ -73,14 +81,12 @@ def evaluators():
 
 def members(generator):
     """Models of a generator: itself, or the members of a generator set."""
-    return GENERATOR_SETS[generator]["members"] if generator in GENERATOR_SETS else [generator]
+    return generator_members(GENERATOR_SETS, generator)
 
 
 def member_layers(generator, layer):
     """{member: generating layer} for a generator and a layer (alias, for sets)."""
-    if generator in GENERATOR_SETS:
-        return dict(GENERATOR_SETS[generator]["layers"][layer])
-    return {generator: layer}
+    return config_member_layers(GENERATOR_SETS, generator, layer)
 
 
 def weights_files(names):
@@ -159,9 +165,9 @@ def per_item_targets(conditions=CONDITIONS):
     }
     nulls.update(path for paths in evaluator_nulls().values() for path in paths.values())
     starts = dict.fromkeys(
-        f"results/starts/{condition['init']}/{name}"
+        path.format(init=condition["init"])
         for condition in conditions
-        for name in ("activations.h5", "scores.parquet", "summary.parquet")
+        for path in START_FILES.values()
     )
     return [
         *model_files(MODELS),

@@ -9,9 +9,7 @@ rule evaluate_starts:
         reference_activations="results/activations/references.h5",
         nulls=[path for paths in evaluator_nulls().values() for path in paths.values()],
     output:
-        activations="results/starts/{init}/activations.h5",
-        scores="results/starts/{init}/scores.parquet",
-        summary="results/starts/{init}/summary.parquet",
+        **START_FILES,
     log:
         "logs/evaluate_starts/{init}.log",
     threads: 1  # as evaluate_condition: the same activations whatever --cores
@@ -41,8 +39,8 @@ rule evaluate_condition:
         references=REFERENCES,
         reference_activations="results/activations/references.h5",
         nulls=[path for paths in evaluator_nulls().values() for path in paths.values()],
-        start_scores="results/starts/{init}/scores.parquet",
-        start_summary="results/starts/{init}/summary.parquet",
+        start_scores=START_FILES["scores"],
+        start_summary=START_FILES["summary"],
     output:
         activations=f"results/activations/{CONDITION_PATH}.h5",
         scores=f"results/scores/{CONDITION_PATH}.parquet",
