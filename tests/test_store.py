@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import re
 from pathlib import Path
@@ -164,6 +165,34 @@ def test_atomic_write_leaves_nothing_when_the_writer_raises(tmp_path, synthesis_
     assert list(path.parent.iterdir()) == []
 
 
+def _write_slowly(path: Path, text: str, started, release) -> None:
+    with store.atomic_path(path) as partial:
+        partial.write_text(text)
+        started.set()
+        release.wait(10)
+
+
+def test_two_processes_may_write_one_file_at_once(tmp_path):
+    """Jobs side by side may write the same file (two training jobs unpacking the data set):
+    each writes its own temporary file, and both succeed."""
+    path = tmp_path / "data" / "train-images"
+    context = multiprocessing.get_context("fork")
+    release = context.Event()
+    writers = []
+    for text in ("first", "second"):
+        started = context.Event()
+        writers.append(context.Process(target=_write_slowly,
+                                       args=(path, text, started, release)))
+        writers[-1].start()
+        assert started.wait(10)
+    release.set()
+    for writer in writers:
+        writer.join(10)
+    assert [writer.exitcode for writer in writers] == [0, 0]
+    assert path.read_text() in ("first", "second")
+    assert [entry.name for entry in path.parent.iterdir()] == [path.name]
+
+
 def test_atomic_write_keeps_the_old_file_until_success(tmp_path):
     path = tmp_path / "card.json"
     store.write_json(path, {"version": 1})
@@ -178,7 +207,7 @@ def _full_disk(path: Path) -> None:
     """Every write to ``path`` through ``store.atomic_path`` meets a full disk: its temporary
     file is a link to /dev/full (ENOSPC on write)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.with_name(f".{path.name}.partial").symlink_to("/dev/full")
+    path.with_name(f".{path.name}.{os.getpid()}.partial").symlink_to("/dev/full")
 
 
 def test_a_full_disk_names_the_file_being_written(tmp_path):

@@ -34,7 +34,8 @@ def atomic_path(path: Path):
     again with ``path`` and the fix in its message, the original chained to it.
     """
     path = Path(path)
-    partial = path.with_name(f".{path.name}.partial")
+    # one name per process: jobs running side by side may write the same file (the data set)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         yield partial
