@@ -7,7 +7,7 @@ rule train_model:
         "logs/train_model/{model}.log",
     wildcard_constraints:
         model=alternation(LOCAL_MODELS),
-    threads: 4  # scaled down to --cores when run locally; CPUs per task on a cluster
+    threads: 1  # two train at once on 2 cores; weights do not depend on --cores or the node
     resources:
         runtime=60,
         mem_mb=4000,
