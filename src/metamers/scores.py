@@ -10,7 +10,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import torch
-from scipy.special import softmax
 
 from metamers.activations import LOGITS
 from metamers.criteria import Criterion, NullDistribution
@@ -65,7 +64,8 @@ def evaluator_image_scores(image_activations: dict[str, np.ndarray],
     output_metrics = {
         "top1_correct": (predicted == reference_labels).astype(float),
         "agrees_with_reference": (predicted == reference_predicted).astype(float),
-        "max_softmax": softmax(logits.astype(np.float64), axis=1).max(1),
+        "max_softmax": torch.softmax(torch.from_numpy(logits.astype(np.float64)), 1)
+        .amax(1).numpy(),
     }
     for metric, values in output_metrics.items():
         frames.append(pd.DataFrame({"metamer": np.arange(count), "evaluator_layer": "output",

@@ -280,24 +280,6 @@ def reference_activations(weights_paths: dict[str, Path], specs: dict[str, dict]
     store.write_activations(path, activations, {"evaluation": evaluation, "seed": seed})
 
 
-def metamer_activations(weights_paths: dict[str, Path], specs: dict[str, dict],
-                        metamers_path: Path, references_path: Path, evaluation: dict,
-                        seed: int, path: Path, device: str = "auto",
-                        threads: int | None = None) -> None:
-    """Write every evaluator's activations of metamers and their pixel controls (their starts
-    are the same for every condition of an init: :func:`evaluate_starts`)."""
-    configure(threads, seed)
-    content = store.read_metamers(metamers_path)
-    reference_images = store.read_references(references_path)["images"][content["reference_index"]]
-    image_sets = {
-        "metamer": content["metamers"],
-        "pixel_control": scores.pixel_control(reference_images, content["pixel_distance"], seed),
-    }
-    activations = _evaluator_activations(weights_paths, specs, image_sets, evaluation, seed,
-                                         _device(device))
-    store.write_activations(path, activations, {"evaluation": evaluation, "seed": seed})
-
-
 def _scores_and_summary(activations: dict, reference_activations_path: Path,
                         reference_index: np.ndarray, reference_labels: np.ndarray,
                         distances: dict[str, np.ndarray], null_paths: dict[str, dict[str, Path]],
@@ -362,22 +344,19 @@ def _with_starts(table: pd.DataFrame, start_table: pd.DataFrame, condition: dict
     return pd.concat([table, start_table.assign(**unset)[table.columns]], ignore_index=True)
 
 
-def score_condition(activations_path: Path, reference_activations_path: Path,
-                    metamers_path: Path, null_paths: dict[str, dict[str, Path]],
-                    criterion: dict, condition: dict, seed: int, start_scores_path: Path,
-                    start_summary_path: Path, scores_path: Path, summary_path: Path,
-                    threads: int | None = None) -> None:
-    """Write one condition's long-format scores and summary (with RSA and CKA): its metamers
-    and pixel controls (:func:`_scores_and_summary`), then its init's starts, scored once by
+def evaluate_condition(weights_paths: dict[str, Path], specs: dict[str, dict],
+                       metamers_path: Path, references_path: Path,
+                       reference_activations_path: Path, null_paths: dict[str, dict[str, Path]],
+                       evaluation: dict, criterion: dict, condition: dict, seed: int,
+                       start_scores_path: Path, start_summary_path: Path,
+                       activations_path: Path, scores_path: Path, summary_path: Path,
+                       device: str = "auto", threads: int | None = None) -> None:
+    """One condition's evaluation: write every evaluator's activations of its metamers and
+    their pixel controls, then their long-format scores and summary (with RSA and CKA,
+    :func:`_scores_and_summary`) with its init's starts, scored once by
     :func:`evaluate_starts` (checked to be this file's starts by their pixel distances)."""
     configure(threads, seed)
     content = store.read_metamers(metamers_path)
-    distances = {"metamer": content["pixel_distance"],
-                 "pixel_control": content["pixel_distance"]}
-    table, summary = _scores_and_summary(
-        store.read_activations(activations_path), reference_activations_path,
-        content["reference_index"], content["reference_label"], distances, null_paths,
-        criterion, condition, seed)
     start_scores = store.read_table(start_scores_path)
     start_distances = start_scores.loc[start_scores["metric"] == "pixel_distance", "value"]
     if not np.allclose(start_distances.to_numpy()[content["reference_index"]],
@@ -386,27 +365,24 @@ def score_condition(activations_path: Path, reference_activations_path: Path,
                          "(their pixel distances differ): the metamers were made with another "
                          "seed, init or references. Rebuild them, or rebuild the starts with "
                          "`snakemake --forcerun evaluate_starts`.")
+    reference_images = store.read_references(references_path)["images"][content["reference_index"]]
+    image_sets = {
+        "metamer": content["metamers"],
+        "pixel_control": scores.pixel_control(reference_images, content["pixel_distance"], seed),
+    }
+    activations = _evaluator_activations(weights_paths, specs, image_sets, evaluation, seed,
+                                         _device(device))
+    store.write_activations(activations_path, activations,
+                            {"evaluation": evaluation, "seed": seed})
+    distances = {"metamer": content["pixel_distance"],
+                 "pixel_control": content["pixel_distance"]}
+    table, summary = _scores_and_summary(
+        activations, reference_activations_path, content["reference_index"],
+        content["reference_label"], distances, null_paths, criterion, condition, seed)
     store.write_table(scores_path, _with_starts(table, start_scores, condition,
                                                 start_scores_path))
     store.write_table(summary_path, _with_starts(summary, store.read_table(start_summary_path),
                                                  condition, start_summary_path))
-
-
-def evaluate_condition(weights_paths: dict[str, Path], specs: dict[str, dict],
-                       metamers_path: Path, references_path: Path,
-                       reference_activations_path: Path, null_paths: dict[str, dict[str, Path]],
-                       evaluation: dict, criterion: dict, condition: dict, seed: int,
-                       start_scores_path: Path, start_summary_path: Path,
-                       activations_path: Path, scores_path: Path, summary_path: Path,
-                       device: str = "auto", threads: int | None = None) -> None:
-    """One condition's evaluation in one process: :func:`metamer_activations`, then
-    :func:`score_condition` on the file it wrote (one start-up and one load of the library
-    instead of two; the outputs are those of the two stages run apart)."""
-    metamer_activations(weights_paths, specs, metamers_path, references_path, evaluation, seed,
-                        activations_path, device, threads)
-    score_condition(activations_path, reference_activations_path, metamers_path, null_paths,
-                    criterion, condition, seed, start_scores_path, start_summary_path,
-                    scores_path, summary_path, threads)
 
 
 def aggregate(score_paths: list[Path], summary_paths: list[Path],

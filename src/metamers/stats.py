@@ -8,11 +8,11 @@ and then runs on their device (a GPU's sort instead of the host's).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy import stats as scipy_stats
 
 
 def _standardize_rows(values: np.ndarray) -> np.ndarray:
@@ -34,6 +34,8 @@ def rank_rows(values: np.ndarray) -> np.ndarray:
     ``scipy.stats.rankdata(axis=1)``; float32 rows (activations) take a faster exact path."""
     values = np.asarray(values)
     if values.dtype != np.float32 or values.shape[1] >= 2**32:
+        from scipy import stats as scipy_stats  # imported where used: 0.8 s per job
+
         return scipy_stats.rankdata(np.asarray(values, np.float64), axis=1)
     return _rank_float32_rows(values)
 
@@ -270,6 +272,8 @@ def bootstrap_mean_ci(values: np.ndarray, seed: int = 0, resamples: int = 2000,
     if len(values) < 2 or np.all(values == values[0]):
         mean = float(values.mean()) if len(values) else float("nan")
         return mean, mean
+    from scipy import stats as scipy_stats  # imported where used: 0.8 s per job
+
     result = scipy_stats.bootstrap((values,), np.mean, n_resamples=resamples,
                                    confidence_level=level, method="percentile",
                                    rng=np.random.default_rng(seed))
@@ -287,22 +291,39 @@ def rsa(first_activations: np.ndarray, second_activations: np.ndarray, permutati
 
     The p-value permutes the items (rows and columns together) of the second RDM, the standard
     test for RDM relatedness (Kriegeskorte et al. 2008); it is (1 + #{r_perm >= r}) / (1 + n).
-    Permuting items only reorders the RDM's entries, so ranks are computed once and every
-    permutation's Spearman correlation is a Pearson correlation of reordered ranks.
+    Permuting items only reorders the RDM's entries, so ranks are computed once, and every
+    permutation's Spearman correlation is a Pearson correlation of reordered ranks, whose mean
+    and norm the reordering keeps: one matrix-vector product gives them all.
     """
     first_rdm, second_rdm = rdm(first_activations), rdm(second_activations)
     rows, cols = np.triu_indices(len(first_rdm), k=1)
-    first_ranks = rank_rows(first_rdm[rows, cols][None])
+    first_ranks = rank_rows(first_rdm[rows, cols][None])[0]
+    first_ranks -= first_ranks.mean()
     second_ranks = np.zeros_like(second_rdm)
     second_ranks[rows, cols] = rank_rows(second_rdm[rows, cols][None])[0]
+    second_ranks[rows, cols] -= second_ranks[rows, cols].mean()
     second_ranks = second_ranks + second_ranks.T
-    observed = pearson_rows(first_ranks, second_ranks[rows, cols][None])[0]
-    rng = np.random.default_rng(seed)
-    orders = np.stack([rng.permutation(len(second_rdm)) for _ in range(permutations)])
-    permuted_ranks = second_ranks[orders[:, rows], orders[:, cols]]
-    null = pearson_rows(np.broadcast_to(first_ranks, permuted_ranks.shape), permuted_ranks)
+    # row 0: the items in their order (the observed correlation); then each permutation's
+    orderings = second_ranks.ravel().take(_permuted_pairs(len(second_rdm), permutations, seed))
+    with np.errstate(invalid="ignore", divide="ignore"):  # a constant RDM: NaN, as Pearson's
+        correlations = (orderings @ first_ranks
+                        / (np.linalg.norm(first_ranks) * np.linalg.norm(orderings[0])))
+    observed, null = correlations[0], correlations[1:]
     exceed = int(np.sum(null >= observed))
     return float(observed), float((1 + exceed) / (1 + permutations))
+
+
+@functools.lru_cache(maxsize=4)
+def _permuted_pairs(items: int, permutations: int, seed: int) -> np.ndarray:
+    """Flat indices into an (items, items) matrix of its upper triangle's entries, in item
+    order (row 0) and under ``permutations`` random item orders (drawn from ``seed``): the
+    same for every RSA of a job, so drawn once."""
+    rows, cols = np.triu_indices(items, k=1)
+    rng = np.random.default_rng(seed)
+    orders = np.stack([np.arange(items)] + [rng.permutation(items) for _ in range(permutations)])
+    pairs = orders[:, rows] * items + orders[:, cols]
+    pairs.flags.writeable = False
+    return pairs
 
 
 def linear_cka(first_activations: np.ndarray, second_activations: np.ndarray) -> float:
