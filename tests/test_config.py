@@ -119,7 +119,7 @@ def test_an_unknown_key_is_named_with_the_allowed_keys():
         validate_config(config, SCHEMA)
     assert str(error.value).splitlines()[1] == (
         "  generation: unknown key(s) ['max_iteration']; allowed: channels_last, check_every, "
-        "checkpoint_every, compile, fake_relu, generators, inits, max_iterations, "
+        "checkpoint_every, compile, fake_relu, generators, inits, l1_weight, max_iterations, "
         "optimizers, stop_on_success")
 
 

@@ -44,24 +44,28 @@ def colour_images(device: str, count: int = 3) -> tuple[torch.Tensor, torch.Tens
 
 
 def normalised_error(model: torch.nn.Module, layer: str, images: torch.Tensor,
-                     references: torch.Tensor) -> torch.Tensor:
-    """The loss per image through autograd: ||a(x) - a(ref)||^2 / ||a(ref)||^2 at ``layer``."""
+                     references: torch.Tensor, l1_weight: float = 0.0) -> torch.Tensor:
+    """The loss per image through autograd: ||a(x) - a(ref)||^2 / ||a(ref)||^2 at ``layer``,
+    plus l1_weight ||a(x) - a(ref)||_1 / ||a(ref)||_1."""
     extractor = create_feature_extractor(model, {layer: "layer"})
     activation = extractor(images)["layer"].flatten(1)
     target = extractor(references)["layer"].flatten(1).detach()
-    return (activation - target).pow(2).sum(1) / target.pow(2).sum(1)
+    return ((activation - target).pow(2).sum(1) / target.pow(2).sum(1)
+            + l1_weight * (activation - target).abs().sum(1) / target.abs().sum(1))
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("channels_last", [False, True])
-def test_the_images_gradient_is_that_of_the_loss(channels_last, device):
+@pytest.mark.parametrize("channels_last, l1_weight", [(False, 0.0), (True, 0.0), (True, 0.3)])
+def test_the_images_gradient_is_that_of_the_loss(channels_last, l1_weight, device):
     """The gradient started at the layer in closed form and scaled per image at the pixels is
-    autograd's through the mean loss over members, also for a subset of the metamers, pixels
-    outside [0, 1] under a range penalty, and a channels-last copy of the models."""
+    autograd's through the mean loss over members (with its L1 term, if weighted), also for a
+    subset of the metamers, pixels outside [0, 1] under a range penalty, and a channels-last
+    copy of the models."""
     references, starts = colour_images(device, count=4)
     members = [Member("a", colour_model(device, seed=0), "1", 0.5),
                Member("b", colour_model(device, seed=1), "3", 0.5)]
-    synthesis = MetamerSynthesis(members, references, torch.device(device), channels_last)
+    synthesis = MetamerSynthesis(members, references, torch.device(device), channels_last,
+                                 l1_weight=l1_weight)
     indices = torch.tensor([0, 2, 3], device=device)
     starts = starts[indices] * 1.4 - 0.2
     pixels = starts.clone().requires_grad_(True)
@@ -70,7 +74,8 @@ def test_the_images_gradient_is_that_of_the_loss(channels_last, device):
 
     expected_pixels = starts.clone().requires_grad_(True)
     expected_per_image = torch.stack([
-        normalised_error(member.model, member.layer, expected_pixels, references[indices])
+        normalised_error(member.model, member.layer, expected_pixels, references[indices],
+                         l1_weight)
         for member in members]).mean(0)
     expected_penalty = 0.5 * (expected_pixels - expected_pixels.clamp(0, 1)).pow(2).sum()
     (expected_per_image.sum() + expected_penalty).backward()

@@ -129,7 +129,8 @@ class MetamerSynthesis:
     (ResNet ``layer3`` on an H200: 1.2x and 1.7x faster per iteration after 15-17 s of
     compilation; no faster at a small CNN layer; on 2 CPU cores 1.1x faster at ``layer3``
     and 3x slower at ``relu2``). With ``fake_relu``, a generating layer that is a ReLU passes
-    its gradient on unchanged (Feather et al.; :mod:`metamers.fake_relu`).
+    its gradient on unchanged (Feather et al.; :mod:`metamers.fake_relu`). ``l1_weight`` adds
+    the loss's L1 term (:class:`metamers.objective.LayerObjective`).
 
     The state of a run (after :meth:`setup`): ``parameter`` (N, C, H, W) the optimised
     values, ``frozen`` those of stopped metamers, ``optimizer``, ``scheduler``, ``records``
@@ -139,7 +140,8 @@ class MetamerSynthesis:
 
     def __init__(self, members: list[Member], reference_images: torch.Tensor,
                  device: torch.device, channels_last: bool = False,
-                 compile_mode: str | None = None, fake_relu: bool = False):
+                 compile_mode: str | None = None, fake_relu: bool = False,
+                 l1_weight: float = 0.0):
         if channels_last:  # a copy: the caller's model keeps its layout
             members = [replace(m, model=copy.deepcopy(m.model).to(
                 memory_format=torch.channels_last)) for m in members]
@@ -148,7 +150,7 @@ class MetamerSynthesis:
         self.reference_images = reference_images.to(device)
         self.objective = LayerObjective([m.model for m in members], [m.layer for m in members],
                                         [m.name for m in members], self.reference_images,
-                                        compile_mode, fake_relu)
+                                        compile_mode, fake_relu, l1_weight)
         self.checkers = [feature_extractor(m.model, [m.layer], m.name, with_logits=True)
                          .to(device) for m in members]
         with torch.no_grad():

@@ -1,7 +1,8 @@
 """The loss of a synthesis and its gradient at the pixels, in closed form from the layer on.
 
 Loss per member: ||a(x) - a(ref)||^2 / ||a(ref)||^2 at its generating layer (so layers and
-models are comparable); for a set of members, the mean over them. Losses are summed over the
+models are comparable), plus, with an ``l1_weight``, l1_weight ||a(x) - a(ref)||_1 /
+||a(ref)||_1; for a set of members, the mean over them. Losses are summed over the
 batch so each metamer's gradient is its own.
 """
 
@@ -41,13 +42,17 @@ class LayerObjective:
     ``models``, ``layers`` and ``names`` are the members', ``reference_images`` (N, C, H, W) on
     the device the models are on. ``compile_mode`` runs the steps' forward passes through
     ``torch.compile`` in that mode. With ``fake_relu``, a generating layer that is a ReLU
-    passes its gradient on unchanged (:mod:`metamers.fake_relu`; same values and loss).
+    passes its gradient on unchanged (:mod:`metamers.fake_relu`; same values and loss). An
+    ``l1_weight`` adds the L1 term, whose gradient does not vanish as a unit's difference
+    does: it drives units that the reference holds at zero to exactly zero, where the squared
+    term leaves them slightly positive and Spearman's tied zeros fail (docs/generation.md).
     """
 
     def __init__(self, models: list[nn.Module], layers: list[str], names: list[str],
                  reference_images: torch.Tensor, compile_mode: str | None = None,
-                 fake_relu: bool = False):
+                 fake_relu: bool = False, l1_weight: float = 0.0):
         device = reference_images.device
+        self.l1_weight = l1_weight
         self.layers = layers
         self.count = len(reference_images)
         self.extractors = [feature_extractor(model, [layer], name).to(device)
@@ -67,6 +72,13 @@ class LayerObjective:
         image_rows = (-1,) + (1,) * (reference_images.ndim - 1)
         self.gradient_scales = [(2 / len(models) / norm).view(image_rows)
                                 for norm in reference_norms]
+        # ||a_ref||_1, and the L1 term's gradient l1_weight sign(a - a_ref) / ||a_ref||_1 in
+        # units of that factor: sign_weight sign(a - a_ref) beside a - a_ref
+        l1_norms = [flat(target).abs().sum(1).clamp_min(1e-12) for target in self.reference_targets]
+        self.l1_reference_norms = torch.stack(l1_norms).cpu().numpy()
+        self.sign_weights = [(l1_weight * squared / (2 * l1)).view((-1,) + (1,) * (target.ndim - 1))
+                             for squared, l1, target in zip(reference_norms, l1_norms,
+                                                            self.reference_targets)]
         self.compiled_extractors = [torch.compile(extractor, mode=compile_mode)
                                     for extractor in self.extractors] if compile_mode else None
 
@@ -78,38 +90,50 @@ class LayerObjective:
     def member_distances(self, extractors: list[nn.Module], images: torch.Tensor,
                          indices: torch.Tensor) -> Iterator[tuple[torch.Tensor, ...]]:
         """Per member, from its ``extractors`` entry, for ``images`` (n, C, H, W) of the
-        references ``indices`` (n,): the distance ||a - a_ref|| (n,) at the generating layer,
-        the difference a - a_ref (n, ...), its factor per image in the loss's gradient (n, 1,
-        1, 1), so that the gradient is 2 (a - a_ref) / (||a_ref||^2 members), and the
+        references ``indices`` (n,): the distances ||a - a_ref|| and ||a - a_ref||_1 (n,) at
+        the generating layer (the second None without an L1 term), the loss's gradient at the
+        layer up to a factor per image, a - a_ref (+ sign_weight sign(a - a_ref) with an L1
+        term; n, ...), that factor (n, 1, 1, 1), 2 / (||a_ref||^2 members), and the
         activations a (n, ...). Activations keep the layer's shape and memory layout:
         flattening a channels-last one would copy it."""
         all_rows = indices.shape[0] == self.count
-        for extractor, layer, target, scale in zip(extractors, self.layers,
-                                                   self.reference_targets,
-                                                   self.gradient_scales):
+        for extractor, layer, target, scale, sign_weight in zip(
+                extractors, self.layers, self.reference_targets, self.gradient_scales,
+                self.sign_weights):
             if not all_rows:  # a copy of the targets costs as much as an activation pass
-                target, scale = target[indices], scale[indices]
+                target, scale, sign_weight = target[indices], scale[indices], sign_weight[indices]
             activation = extractor(images)[layer]
             difference = activation.detach() - target  # outside autograd's graph
-            distance = torch.linalg.vector_norm(difference, dim=tuple(range(1, difference.ndim)))
-            yield distance, difference, scale, activation
+            dimensions = tuple(range(1, difference.ndim))
+            distance = torch.linalg.vector_norm(difference, dim=dimensions)
+            l1_distance = None
+            if self.l1_weight:
+                l1_distance = torch.linalg.vector_norm(difference, ord=1, dim=dimensions)
+                difference.add_(difference.sign().mul_(sign_weight))
+            yield distance, l1_distance, difference, scale, activation
 
-    def losses(self, distances: list[torch.Tensor], indices: torch.Tensor) -> np.ndarray:
-        """(n,) per image, the mean over members of ||a - a_ref||^2 / ||a_ref||^2, from each
-        member's (n,) ``distances`` of the metamers ``indices``. Squared and divided on the
-        host, where the trace needs them anyway (one transfer from a GPU), not as device
-        operations: each costs a step some microseconds."""
+    def losses(self, distances: list[torch.Tensor], l1_distances: list[torch.Tensor | None],
+               indices: torch.Tensor) -> np.ndarray:
+        """(n,) per image, the mean over members of ||a - a_ref||^2 / ||a_ref||^2 (+ the L1
+        term), from each member's (n,) ``distances`` and ``l1_distances`` of the metamers
+        ``indices``. Squared and divided on the host, where the trace needs them anyway (one
+        transfer from a GPU), not as device operations: each costs a step some microseconds."""
         rows = reference_rows(indices, self.count)
         if len(distances) == 1:
-            return np.square(distances[0].cpu().numpy()) / self.squared_reference_norms[0, rows]
-        return (np.square(torch.stack(distances).cpu().numpy())
-                / self.squared_reference_norms[:, rows]).mean(0)
+            losses = np.square(distances[0].cpu().numpy()) / self.squared_reference_norms[0, rows]
+        else:
+            losses = (np.square(torch.stack(distances).cpu().numpy())
+                      / self.squared_reference_norms[:, rows]).mean(0)
+        if self.l1_weight:
+            losses += self.l1_weight * (torch.stack(l1_distances).cpu().numpy()
+                                        / self.l1_reference_norms[:, rows]).mean(0)
+        return losses
 
     @torch.no_grad()
     def loss_per_image(self, images: torch.Tensor, indices: torch.Tensor) -> np.ndarray:
         """(n,) the loss of ``images`` (n, C, H, W) against references ``indices``."""
-        return self.losses([distance for distance, *_ in self.member_distances(
-            self.extractors, images, indices)], indices)
+        distances = list(zip(*self.member_distances(self.extractors, images, indices)))
+        return self.losses(list(distances[0]), list(distances[1]), indices)
 
     def backward(self, images: torch.Tensor, indices: torch.Tensor, range_penalty: float,
                  keep_activations: bool = False, scale_gradient: bool = True
@@ -130,8 +154,8 @@ class LayerObjective:
         0 without one) and, if ``keep_activations``, each member's detached activations.
         """
         pixels = images.detach().requires_grad_(True)
-        distances, activations, pixel_gradient = [], [], None
-        for distance, difference, scale, activation in self.member_distances(
+        distances, l1_distances, activations, pixel_gradient = [], [], [], None
+        for distance, l1_distance, difference, scale, activation in self.member_distances(
                 self.step_extractors, pixels, indices):
             (gradient,) = torch.autograd.grad(activation, pixels, difference)
             if pixel_gradient is None:
@@ -139,6 +163,7 @@ class LayerObjective:
             else:
                 pixel_gradient.addcmul_(gradient, scale)
             distances.append(distance)
+            l1_distances.append(l1_distance)
             if keep_activations:
                 activations.append(activation.detach())
         penalty = 0.0
@@ -148,7 +173,7 @@ class LayerObjective:
                 penalty = range_penalty * float(outside.pow(2).sum())
                 pixel_gradient.add_(outside, alpha=2 * range_penalty)
         _accumulate(images, pixel_gradient)
-        return self.losses(distances, indices), penalty, activations
+        return self.losses(distances, l1_distances, indices), penalty, activations
 
 
 def _accumulate(images: torch.Tensor, gradient: torch.Tensor) -> None:

@@ -202,11 +202,12 @@ def generate_metamers(weights_paths: dict[str, Path], specs: dict[str, dict],
                       references_path: Path, optimizer: dict, init: dict, budget: dict,
                       criterion: dict, seed: int, path: Path, device: str = "auto",
                       threads: int | None = None, channels_last: bool = True,
-                      compile_mode: str | None = None, fake_relu: bool = False) -> None:
+                      compile_mode: str | None = None, fake_relu: bool = False,
+                      l1_weight: float = 0.0) -> None:
     """Synthesise and write one condition's metamers (every reference, one batch), with the
     generators in channels-last memory layout if ``channels_last`` and their steps through
     ``torch.compile`` in ``compile_mode`` (if any), with ``fake_relu`` at generating layers that
-    are ReLUs. A metamer succeeds under ``criterion`` (the
+    are ReLUs and the loss's L1 term weighted by ``l1_weight``. A metamer succeeds under ``criterion`` (the
     config's slice) applied to each member's null file (:class:`criteria.Thresholds`).
 
     With ``budget["checkpoint_every"]`` > 0 the state is saved to :func:`checkpoint_path`
@@ -229,11 +230,12 @@ def generate_metamers(weights_paths: dict[str, Path], specs: dict[str, dict],
     starts = inits.initial_images(init["kind"], reference_images, seed, init["strength"],
                                   reference_labels)
     synthesis = MetamerSynthesis(members, reference_images, torch_device, channels_last,
-                                 compile_mode, fake_relu)
+                                 compile_mode, fake_relu, l1_weight)
     synthesis.setup(starts, OptimizerSettings.from_config(optimizer))
     settings = {"layers": layers, "optimizer": optimizer, "init": init, "budget": budget,
                 "criterion": criterion, "seed": seed, "device": str(torch_device),
-                "channels_last": channels_last, "compile": compile_mode, "fake_relu": fake_relu}
+                "channels_last": channels_last, "compile": compile_mode, "fake_relu": fake_relu,
+                "l1_weight": l1_weight}
     checkpoint = None
     if budget["checkpoint_every"]:
         inputs = [*weights_paths.values(), *null_paths.values(), references_path]

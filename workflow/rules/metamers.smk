@@ -67,6 +67,7 @@ rule generate_metamers:
         channels_last=GENERATION["channels_last"],
         compile_mode=GENERATION["compile"],
         fake_relu=GENERATION["fake_relu"],
+        l1_weight=GENERATION["l1_weight"],
         seed=config["seed"],
         device=config["device"],
     script:

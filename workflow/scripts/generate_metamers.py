@@ -18,6 +18,7 @@ stages.generate_metamers(
     channels_last=snakemake.params.channels_last,
     compile_mode=snakemake.params.compile_mode,
     fake_relu=snakemake.params.fake_relu,
+    l1_weight=snakemake.params.l1_weight,
     seed=snakemake.params.seed,
     path=snakemake.output[0],
     device=snakemake.params.device,
