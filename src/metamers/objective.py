@@ -132,8 +132,9 @@ class LayerObjective:
     @torch.no_grad()
     def loss_per_image(self, images: torch.Tensor, indices: torch.Tensor) -> np.ndarray:
         """(n,) the loss of ``images`` (n, C, H, W) against references ``indices``."""
-        distances = list(zip(*self.member_distances(self.extractors, images, indices)))
-        return self.losses(list(distances[0]), list(distances[1]), indices)
+        distances, l1_distances, *_ = zip(*self.member_distances(self.extractors, images,
+                                                                  indices))
+        return self.losses(list(distances), list(l1_distances), indices)
 
     def backward(self, images: torch.Tensor, indices: torch.Tensor, range_penalty: float,
                  keep_activations: bool = False, scale_gradient: bool = True

@@ -207,8 +207,9 @@ def generate_metamers(weights_paths: dict[str, Path], specs: dict[str, dict],
     """Synthesise and write one condition's metamers (every reference, one batch), with the
     generators in channels-last memory layout if ``channels_last`` and their steps through
     ``torch.compile`` in ``compile_mode`` (if any), with ``fake_relu`` at generating layers that
-    are ReLUs and the loss's L1 term weighted by ``l1_weight``. A metamer succeeds under ``criterion`` (the
-    config's slice) applied to each member's null file (:class:`criteria.Thresholds`).
+    are ReLUs and the loss's L1 term weighted by ``l1_weight``. A metamer succeeds under
+    ``criterion`` (the config's slice) applied to each member's null file
+    (:class:`criteria.Thresholds`).
 
     With ``budget["checkpoint_every"]`` > 0 the state is saved to :func:`checkpoint_path`
     that often; a killed job started again resumes there and ends with identical outputs.
