@@ -207,6 +207,14 @@ def test_measures_match_scipy_and_the_snr_definition(activation_rows):
     assert measured["snr_db"][0] != criteria.measure_rows(references, values)["snr_db"][0]
 
 
+def test_measures_against_references_ranked_once_are_the_same(activation_rows):
+    values, references = (rows.astype(np.float32) for rows in activation_rows)
+    ranked = criteria.measure_rows(values, references, reference_ranks=stats.rank_once(references))
+    for measure, measured in criteria.measure_rows(values, references).items():
+        np.testing.assert_allclose(ranked[measure], measured, rtol=1e-12, atol=1e-12)
+    assert list(ranked) == list(criteria.MEASURES)
+
+
 def test_pair_measures_are_every_pair_with_zero_rows_at_zero(activation_rows):
     values, _ = activation_rows
     values = np.concatenate([values, np.zeros((1, 40))]).astype(np.float32)  # row 5: all zero

@@ -165,6 +165,23 @@ def test_bootstrap_mean_ci_degenerate_inputs():
     assert np.isnan(low) and np.isnan(high)
 
 
+def test_bootstrap_mean_cis_equal_scipy_on_each_sample_alone():
+    """Batched by size, each interval is scipy's for that sample alone, with the same seed."""
+    rng = np.random.default_rng(11)
+    samples = [rng.normal(size=12), rng.normal(size=30), (rng.random(12) > 0.5).astype(float),
+               np.array([1.0, np.nan, 3.0, 2.0]), np.full(4, 2.0), np.array([])]
+    intervals = stats.bootstrap_mean_cis(samples, seed=3, resamples=300)
+    for values, (low, high) in zip(samples[:4], intervals):
+        finite = values[np.isfinite(values)]
+        expected = scipy_stats.bootstrap((finite,), np.mean, n_resamples=300,
+                                         confidence_level=0.95, method="percentile",
+                                         rng=np.random.default_rng(3)).confidence_interval
+        np.testing.assert_allclose([low, high], [expected.low, expected.high], atol=1e-12)
+    assert tuple(intervals[4]) == (2.0, 2.0) and np.isnan(intervals[5]).all()
+    np.testing.assert_array_equal(stats.bootstrap_mean_cis(samples[1:2], seed=3, resamples=300),
+                                  intervals[1:2])
+
+
 def test_rsa_permutation_null_equals_scipy_loop():
     """The vectorised permutation test equals permuting the RDM and calling scipy each time."""
     rng = np.random.default_rng(5)

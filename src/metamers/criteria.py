@@ -42,12 +42,18 @@ _ROW_MEASURES = {"spearman": spearman_rows, "pearson": pearson_rows, "snr_db": s
 
 
 def measure_rows(values: np.ndarray, reference_values: np.ndarray,
-                 measures: Iterable[str] = MEASURES) -> dict[str, np.ndarray]:
+                 measures: Iterable[str] = MEASURES,
+                 reference_ranks: RankedRows | None = None) -> dict[str, np.ndarray]:
     """Each measure between each row of (N, D) ``values`` and the same row of
     ``reference_values`` (the signal of ``snr_db``): (N,) float64 per measure. A constant row
     has no correlation (NaN), which fails any threshold. Correlations are clipped to [-1, 1]
-    (rounding can put identical rows at 1 + 2e-16, above a null maximum of 1)."""
-    measured = {measure: _ROW_MEASURES[measure](values, reference_values) for measure in measures}
+    (rounding can put identical rows at 1 + 2e-16, above a null maximum of 1).
+    ``reference_ranks``: the references ranked once (:func:`stats.rank_once`), for callers
+    that correlate several sets of rows with them."""
+    measured = {measure: (spearman_to_ranked(np.asarray(values), reference_ranks)
+                          if measure == "spearman" and reference_ranks is not None
+                          else _ROW_MEASURES[measure](values, reference_values))
+                for measure in measures}
     for measure in set(measures) & {"spearman", "pearson"}:
         measured[measure] = np.clip(measured[measure], -1.0, 1.0)
     return measured
@@ -169,12 +175,14 @@ class Criterion:
                      if not null.informative(measure, self.threshold))
 
     def check_measures(self, values: np.ndarray, reference_values: np.ndarray,
-                       null: NullDistribution) -> CriterionResult:
+                       null: NullDistribution, reference_ranks: RankedRows | None = None
+                       ) -> CriterionResult:
         """The measures' part alone, on (N, D) activations of metamers and of their references
-        at one layer: the representation test of an evaluator layer. Strictly greater than the
-        threshold; NaN fails. ``null`` holds every measure of :data:`MEASURES`."""
+        at one layer (``reference_ranks``: those ranked once, :func:`measure_rows`): the
+        representation test of an evaluator layer. Strictly greater than the threshold; NaN
+        fails. ``null`` holds every measure of :data:`MEASURES`."""
         deciding = Thresholds.of(self, null).measures  # raises where no measure decides
-        measured = measure_rows(values, reference_values, MEASURES)
+        measured = measure_rows(values, reference_values, MEASURES, reference_ranks)
         thresholds = {measure: null.threshold(measure, self.threshold) for measure in MEASURES}
         passes = {measure: np.nan_to_num(measured[measure], nan=-np.inf) > thresholds[measure]
                   for measure in MEASURES}

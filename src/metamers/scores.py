@@ -13,7 +13,14 @@ import torch
 
 from metamers.activations import LOGITS
 from metamers.criteria import Criterion, NullDistribution
-from metamers.stats import bootstrap_mean_ci, linear_cka, null_percentile, rsa
+from metamers.stats import (
+    RankedRows,
+    bootstrap_mean_cis,
+    linear_cka,
+    null_percentile,
+    rank_once,
+    rsa,
+)
 
 CONDITION = ["generator", "layer", "optimizer", "init"]
 
@@ -48,42 +55,43 @@ def evaluator_image_scores(image_activations: dict[str, np.ndarray],
                            reference_activations: dict[str, np.ndarray],
                            reference_labels: np.ndarray, layers: list[str],
                            nulls: dict[str, NullDistribution], criterion: Criterion,
+                           reference_ranks: dict[str, RankedRows] | None = None,
                            ) -> pd.DataFrame:
     """Scores of N images against their N references under one evaluator (long format).
 
     ``*_activations`` map layer -> (N, D) plus ``LOGITS`` -> (N, classes); ``nulls[layer]`` is
-    that evaluator layer's null file. Per layer: each measure, its percentile in the null,
-    whether it exceeds its threshold (``<measure>_passes``), and ``passes``, the
-    representation test: ``criterion``'s measures (:meth:`Criterion.check_measures`).
+    that evaluator layer's null file; ``reference_ranks[layer]``: the references ranked once
+    (``stats.rank_once``), where several image sets are scored against them. Per layer: each
+    measure, its percentile in the null, whether it exceeds its threshold
+    (``<measure>_passes``), and ``passes``, the representation test: ``criterion``'s measures
+    (:meth:`Criterion.check_measures`).
     """
-    frames = []
-    count = len(reference_labels)
     logits = image_activations[LOGITS]
     predicted = logits.argmax(1)
     reference_predicted = reference_activations[LOGITS].argmax(1)
-    output_metrics = {
-        "top1_correct": (predicted == reference_labels).astype(float),
-        "agrees_with_reference": (predicted == reference_predicted).astype(float),
-        "max_softmax": torch.softmax(torch.from_numpy(logits.astype(np.float64)), 1)
+    metrics = {  # (evaluator layer, metric) -> (N,) values
+        ("output", "top1_correct"): (predicted == reference_labels).astype(float),
+        ("output", "agrees_with_reference"): (predicted == reference_predicted).astype(float),
+        ("output", "max_softmax"): torch.softmax(torch.from_numpy(logits.astype(np.float64)), 1)
         .amax(1).numpy(),
     }
-    for metric, values in output_metrics.items():
-        frames.append(pd.DataFrame({"metamer": np.arange(count), "evaluator_layer": "output",
-                                    "metric": metric, "value": values}))
     for layer in layers:
         result = criterion.check_measures(image_activations[layer],
-                                          reference_activations[layer], nulls[layer])
-        layer_metrics = {}
+                                          reference_activations[layer], nulls[layer],
+                                          (reference_ranks or {}).get(layer))
         for measure, values in result.values.items():
-            layer_metrics[measure] = values
-            layer_metrics[f"{measure}_percentile"] = null_percentile(
+            metrics[layer, measure] = values
+            metrics[layer, f"{measure}_percentile"] = null_percentile(
                 values, nulls[layer].values[measure])
-            layer_metrics[f"{measure}_passes"] = result.passes[measure].astype(float)
-        layer_metrics["passes"] = result.passed.astype(float)
-        for metric, metric_values in layer_metrics.items():
-            frames.append(pd.DataFrame({"metamer": np.arange(count), "evaluator_layer": layer,
-                                        "metric": metric, "value": metric_values}))
-    return pd.concat(frames, ignore_index=True)
+            metrics[layer, f"{measure}_passes"] = result.passes[measure].astype(float)
+        metrics[layer, "passes"] = result.passed.astype(float)
+    count = len(reference_labels)  # one frame, not one per metric: pandas costs ms a frame
+    return pd.DataFrame({
+        "metamer": np.tile(np.arange(count), len(metrics)),
+        "evaluator_layer": np.repeat([layer for layer, _ in metrics], count),
+        "metric": np.repeat([metric for _, metric in metrics], count),
+        "value": np.concatenate([np.asarray(values, np.float64) for values in metrics.values()]),
+    })
 
 
 def condition_scores(activations: dict[str, dict[str, dict[str, np.ndarray]]],
@@ -99,10 +107,11 @@ def condition_scores(activations: dict[str, dict[str, dict[str, np.ndarray]]],
     """
     frames = []
     for evaluator, image_sets in activations.items():
-        scored = {image_set: evaluator_image_scores(image_activations,
-                                                    reference_activations[evaluator],
+        references = reference_activations[evaluator]
+        ranks = {layer: rank_once(references[layer]) for layer in evaluator_layers[evaluator]}
+        scored = {image_set: evaluator_image_scores(image_activations, references,
                                                     reference_labels, evaluator_layers[evaluator],
-                                                    nulls[evaluator], criterion)
+                                                    nulls[evaluator], criterion, ranks)
                   for image_set, image_activations in image_sets.items()}
         if "metamer" in scored and "pixel_control" in scored:
             scored["metamer"] = pd.concat([scored["metamer"], _pixel_control_comparison(
@@ -155,12 +164,11 @@ def summarize(scores: pd.DataFrame, activations_by_condition: dict | None = None
     the references (under image set ``reference``) adds RSA and CKA rows when given.
     """
     keys = [*CONDITION, "image_set", "evaluator", "evaluator_layer", "metric"]
-    rows = []
-    for group_key, group in scores.groupby(keys, sort=True):
-        low, high = bootstrap_mean_ci(group["value"].to_numpy(), seed=seed)
-        rows.append({**dict(zip(keys, group_key)), "mean": group["value"].mean(),
-                     "ci_low": low, "ci_high": high, "count": int(group["value"].notna().sum())})
-    summary = pd.DataFrame(rows)
+    groups = scores.groupby(keys, sort=True)["value"]
+    summary = groups.agg(["mean", "count"]).reset_index()
+    intervals = bootstrap_mean_cis([values.to_numpy() for _, values in groups], seed=seed)
+    summary.insert(len(keys) + 1, "ci_low", intervals[:, 0])
+    summary.insert(len(keys) + 2, "ci_high", intervals[:, 1])
     if activations_by_condition:
         summary = pd.concat([summary, _rsa_rows(activations_by_condition, seed)],
                             ignore_index=True)
