@@ -19,10 +19,8 @@ import numpy as np
 import yaml
 
 from metamers import stages, store
-from metamers.config import validate_config
+from metamers.config import SCHEMA_PATH, validate_config
 from metamers.zoo import registry
-
-SCHEMA = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
 
 
 def metamer_file(run: Path, out: Path, config: dict, generator: str, layer: str,
@@ -53,7 +51,7 @@ def main() -> None:
     parser.add_argument("--weights", type=float, nargs="+", default=[0.0, 0.1])
     args = parser.parse_args()
     config = yaml.safe_load((args.run_dir / "config" / "config.yaml").read_text())
-    validate_config(config, SCHEMA)
+    validate_config(config, SCHEMA_PATH)
     args.out.mkdir(parents=True, exist_ok=True)
     print("| layer | optimizer | " + " | ".join(f"w={w}" for w in args.weights) + " |")
     print("| --- | --- |" + " --- |" * len(args.weights))

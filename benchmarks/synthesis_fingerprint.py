@@ -35,7 +35,7 @@ from pathlib import Path
 import yaml
 
 from metamers import stages, store
-from metamers.config import validate_config
+from metamers.config import SCHEMA_PATH, validate_config
 
 # name -> ({member: layer}, optimizer)
 CONDITIONS = {
@@ -140,7 +140,7 @@ def main() -> None:
     parser.add_argument("--conditions", default=None, help="name,... (default: all)")
     args = parser.parse_args()
     config = yaml.safe_load(Path(args.config).read_text())
-    validate_config(config, "workflow/schemas/config.schema.yaml")  # the defaults, as the run's
+    validate_config(config, SCHEMA_PATH)  # the defaults, as the run's
     args.work_dir.mkdir(parents=True, exist_ok=True)
     models_dir = tiny_zoo(config, args.work_dir) if args.tiny else Path(args.models_dir)
     budget = {"max_iterations": args.max_iterations, "check_every": args.check_every,
