@@ -94,9 +94,7 @@ def row(label: str, start: str, starts: np.ndarray, result: SynthesisResult,
         control_pass: float) -> str:
     iterations = result.iterations_to_success
     passed = iterations >= 0
-    loss = result.loss
-    finite = np.isfinite(loss)
-    stop = loss[loss.shape[0] - 1 - np.argmax(finite[::-1], axis=0), np.arange(loss.shape[1])]
+    stop = result.loss[result.iterations_run, np.arange(len(passed))]  # the loss at its stop
     return (f"| {label} | {start} | {np.median(scores.pixel_distance(starts, references)):.2f} "
             f"| {passed.sum()}/{len(passed)} "
             f"| {np.median(iterations[passed]) if passed.any() else '-'} "
