@@ -1,8 +1,9 @@
 """A learned start for metamer synthesis (issue 20, item 4), against the uniform-noise start.
 
-A decoder (Mahendran and Vedaldi 2015; Dosovitskiy and Brox 2016) is trained on the training
-split to map a generating layer's activations back to the image; its output for a reference's
-activations is that reference's starting image. The synthesis is then the pipeline's own
+The pipeline's decoder (:mod:`metamers.decoder`, init kind ``decoder``; Mahendran and Vedaldi
+2015; Dosovitskiy and Brox 2016) is trained on the training split to map a generating layer's
+activations back to the image; its output for a reference's activations is that reference's
+starting image. The synthesis is then the pipeline's own
 (:class:`metamers.generate.MetamerSynthesis` with the config's first ``generation.optimizers``
 entry or ``--optimizer``, ``fake_relu``, ``l1_weight``, ``max_iterations`` and ``check_every``), judged by the
 config's criterion against a finished run's null file of that layer, on all of the run's
@@ -28,49 +29,14 @@ import torch
 import yaml
 from torch import nn
 
-from metamers import activations, criteria, data, inits, scores, stages, store
+from metamers import activations, criteria, data, decoder, inits, scores, stages, store
 from metamers.config import SCHEMA_PATH, validate_config
 from metamers.generate import Member, MetamerSynthesis
 from metamers.optimizers import OptimizerSettings
 from metamers.records import SynthesisResult
 from metamers.runtime import configure
 
-HIDDEN_UNITS = 1024
 DEVICE = torch.device("cpu")
-
-
-def train_decoder(layer_activations: torch.Tensor, images: torch.Tensor, epochs: int = 5,
-                  batch_size: int = 256, lr: float = 1e-3, seed: int = 0) -> nn.Module:
-    """An MLP from (N, D) activations (divided by their standard deviation) to (N, C, H, W)
-    images in [0, 1] (sigmoid output), trained by Adam on the pixels' mean squared error."""
-    generator = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
-    pixels = images[0].numel()
-    decoder = nn.Sequential(nn.Linear(layer_activations.shape[1], HIDDEN_UNITS), nn.ReLU(),
-                            nn.Linear(HIDDEN_UNITS, pixels), nn.Sigmoid(),
-                            nn.Unflatten(1, tuple(images.shape[1:])))
-    scale = float(layer_activations.std())
-    optimizer = torch.optim.Adam(decoder.parameters(), lr)
-    for _ in range(epochs):
-        order = torch.randperm(len(images), generator=generator)
-        for start in range(0, len(images), batch_size):
-            batch = order[start:start + batch_size]
-            loss = nn.functional.mse_loss(decoder(layer_activations[batch] / scale),
-                                          images[batch])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-    decoder.eval()
-    return nn.Sequential(_Scale(1 / scale), decoder)
-
-
-class _Scale(nn.Module):
-    def __init__(self, factor: float):
-        super().__init__()
-        self.factor = factor
-
-    def forward(self, values: torch.Tensor) -> torch.Tensor:
-        return values * self.factor
 
 
 def layer_activations(model: nn.Module, images: torch.Tensor, layer: str, name: str
@@ -106,8 +72,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--run-dir", required=True, type=Path)
     parser.add_argument("--layers", required=True, help="comma-separated model/layer")
-    parser.add_argument("--train-images", type=int, default=20000)
-    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--train-images", type=int,
+                        default=inits.DECODER_SETTINGS["train_images"])
+    parser.add_argument("--epochs", type=int, default=inits.DECODER_SETTINGS["epochs"])
     parser.add_argument("--optimizer", help="a name of the config's optimizers (default: the "
                         "first of generation.optimizers)")
     args = parser.parse_args()
@@ -117,9 +84,13 @@ def main() -> None:
     configure(1, config["seed"])
     optimizer = args.optimizer or config["generation"]["optimizers"][0]
     rule = criteria.Criterion.from_config(config["criterion"])
+    settings = {**inits.DECODER_SETTINGS, "train_images": args.train_images,
+                "epochs": args.epochs}
     train = data.load_dataset({**config["data"], "root": str(run / config["data"]["root"])},
                               train=True)
-    train_images = train.images[:args.train_images]
+    train_images = train.images[decoder.training_sample_indices(len(train.images),
+                                                                args.train_images,
+                                                                config["seed"])]
     reference_set = store.read_references(
         run / "resources/references" / f"{config['data']['name']}.h5")
     references = torch.from_numpy(reference_set["images"])
@@ -136,12 +107,12 @@ def main() -> None:
         null = store.read_null(run / "results/nulls" / name / f"{layer}.h5")
         members = [Member(name, model, layer, criteria.Thresholds.of(rule, null))]
         started = time.perf_counter()
-        decoder = train_decoder(layer_activations(model, train_images, layer, name),
-                                train_images, args.epochs, seed=config["seed"])
+        layer_decoder = decoder.train_decoder(model, layer, train_images, settings,
+                                              config["seed"], DEVICE, name)
         trained = time.perf_counter() - started
+        learned = decoder.decoded_starts([layer_decoder], [model], [layer], [name], references,
+                                         DEVICE)
         reference_activations = layer_activations(model, references, layer, name)
-        with torch.no_grad():
-            learned = decoder(reference_activations)
         uniform = inits.initial_images("uniform", references, config["seed"], 0.5)
         for start, starts in (("uniform", uniform), (f"decoder ({trained:.0f} s)", learned)):
             configure(1, config["seed"])

@@ -176,6 +176,11 @@ def test_many_problems_are_listed_in_a_few_lines():
     (lambda c: c.update(joint={"pool": {"cnn_a": {"early": ESCAPING_LAYER}}}),
      r"joint\.pool\.cnn_a\.early"),
     (lambda c: c["data"].update(name="foolbox_mnist"), "criterion.null_distribution.source"),
+    (lambda c: c["inits"]["uniform"].update(epochs=3), r"inits\.uniform: \['epochs'\]"),
+    (lambda c: (c["inits"].update(learned={"kind": "decoder"}),
+                c["data"].update(name="foolbox_mnist"),
+                c["criterion"]["null_distribution"].update(source="references")),
+     r"inits\.learned: a decoder start is trained on the training split"),
 ])
 def test_check_config_names_the_dangling_reference(test_config, change, named):
     config = copy.deepcopy(test_config)

@@ -10,8 +10,9 @@ import torch
 import yaml
 from snakemake.utils import validate
 
-from metamers import criteria, generate, inits
+from metamers import criteria, decoder, generate, inits
 from metamers.activations import LOGITS, extract, feature_extractor
+from metamers.data import load_dataset
 from metamers.fake_relu import with_fake_relu
 from metamers.generate import Member, MetamerSynthesis
 from metamers.optimizers import OptimizerSettings, build_optimizer
@@ -112,7 +113,9 @@ def test_every_optimizer_of_the_default_config_lowers_the_loss(name, synthesis_a
     assert (result.loss[-1] < result.loss[0]).all()
 
 
-@pytest.mark.parametrize("name", list(shipped_config()["inits"]))
+# learned starts (kind decoder) decode a generator's activations: tests/test_decoder.py
+@pytest.mark.parametrize("name", [name for name, init in shipped_config()["inits"].items()
+                                  if init["kind"] not in inits.LEARNED_KINDS])
 def test_every_init_of_the_default_config_gives_valid_starts(name, references):
     init = shipped_config()["inits"][name]
     images, labels = references
@@ -121,7 +124,7 @@ def test_every_init_of_the_default_config_gives_valid_starts(name, references):
     assert_valid_images(starts.numpy(), tuple(images.shape))
 
 
-@pytest.mark.parametrize("kind", inits.INIT_KINDS)
+@pytest.mark.parametrize("kind", inits.NOISE_KINDS + inits.NEAR_KINDS)
 def test_each_init_kind_gives_valid_metamers(kind, synthesis_at, small_references, references):
     images, labels = small_references
     pool_images, pool_labels = references
@@ -302,18 +305,27 @@ def test_stopped_metamers_are_frozen_at_their_successful_image(synthesis_at, sma
 
 @pytest.mark.parametrize("layer", ["relu1", "relu2", "fc_relu"])
 def test_the_default_optimizer_and_init_reach_the_criterion(layer, synthesis_at,
-                                                            small_references):
-    """The shipped default (first optimizer and init of config/config.yaml) and its budget."""
+                                                            small_references, uniform_starts,
+                                                            trained_model, data_spec):
+    """The shipped default (first optimizer and init of config/config.yaml: a decoded start,
+    its decoder fitted here to 2,000 training images) and its budget."""
     config = shipped_config()
     generation = config["generation"]
     init = config["inits"][generation["inits"][0]]
-    starts = inits.initial_images(init["kind"], small_references[0], seed=0,
-                                  strength=init["strength"])
-    settings = OptimizerSettings.from_config(config["optimizers"][generation["optimizers"][0]])
-    result = synthesize(synthesis_at(layer), starts, settings, generation["max_iterations"],
-                                            generation["check_every"])
+    assert init["kind"] == "decoder"
+    settings = {**inits.decoder_settings(init), "train_images": 2000}
+    training_images = load_dataset(data_spec, train=True).images[:settings["train_images"]]
+    layer_decoder = decoder.train_decoder(trained_model, layer, training_images, settings, 0, CPU)
+    starts = decoder.decoded_starts([layer_decoder], [trained_model], [layer], ["cnn"],
+                                    small_references[0], CPU)
+    synthesis = synthesis_at(layer)
+    optimizer = OptimizerSettings.from_config(
+        config["optimizers"][generation["optimizers"][0]])
+    result = synthesize(synthesis, starts, optimizer, generation["max_iterations"],
+                        generation["check_every"])
     assert result.success.all()
-    assert (result.iterations_to_success > 0).all()  # noise does not pass at the start
+    # the decoded start is already nearer the reference's activations than noise is
+    assert (initial_loss(synthesis, starts) < initial_loss(synthesis, uniform_starts)).all()
 
 
 def test_iterations_to_success_is_the_first_passing_check(synthesis_at, uniform_starts):

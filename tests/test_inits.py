@@ -49,7 +49,7 @@ def image_index(images: torch.Tensor) -> np.ndarray:
     return np.rint(images[:, 0, 0, 0].numpy() * 10).astype(int)
 
 
-@pytest.mark.parametrize("kind", inits.INIT_KINDS)
+@pytest.mark.parametrize("kind", inits.NOISE_KINDS + inits.NEAR_KINDS)  # decoder: test_decoder
 def test_every_kind_is_seeded_and_in_the_unit_box(kind, pool):
     images, labels = pool
     first = inits.initial_images(kind, images, seed=5, reference_labels=labels)
@@ -130,3 +130,9 @@ def test_unknown_kinds_raise(pool):
         inits.initial_images("sparkle", images, 0)
     with pytest.raises(ValueError, match="sparkle"):
         inits.noise("sparkle", (1, 1, 4, 4), torch.Generator())
+
+
+def test_a_learned_kind_is_not_made_from_the_references(pool):
+    images, labels = pool
+    with pytest.raises(ValueError, match="decoded_starts"):
+        inits.initial_images("decoder", images, seed=0, reference_labels=labels)

@@ -233,6 +233,44 @@ def test_a_changed_criterion_reruns_generation_and_after_but_not_before(pipeline
     assert ("results/nulls/" in outputs) == (edit is not drop_snr)
 
 
+def _with_learned_start(config: dict) -> None:
+    config["inits"]["learned"] = {"kind": "decoder", "train_images": 2000, "epochs": 3,
+                                  "batch_size": 32, "hidden_units": 64}
+    config["generation"]["inits"].append("learned")
+
+
+def test_a_learned_start_trains_one_decoder_per_member_layer(pipeline_run, tmp_path):
+    """Adding a ``decoder`` init trains a decoder at each generating (model, layer), a joint
+    generator's members included, and generates only its own conditions."""
+    outputs = " ".join(_planned_after_edit(pipeline_run, tmp_path, _with_learned_start))
+    decoders = set(re.findall(r"results/decoders/learned/([^ ,]+)\.pt", outputs))
+    assert decoders == {"cnn_a/relu2", "cnn_robust_a/fc_relu", "cnn_a/fc_relu", "cnn_b/fc_relu"}
+    assert "results/metamers/pair/deep/sgd/learned.h5" in outputs
+    assert "results/starts/learned" not in outputs  # its starts are scored per condition
+    assert "/uniform." not in outputs and "resources/models" not in outputs
+
+
+def test_a_learned_start_runs_from_decoder_to_scores(pipeline_run, tmp_path):
+    """In a copy of the finished run (later tests compare the run's files with others)."""
+    run = tmp_path / "run"
+    shutil.copytree(pipeline_run, run, symlinks=True)
+    config = yaml.safe_load(TEST_CONFIG.read_text())
+    _with_learned_start(config)
+    edited_config = tmp_path / "learned.yaml"
+    edited_config.write_text(yaml.safe_dump(config))
+    target = "results/scores/cnn_a/relu2/adam/learned.parquet"
+    completed = snakemake(run, target, "--configfile", str(edited_config))
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert "rule train_model" not in completed.stdout  # the copy's models are up to date
+    metamers = store.read_metamers(run / "results/metamers/cnn_a/relu2/adam/learned.h5")
+    uniform = store.read_metamers(run / "results/metamers/cnn_a/relu2/adam/uniform.h5")
+    # decoded starts lie nearer their references than uniform noise does
+    assert np.median(metamers["initial_distance"]) < 0.6 * np.median(uniform["initial_distance"])
+    scores = store.read_table(run / target)
+    assert set(scores["image_set"]) == {"metamer", "pixel_control", "initial"}
+    assert set(scores["init"]) == {"learned"}
+
+
 def test_bad_config_key_stops_with_its_name(tmp_path):
     config = yaml.safe_load(TEST_CONFIG.read_text())
     config["generation"]["max_iteration"] = 10

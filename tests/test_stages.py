@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from metamers import stages, store
+from metamers import decoder as decoder_lib
+from metamers import inits, stages, store
 
 
 @pytest.fixture
@@ -106,3 +108,50 @@ def test_a_conditions_start_rows_are_its_inits_starts_scored_once(job_inputs, tm
                                                                           "pixel_control"}
     with pytest.raises(ValueError, match="not those of"):
         evaluate("gaussian")
+
+
+def test_a_learned_start_is_decoded_for_the_job_and_scored_with_its_condition(
+        job_inputs, data_spec, tmp_path):
+    """A ``decoder`` init starts from the member's decoder output; with no shared start
+    files, the condition's job scores those starts itself, under its own keys."""
+    decoder_path = tmp_path / "decoders" / "relu2.pt"
+    settings = {**inits.DECODER_SETTINGS, "train_images": 500, "epochs": 1, "batch_size": 64,
+                "hidden_units": 32}
+    stages.train_decoder(job_inputs["weights_paths"]["cnn"], job_inputs["specs"]["cnn"],
+                         "relu2", data_spec, settings, 0, decoder_path, "cpu", threads=1)
+    metamers = tmp_path / "metamers.h5"
+    budget = {**job_inputs["budget"], "max_iterations": 5, "checkpoint_every": 0}
+    stages.generate_metamers(**{**job_inputs, "budget": budget, "path": metamers,
+                                "init": {"kind": "decoder", "strength": 0.5},
+                                "decoder_paths": {"cnn": decoder_path}})
+    content = store.read_metamers(metamers)
+    model = stages.load_zoo_model(job_inputs["weights_paths"]["cnn"], job_inputs["specs"]["cnn"],
+                                  torch.device("cpu"))
+    references = torch.from_numpy(store.read_references(job_inputs["references_path"])["images"])
+    decoded = decoder_lib.decoded_starts([decoder_lib.load_decoder(decoder_path,
+                                                                   torch.device("cpu"))],
+                                         [model], ["relu2"], ["cnn"], references,
+                                         torch.device("cpu"))
+    np.testing.assert_array_equal(content["initial_images"], decoded.numpy())
+
+    specs = {"cnn": {**job_inputs["specs"]["cnn"], "layers": ["relu2"]}}
+    evaluation = {"batch_size": 8, "projection_dim": None}
+    reference_activations = tmp_path / "references.h5"
+    stages.reference_activations(job_inputs["weights_paths"], specs,
+                                 job_inputs["references_path"], evaluation, 0,
+                                 reference_activations, "cpu", threads=1)
+    condition = {"generator": "cnn", "layer": "relu2", "optimizer": "sgd", "init": "decoder"}
+    outputs = {kind: tmp_path / f"condition_{kind}.{suffix}" for kind, suffix
+               in (("activations", "h5"), ("scores", "parquet"), ("summary", "parquet"))}
+    stages.evaluate_condition(
+        job_inputs["weights_paths"], specs, metamers, job_inputs["references_path"],
+        reference_activations, {"cnn": {"relu2": job_inputs["null_paths"]["cnn"]}}, evaluation,
+        job_inputs["criterion"], condition, 0, None, None, outputs["activations"],
+        outputs["scores"], outputs["summary"], "cpu", threads=1)
+    table = store.read_table(outputs["scores"])
+    assert set(table["image_set"]) == {"metamer", "pixel_control", "initial"}
+    assert (table[list(condition)] == pd.Series(condition)).all().all()
+    starts = table[(table["image_set"] == "initial") & (table["metric"] == "pixel_distance")]
+    np.testing.assert_allclose(starts["value"], content["initial_distance"])
+    assert set(store.read_activations(outputs["activations"])["cnn"]) == {
+        "metamer", "pixel_control", "initial"}

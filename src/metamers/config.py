@@ -20,7 +20,7 @@ from pathlib import Path, PurePosixPath
 import jsonschema
 import yaml
 
-from metamers.inits import INIT_KINDS
+from metamers.inits import DECODER_SETTINGS, INIT_KINDS, LEARNED_KINDS
 from metamers.zoo import registry as zoo_registry
 
 # Data sets of a few labelled test images (data.load_dataset): no training split for a null.
@@ -264,6 +264,14 @@ def _check_inits(config: dict) -> None:
     which imports torch)."""
     for name, init in config["inits"].items():
         _require(init["kind"] in INIT_KINDS, f"inits.{name}.kind must be one of {INIT_KINDS}.")
+        if init["kind"] in LEARNED_KINDS:
+            _require(config["data"]["name"] not in TEST_ONLY_DATA,
+                     f"inits.{name}: a decoder start is trained on the training split, and data "
+                     f"set {config['data']['name']!r} has none; choose another init kind.")
+        else:
+            misplaced = sorted(set(init) & set(DECODER_SETTINGS))
+            _require(not misplaced, f"inits.{name}: {misplaced} set(s) a decoder's training; "
+                     f"kind {init['kind']!r} has no decoder. Remove them, or use kind: decoder.")
 
 
 def _check_null_source(config: dict) -> None:

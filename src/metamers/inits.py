@@ -3,7 +3,9 @@
 Noise kinds (``uniform``, ``gaussian``, ``pink``) make metamers that owe nothing to the
 reference's pixels. Starts near the reference (``reference_noise``, ``blend``, ``blur``) and
 other images (``same_class``, ``other_class``) take a ``strength``; near starts can make trivial
-metamers, which is why every metamer records its pixel distance to its reference.
+metamers, which is why every metamer records its pixel distance to its reference. A learned
+start (``decoder``, :mod:`metamers.decoder`) decodes the reference's activations at the
+generating layer, so its images depend on the generator and layer, not only the references.
 """
 
 from __future__ import annotations
@@ -17,7 +19,16 @@ if TYPE_CHECKING:
 # Snakemake start, and torch's import would cost seconds of each no-op run.
 NOISE_KINDS = ("uniform", "gaussian", "pink")
 NEAR_KINDS = ("reference_noise", "blend", "blur", "same_class", "other_class")
-INIT_KINDS = NOISE_KINDS + NEAR_KINDS
+LEARNED_KINDS = ("decoder",)
+INIT_KINDS = NOISE_KINDS + NEAR_KINDS + LEARNED_KINDS
+# A decoder's training, where its init entry does not set it (docs/generation.md).
+DECODER_SETTINGS = {"train_images": 10000, "epochs": 5, "batch_size": 256, "lr": 0.001,
+                    "hidden_units": 1024, "max_inputs": 4096}
+
+
+def decoder_settings(init: dict) -> dict:
+    """A ``decoder`` init entry's training settings, defaults filled in."""
+    return {key: init.get(key, default) for key, default in DECODER_SETTINGS.items()}
 
 
 def pink_noise(shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
@@ -110,4 +121,7 @@ def initial_images(kind: str, reference_images: torch.Tensor, seed: int, strengt
                    else torch.full((len(reference_images),), -1))
         return _other_images(reference_labels, pool_images, pool_labels, kind == "same_class",
                              exclude, generator).clone()
+    if kind in LEARNED_KINDS:
+        raise ValueError(f"Init {kind!r} decodes the generator's activations: "
+                         "metamers.decoder.decoded_starts makes its images.")
     raise ValueError(f"Unknown init {kind!r}: choose one of {INIT_KINDS}.")

@@ -79,9 +79,14 @@ def check_joint(config: Mapping) -> None:
     if clashes:
         raise ConfigError(f"joint: set names {sorted(clashes)} are taken by models or sets.")
     for key, section in (("optimizer", "optimizers"), ("init", "inits")):
-        if joint[key] not in config["generation"][section]:
-            raise ConfigError(f"joint.{key}={joint[key]!r} is not in generation.{section} "
+        if _choice(config, key) not in config["generation"][section]:
+            raise ConfigError(f"joint.{key}={_choice(config, key)!r} is not in generation.{section} "
                               f"{config['generation'][section]}.")
+
+
+def _choice(config: Mapping, key: str) -> str:
+    """The joint section's ``optimizer`` or ``init``; unset: the first of generation's."""
+    return config["joint"].get(key) or config["generation"][f"{key}s"][0]
 
 
 def _sets(joint: Mapping) -> list[JointSet]:
@@ -119,7 +124,8 @@ def design(config: Mapping) -> list[dict]:
         for model, layers in joint.get("compare", {}).items():
             rows.append({"generator": model, "layer": layers[depth], "group": model, "size": 1,
                          "draw": 0, "members": [model], "depth": depth})
-    return [{**row, "optimizer": joint["optimizer"], "init": joint["init"]} for row in rows]
+    return [{**row, "optimizer": _choice(config, "optimizer"), "init": _choice(config, "init")}
+            for row in rows]
 
 
 def held_out(members: Sequence[str], evaluators: Sequence[str], pool: Sequence[str]

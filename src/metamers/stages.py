@@ -29,6 +29,7 @@ from metamers import (
     transfer,
     zoo,
 )
+from metamers import decoder as decoder_lib
 from metamers.data import LabelledImages, distinct_sample, load_dataset, load_sample
 from metamers.generate import Checkpoint, Member, MetamerSynthesis, resume
 from metamers.optimizers import OptimizerSettings
@@ -197,13 +198,47 @@ def _job_fingerprint(inputs: list[Path], settings: dict) -> str:
     return digest.hexdigest()
 
 
+def train_decoder(weights_path: Path, spec: dict, layer: str, data_spec: dict, settings: dict,
+                  seed: int, path: Path, device: str = "auto", threads: int | None = None
+                  ) -> None:
+    """Fit and write the decoder of a model's ``layer`` (:mod:`metamers.decoder`) to a seeded
+    sample of ``settings["train_images"]`` training images."""
+    configure(threads, seed)
+    torch_device = _device(device)
+    model = load_zoo_model(weights_path, spec, torch_device)
+    sample, _, _ = load_sample(data_spec, True, lambda labels: decoder_lib.training_sample_indices(
+        len(labels), settings["train_images"], seed))
+    name = Path(weights_path).stem
+    decoder = decoder_lib.train_decoder(model, layer, sample.images, settings, seed, torch_device,
+                                        name)
+    decoder_lib.save_decoder(decoder, path, {"model": name, "layer": layer, "seed": seed,
+                                             "images": len(sample.images), **settings})
+
+
+def _starts(init: dict, members: list[Member], decoder_paths: dict[str, Path] | None,
+            reference_set: dict, seed: int, device: torch.device) -> torch.Tensor:
+    """The starting images of ``init``: decoded from the members' activations (kind
+    ``decoder``, one decoder file per member) or made from the references."""
+    reference_images = torch.from_numpy(reference_set["images"])
+    if init["kind"] not in inits.LEARNED_KINDS:
+        return inits.initial_images(init["kind"], reference_images, seed, init["strength"],
+                                    torch.from_numpy(reference_set["labels"]))
+    if not decoder_paths:
+        raise ValueError(f"Init kind {init['kind']!r} needs each member's decoder file.")
+    return decoder_lib.decoded_starts(
+        [decoder_lib.load_decoder(decoder_paths[member.name], device) for member in members],
+        [member.model for member in members], [member.layer for member in members],
+        [member.name for member in members], reference_images, device)
+
+
 def generate_metamers(weights_paths: dict[str, Path], specs: dict[str, dict],
                       layers: dict[str, str], null_paths: dict[str, Path],
                       references_path: Path, optimizer: dict, init: dict, budget: dict,
                       criterion: dict, seed: int, path: Path, device: str = "auto",
                       threads: int | None = None, channels_last: bool = True,
                       compile_mode: str | None = None, fake_relu: bool = False,
-                      l1_weight: float = 0.0) -> None:
+                      l1_weight: float = 0.0,
+                      decoder_paths: dict[str, Path] | None = None) -> None:
     """Synthesise and write one condition's metamers (every reference, one batch), with the
     generators in channels-last memory layout if ``channels_last`` and their steps through
     ``torch.compile`` in ``compile_mode`` (if any), with ``fake_relu`` at generating layers that
@@ -213,12 +248,12 @@ def generate_metamers(weights_paths: dict[str, Path], specs: dict[str, dict],
 
     With ``budget["checkpoint_every"]`` > 0 the state is saved to :func:`checkpoint_path`
     that often; a killed job started again resumes there and ends with identical outputs.
+    A ``decoder`` init reads each member's decoder from ``decoder_paths``.
     """
     configure(threads, seed)
     torch_device = _device(device)
     reference_set = store.read_references(references_path)
     reference_images = torch.from_numpy(reference_set["images"])
-    reference_labels = torch.from_numpy(reference_set["labels"])
     members = []
     rule = criteria.Criterion.from_config(criterion)
     for name, spec in specs.items():  # the generator's members in their order
@@ -228,8 +263,7 @@ def generate_metamers(weights_paths: dict[str, Path], specs: dict[str, dict],
                  " and keep the reference's class" if thresholds.class_match else "")
         members.append(Member(name, load_zoo_model(weights_paths[name], spec, torch_device),
                               layer, thresholds))
-    starts = inits.initial_images(init["kind"], reference_images, seed, init["strength"],
-                                  reference_labels)
+    starts = _starts(init, members, decoder_paths, reference_set, seed, torch_device)
     synthesis = MetamerSynthesis(members, reference_images, torch_device, channels_last,
                                  compile_mode, fake_relu, l1_weight)
     synthesis.setup(starts, OptimizerSettings.from_config(optimizer))
@@ -239,7 +273,8 @@ def generate_metamers(weights_paths: dict[str, Path], specs: dict[str, dict],
                 "l1_weight": l1_weight}
     checkpoint = None
     if budget["checkpoint_every"]:
-        inputs = [*weights_paths.values(), *null_paths.values(), references_path]
+        inputs = [*weights_paths.values(), *null_paths.values(), references_path,
+                  *(decoder_paths or {}).values()]
         checkpoint = Checkpoint(checkpoint_path(path), budget["checkpoint_every"],
                                 _job_fingerprint(inputs, {
                                     **settings, "threads": torch.get_num_threads()}))
@@ -351,41 +386,50 @@ def evaluate_condition(weights_paths: dict[str, Path], specs: dict[str, dict],
                        metamers_path: Path, references_path: Path,
                        reference_activations_path: Path, null_paths: dict[str, dict[str, Path]],
                        evaluation: dict, criterion: dict, condition: dict, seed: int,
-                       start_scores_path: Path, start_summary_path: Path,
+                       start_scores_path: Path | None, start_summary_path: Path | None,
                        activations_path: Path, scores_path: Path, summary_path: Path,
                        device: str = "auto", threads: int | None = None) -> None:
     """One condition's evaluation: write every evaluator's activations of its metamers and
     their pixel controls, then their long-format scores and summary (with RSA and CKA,
-    :func:`_scores_and_summary`) with its init's starts, scored once by
-    :func:`evaluate_starts` (checked to be this file's starts by their pixel distances)."""
+    :func:`_scores_and_summary`) with its init's starts. Starts shared by every condition of
+    the init are scored once by :func:`evaluate_starts` (checked to be this file's starts by
+    their pixel distances); without those paths (a learned start, made for this generator and
+    layer) the file's own starts are scored here."""
     configure(threads, seed)
     content = store.read_metamers(metamers_path)
-    start_scores = store.read_table(start_scores_path)
-    start_distances = start_scores.loc[start_scores["metric"] == "pixel_distance", "value"]
-    if not np.allclose(start_distances.to_numpy()[content["reference_index"]],
-                       content["initial_distance"], rtol=0, atol=1e-9):
-        raise ValueError(f"the starts of {metamers_path} are not those of {start_scores_path} "
-                         "(their pixel distances differ): the metamers were made with another "
-                         "seed, init or references. Rebuild them, or rebuild the starts with "
-                         "`snakemake --forcerun evaluate_starts`.")
+    shared_starts = start_scores_path is not None
+    if shared_starts:
+        start_scores = store.read_table(start_scores_path)
+        start_distances = start_scores.loc[start_scores["metric"] == "pixel_distance", "value"]
+        if not np.allclose(start_distances.to_numpy()[content["reference_index"]],
+                           content["initial_distance"], rtol=0, atol=1e-9):
+            raise ValueError(f"the starts of {metamers_path} are not those of "
+                             f"{start_scores_path} (their pixel distances differ): the metamers "
+                             "were made with another seed, init or references. Rebuild them, or "
+                             "rebuild the starts with `snakemake --forcerun evaluate_starts`.")
     reference_images = store.read_references(references_path)["images"][content["reference_index"]]
     image_sets = {
         "metamer": content["metamers"],
         "pixel_control": scores.pixel_control(reference_images, content["pixel_distance"], seed),
     }
+    distances = {"metamer": content["pixel_distance"],
+                 "pixel_control": content["pixel_distance"]}
+    if not shared_starts:
+        image_sets["initial"] = content["initial_images"]
+        distances["initial"] = content["initial_distance"]
     activations = _evaluator_activations(weights_paths, specs, image_sets, evaluation, seed,
                                          _device(device))
     store.write_activations(activations_path, activations,
                             {"evaluation": evaluation, "seed": seed})
-    distances = {"metamer": content["pixel_distance"],
-                 "pixel_control": content["pixel_distance"]}
     table, summary = _scores_and_summary(
         activations, reference_activations_path, content["reference_index"],
         content["reference_label"], distances, null_paths, criterion, condition, seed)
-    store.write_table(scores_path, _with_starts(table, start_scores, condition,
-                                                start_scores_path))
-    store.write_table(summary_path, _with_starts(summary, store.read_table(start_summary_path),
-                                                 condition, start_summary_path))
+    if shared_starts:
+        table = _with_starts(table, start_scores, condition, start_scores_path)
+        summary = _with_starts(summary, store.read_table(start_summary_path), condition,
+                               start_summary_path)
+    store.write_table(scores_path, table)
+    store.write_table(summary_path, summary)
 
 
 def aggregate(score_paths: list[Path], summary_paths: list[Path],

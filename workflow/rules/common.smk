@@ -4,6 +4,7 @@ import itertools
 import re
 
 from metamers import joint, preflight
+from metamers.inits import LEARNED_KINDS, decoder_settings
 from metamers.config import (
     check_config,
     check_config_files,
@@ -51,7 +52,14 @@ CONDITIONS = [
     )
 ]
 CONDITION_PATH = "{generator}/{layer}/{optimizer}/{init}"
-# An init's starting images, evaluated once for all its conditions (rule evaluate_starts).
+# Learned inits (a decoder per model and layer) make starts for their generator and layer;
+# the others' starts depend only on the references.
+LEARNED_INITS = [
+    name for name in GENERATION["inits"] if config["inits"][name]["kind"] in LEARNED_KINDS
+]
+SHARED_INITS = [name for name in GENERATION["inits"] if name not in LEARNED_INITS]
+DECODER_PATH = "results/decoders/{init}/{model}/{layer}.pt"
+# A shared init's starting images, evaluated once for all its conditions (rule evaluate_starts).
 START_FILES = {
     "activations": "results/starts/{init}/activations.h5",
     "scores": "results/starts/{init}/scores.parquet",
@@ -126,6 +134,28 @@ def null_files(wildcards):
     return [f"results/nulls/{model}/{layers[model]}.h5" for model in members(wildcards.generator)]
 
 
+def decoder_files(generator, layer, init):
+    """A learned init's decoder files of the generator's members at their generating layers, in
+    members' order; none for other inits."""
+    if init not in LEARNED_INITS:
+        return []
+    layers = member_layers(generator, layer)
+    return [
+        DECODER_PATH.format(init=init, model=model, layer=layers[model])
+        for model in members(generator)
+    ]
+
+
+def start_files(wildcards):
+    """A shared init's start scores and summary (rule evaluate_starts); none for learned ones."""
+    if wildcards.init in LEARNED_INITS:
+        return {}
+    return {
+        f"start_{kind}": START_FILES[kind].format(init=wildcards.init)
+        for kind in ("scores", "summary")
+    }
+
+
 def evaluator_nulls():
     """{evaluator: {layer: null file}}: in the evaluation's projected space where it projects
     (the same files as generation's where it does not)."""
@@ -167,7 +197,13 @@ def per_item_targets(conditions=CONDITIONS):
     starts = dict.fromkeys(
         path.format(init=condition["init"])
         for condition in conditions
+        if condition["init"] in SHARED_INITS
         for path in START_FILES.values()
+    )
+    decoders = dict.fromkeys(
+        path
+        for condition in conditions
+        for path in decoder_files(condition["generator"], condition["layer"], condition["init"])
     )
     return [
         *model_files(MODELS),
@@ -175,6 +211,7 @@ def per_item_targets(conditions=CONDITIONS):
         "results/activations/references.h5",
         *sorted(nulls),
         *starts,
+        *decoders,
         *itertools.chain.from_iterable(per_condition_files(conditions).values()),
     ]
 

@@ -38,6 +38,32 @@ use rule null_distribution as projected_null_distribution with:
         device=config["device"],
 
 
+rule train_decoder:
+    """A learned init's decoder of one (model, layer): from its activations back to the image,
+    fitted to training images; every generator with that member and layer starts from it."""
+    input:
+        model=lambda wildcards: model_files([wildcards.model]),
+    output:
+        DECODER_PATH,
+    log:
+        "logs/train_decoder/{init}/{model}/{layer}.log",
+    wildcard_constraints:
+        init=alternation(LEARNED_INITS),
+    threads: 1
+    resources:
+        runtime=60,
+        mem_mb=6000,
+        gpu=1,
+    params:
+        spec=lambda wildcards: build_spec(wildcards.model),
+        settings=lambda wildcards: decoder_settings(config["inits"][wildcards.init]),
+        data=config["data"],
+        seed=config["seed"],
+        device=config["device"],
+    script:
+        "../scripts/train_decoder.py"
+
+
 rule generate_metamers:
     """All references' metamers for one (generator, layer, optimizer, init), batched."""
     input:
@@ -45,6 +71,9 @@ rule generate_metamers:
         cards=lambda wildcards: card_files(members(wildcards.generator)),
         nulls=null_files,
         references=REFERENCES,
+        decoders=lambda wildcards: decoder_files(
+            wildcards.generator, wildcards.layer, wildcards.init
+        ),
     output:
         f"results/metamers/{CONDITION_PATH}.h5",
     log:

@@ -12,6 +12,8 @@ rule evaluate_starts:
         **START_FILES,
     log:
         "logs/evaluate_starts/{init}.log",
+    wildcard_constraints:
+        init=alternation(SHARED_INITS),
     threads: 1  # as evaluate_condition: the same activations whatever --cores
     resources:
         runtime=60,
@@ -33,14 +35,13 @@ rule evaluate_condition:
     """One condition: every evaluator's activations of its metamers and pixel controls, then
     its long-format scores and summary (with its init's start rows), in one job."""
     input:
+        unpack(start_files),
         weights=weights_files(evaluators()),
         cards=card_files(evaluators()),
         metamers=f"results/metamers/{CONDITION_PATH}.h5",
         references=REFERENCES,
         reference_activations="results/activations/references.h5",
         nulls=[path for paths in evaluator_nulls().values() for path in paths.values()],
-        start_scores=START_FILES["scores"],
-        start_summary=START_FILES["summary"],
     output:
         activations=f"results/activations/{CONDITION_PATH}.h5",
         scores=f"results/scores/{CONDITION_PATH}.parquet",

@@ -11,7 +11,7 @@ stages.evaluate_condition(
     snakemake.input.reference_activations, snakemake.params.null_paths,
     snakemake.params.evaluation, snakemake.params.criterion,
     dict(snakemake.wildcards.items()), snakemake.params.seed,
-    snakemake.input.start_scores, snakemake.input.start_summary,
+    snakemake.input.get("start_scores"), snakemake.input.get("start_summary"),
     snakemake.output.activations, snakemake.output.scores, snakemake.output.summary,
     device=snakemake.params.device, threads=snakemake.threads,
 )

@@ -23,4 +23,5 @@ stages.generate_metamers(
     path=snakemake.output[0],
     device=snakemake.params.device,
     threads=snakemake.threads,
+    decoder_paths=dict(zip(specs, snakemake.input.decoders)) or None,
 )

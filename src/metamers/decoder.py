@@ -1,0 +1,139 @@
+"""A learned start: a decoder trained on the training split to map one layer's activations
+back to the image (Mahendran and Vedaldi 2015; Dosovitskiy and Brox 2016). Its output for a
+reference's activations is that reference's starting image (init kind ``decoder``).
+
+The decoder is an MLP. Feature maps wider than ``max_inputs`` values are first average-pooled
+over space to at most that many (a fixed step that bounds the cost of wide early layers); the
+inputs are divided by their standard deviation over the training images, then pass through
+``hidden_units`` ReLU units to the pixels through a sigmoid. Adam fits it to the pixels' mean
+squared error. The reference images are never seen: they come from the test split.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from metamers import activations as activation_lib
+from metamers import store
+from metamers.runtime import get_logger
+
+log = get_logger("metamers.decoder")
+
+
+def pooled_side(shape: tuple[int, ...], max_inputs: int) -> int | None:
+    """The side of the square the (C, H, W) feature maps ``shape`` are average-pooled to so
+    that at most ``max_inputs`` values remain; None where they are not maps or already fit."""
+    if len(shape) != 3 or math.prod(shape) <= max_inputs:
+        return None
+    return max(1, math.isqrt(max_inputs // shape[0]))
+
+
+class Decoder(nn.Module):
+    """Activations of one layer (N, *activation_shape) -> images (N, *image_shape) in [0, 1]."""
+
+    def __init__(self, activation_shape: tuple[int, ...], image_shape: tuple[int, ...],
+                 hidden_units: int, max_inputs: int):
+        super().__init__()
+        side = pooled_side(activation_shape, max_inputs)
+        self.pool = nn.AdaptiveAvgPool2d(side) if side else nn.Identity()
+        inputs = activation_shape[0] * side * side if side else math.prod(activation_shape)
+        self.register_buffer("scale", torch.ones(()))  # the inputs' SD over the training images
+        self.mlp = nn.Sequential(nn.Linear(inputs, hidden_units), nn.ReLU(),
+                                 nn.Linear(hidden_units, math.prod(image_shape)), nn.Sigmoid(),
+                                 nn.Unflatten(1, tuple(image_shape)))
+        self.shapes = {"activation_shape": list(activation_shape),
+                       "image_shape": list(image_shape), "hidden_units": hidden_units,
+                       "max_inputs": max_inputs}
+
+    def inputs(self, layer_activations: torch.Tensor) -> torch.Tensor:
+        """The fixed part: (N, ...) activations -> (N, inputs), pooled where too wide."""
+        return self.pool(layer_activations).flatten(1)
+
+    def forward(self, layer_activations: torch.Tensor) -> torch.Tensor:
+        return self.mlp(self.inputs(layer_activations) / self.scale)
+
+
+@torch.no_grad()
+def layer_inputs(extractor: nn.Module, decoder: Decoder, images: torch.Tensor, layer: str,
+                 device: torch.device, batch_size: int = 500) -> torch.Tensor:
+    """The decoder's fixed inputs (N, inputs) for ``images``, on ``device``, batch by batch."""
+    return torch.cat([decoder.inputs(extractor(batch.to(device))[layer])
+                      for batch in images.split(batch_size)])
+
+
+def train_decoder(model: nn.Module, layer: str, images: torch.Tensor, settings: dict, seed: int,
+                  device: torch.device, model_name: str = "model") -> Decoder:
+    """A :class:`Decoder` of ``model``'s ``layer``, fitted to ``images`` (N, C, H, W) in [0, 1]
+    by Adam (``settings``: ``epochs``, ``batch_size``, ``lr``, ``hidden_units``, ``max_inputs``),
+    each epoch in a ``seed``-ed order; logs each epoch's mean squared error."""
+    torch.manual_seed(seed)
+    extractor = activation_lib.feature_extractor(model, [layer], model_name)
+    with torch.no_grad():
+        shape = tuple(extractor(images[:1].to(device))[layer].shape[1:])
+    decoder = Decoder(shape, tuple(images.shape[1:]), settings["hidden_units"],
+                      settings["max_inputs"]).to(device)
+    inputs = layer_inputs(extractor, decoder, images, layer, device)
+    decoder.scale.fill_(inputs.std())
+    inputs = inputs / decoder.scale
+    targets = images.to(device)
+    optimizer = torch.optim.Adam(decoder.mlp.parameters(), settings["lr"])
+    generator = torch.Generator().manual_seed(seed)
+    for epoch in range(settings["epochs"]):
+        order = torch.randperm(len(images), generator=generator)
+        total = 0.0
+        for batch in order.split(settings["batch_size"]):
+            batch = batch.to(device)
+            loss = nn.functional.mse_loss(decoder.mlp(inputs[batch]), targets[batch])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            total += float(loss.detach()) * len(batch)
+        log.info("%s at %s: decoder epoch %d/%d, pixel MSE %.5f", model_name, layer, epoch + 1,
+                 settings["epochs"], total / len(images))
+    return decoder.eval().requires_grad_(False)
+
+
+def save_decoder(decoder: Decoder, path: Path, attrs: dict) -> None:
+    """Write the decoder's state and shapes (and ``attrs``: its settings, model and layer)."""
+    with store.atomic_path(path) as partial:
+        torch.save({"state_dict": decoder.state_dict(), **decoder.shapes, "attrs": attrs},
+                   partial)
+
+
+def load_decoder(path: Path, device: torch.device) -> Decoder:
+    """A decoder written by :func:`save_decoder` (loaded with ``weights_only``)."""
+    try:
+        saved = torch.load(path, map_location=device, weights_only=True)
+        decoder = Decoder(tuple(saved["activation_shape"]), tuple(saved["image_shape"]),
+                          saved["hidden_units"], saved["max_inputs"])
+        decoder.load_state_dict(saved["state_dict"])
+    except (*store.CHECKPOINT_LOAD_ERRORS, TypeError) as error:
+        raise ValueError(f"{path} is not a decoder file this version writes "
+                         f"({type(error).__name__}): delete it and rerun; Snakemake's rule "
+                         "train_decoder makes it again.") from error
+    return decoder.to(device).eval().requires_grad_(False)
+
+
+@torch.no_grad()
+def decoded_starts(decoders: list[Decoder], models: list[nn.Module], layers: list[str],
+                   model_names: list[str], reference_images: torch.Tensor,
+                   device: torch.device) -> torch.Tensor:
+    """Starting images (N, C, H, W) on the CPU: each model's decoder applied to its
+    activations of ``reference_images`` at its layer, averaged over the models (a joint
+    generator's members)."""
+    decoded = []
+    for decoder, model, layer, name in zip(decoders, models, layers, model_names):
+        extractor = activation_lib.feature_extractor(model, [layer], name)
+        decoded.append(torch.cat([decoder(extractor(batch.to(device))[layer]).cpu()
+                                  for batch in reference_images.split(500)]))
+    return torch.stack(decoded).mean(0)
+
+
+def training_sample_indices(split_size: int, count: int, seed: int) -> np.ndarray:
+    """``count`` (at most the split) indices of a split, in a seeded random order."""
+    return np.random.default_rng(seed).permutation(split_size)[:count]

@@ -1,0 +1,95 @@
+"""The learned start: a decoder from a layer's activations back to the image."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from metamers import decoder as decoder_lib
+from metamers import inits
+
+SETTINGS = {**inits.DECODER_SETTINGS, "epochs": 5, "batch_size": 32, "hidden_units": 64}
+
+
+@pytest.fixture(scope="module")
+def training_images(data_spec):
+    from metamers.data import load_dataset
+
+    return load_dataset(data_spec, train=True).images[:1000]
+
+
+@pytest.fixture(scope="module")
+def relu2_decoder(trained_model, training_images):
+    return decoder_lib.train_decoder(trained_model, "relu2", training_images, SETTINGS, 0,
+                                     torch.device("cpu"), "cnn")
+
+
+@pytest.mark.parametrize(("shape", "max_inputs", "side"), [
+    ((32, 28, 28), 4096, 11),   # 32 * 11 * 11 = 3,872 values
+    ((8, 7, 7), 4096, None),    # fits: not pooled
+    ((64,), 16, None),          # not feature maps: never pooled
+    ((512, 4, 4), 256, 1),      # more channels than inputs: global average
+])
+def test_only_feature_maps_wider_than_max_inputs_are_pooled(shape, max_inputs, side):
+    assert decoder_lib.pooled_side(shape, max_inputs) == side
+    if side:
+        assert shape[0] * side * side <= max(max_inputs, shape[0])
+
+
+def test_a_decoder_reconstructs_unseen_images_better_than_their_mean(relu2_decoder,
+                                                                      trained_model, references):
+    """On test images it never saw, the decoded images are nearer their originals than the
+    training images' mean image is."""
+    images = references[0]
+    decoded = decoder_lib.decoded_starts([relu2_decoder], [trained_model], ["relu2"], ["cnn"],
+                                         images, torch.device("cpu"))
+    assert decoded.shape == images.shape
+    assert decoded.min() >= 0 and decoded.max() <= 1
+    mean_image = torch.full_like(images, float(images.mean()))
+    assert (decoded - images).pow(2).mean() < 0.5 * (mean_image - images).pow(2).mean()
+
+
+def test_training_a_decoder_twice_gives_identical_weights(relu2_decoder, trained_model,
+                                                          training_images):
+    again = decoder_lib.train_decoder(trained_model, "relu2", training_images, SETTINGS, 0,
+                                      torch.device("cpu"), "cnn")
+    for name, value in relu2_decoder.state_dict().items():
+        assert torch.equal(value, again.state_dict()[name]), name
+
+
+def test_a_saved_decoder_loads_safely_and_decodes_the_same(relu2_decoder, trained_model,
+                                                           references, tmp_path):
+    path = tmp_path / "relu2.pt"
+    decoder_lib.save_decoder(relu2_decoder, path, {"model": "cnn", "layer": "relu2"})
+    loaded = decoder_lib.load_decoder(path, torch.device("cpu"))
+    args = ([trained_model], ["relu2"], ["cnn"], references[0], torch.device("cpu"))
+    assert torch.equal(decoder_lib.decoded_starts([loaded], *args),
+                       decoder_lib.decoded_starts([relu2_decoder], *args))
+    assert torch.load(path, weights_only=True)["attrs"] == {"model": "cnn", "layer": "relu2"}
+
+
+def test_a_corrupt_decoder_file_names_itself_and_the_fix(tmp_path):
+    path = tmp_path / "broken.pt"
+    path.write_bytes(b"not a decoder")
+    with pytest.raises(ValueError, match="broken.pt.*rerun"):
+        decoder_lib.load_decoder(path, torch.device("cpu"))
+
+
+def test_a_joint_start_averages_its_members_decoded_images(relu2_decoder, trained_model,
+                                                           training_images, references):
+    fc_decoder = decoder_lib.train_decoder(trained_model, "fc_relu", training_images[:300],
+                                           {**SETTINGS, "epochs": 1}, 0, torch.device("cpu"))
+    images, cpu = references[0], torch.device("cpu")
+    single = [decoder_lib.decoded_starts([decoder], [trained_model], [layer], ["cnn"], images,
+                                         cpu)
+              for decoder, layer in ((relu2_decoder, "relu2"), (fc_decoder, "fc_relu"))]
+    joint = decoder_lib.decoded_starts([relu2_decoder, fc_decoder], [trained_model] * 2,
+                                       ["relu2", "fc_relu"], ["cnn", "cnn"], images, cpu)
+    torch.testing.assert_close(joint, (single[0] + single[1]) / 2)
+
+
+def test_the_training_sample_is_seeded_and_capped_by_the_split():
+    first = decoder_lib.training_sample_indices(100, 30, seed=1)
+    assert (first == decoder_lib.training_sample_indices(100, 30, seed=1)).all()
+    assert len(set(first)) == 30
+    assert len(decoder_lib.training_sample_indices(10, 30, seed=1)) == 10
