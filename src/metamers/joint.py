@@ -79,8 +79,9 @@ def check_joint(config: Mapping) -> None:
     if clashes:
         raise ConfigError(f"joint: set names {sorted(clashes)} are taken by models or sets.")
     for key, section in (("optimizer", "optimizers"), ("init", "inits")):
-        if _choice(config, key) not in config["generation"][section]:
-            raise ConfigError(f"joint.{key}={_choice(config, key)!r} is not in generation.{section} "
+        choice = _choice(config, key)
+        if choice not in config["generation"][section]:
+            raise ConfigError(f"joint.{key}={choice!r} is not in generation.{section} "
                               f"{config['generation'][section]}.")
 
 
