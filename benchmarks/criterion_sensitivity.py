@@ -60,12 +60,13 @@ def snakemake(folder: Path, cores: int, configfiles: list[str], target: str) -> 
 
 
 def copy_run(run: Path, folder: Path) -> None:
-    """The run without what a variant remakes (metamers and all after them); times kept."""
+    """The run without what a variant remakes (metamers and all after them; the decoders, which
+    no criterion changes, are kept); times kept."""
     def ignored(directory: str, names: list[str]) -> list[str]:
         if Path(directory) == run:
             return [name for name in names if name in (".snakemake", "logs")]
         if Path(directory) == run / "results":
-            return [name for name in names if name != "nulls" and name != "activations"]
+            return [name for name in names if name not in ("nulls", "activations", "decoders")]
         if Path(directory) == run / "results/activations":
             return [name for name in names if name != "references.h5"]
         return []
