@@ -12,20 +12,20 @@ References: the first ``--per-class`` of each class among the run's references.
 Methods (``--methods``, comma-separated; ``name@budget`` overrides a budget)
 ------------------------------------------------------------------------------
 default
-    The config's first ``generation.optimizers`` entry (``ngd``: SGD lr 1, Nesterov 0.9,
-    per-image L2-normalised gradient, clamp) from its first ``generation.inits`` entry
-    (``uniform``). It has no schedule, so one run to a large budget (``--default-budget``)
-    gives the success at every smaller budget as well: ``iterations_to_success <= B``.
-default+fake_relu
-    The same with ``fake_relu`` at the generating layer (where it is a ReLU).
-ngd_<levers>[+fake_relu]
-    Levers on ``ngd``, joined by ``_`` (e.g. ``ngd_lr0.1_fft``): ``lr<x>`` a step size of x;
-    ``cosine`` the step decayed to 0 over the budget; ``step`` halved every budget/4
-    iterations; ``fft`` a Fourier preconditioning of the gradient
-    (:func:`fourier_precondition`). Budget ``--lever-budget`` unless ``@budget``. Scheduled
-    levers depend on their budget, so they answer for that budget only.
-<a name of the config's optimizers> (e.g. ``adam``)
-    That optimiser from the default start.
+    The pipeline's default synthesis, as the config sets it: ``generation``'s first optimiser
+    (``adam_fine``) from its first init (``decoder``: the run's decoder file of the layer,
+    ``results/decoders/{init}/{model}/{layer}.pt``), with its ``fake_relu`` and ``l1_weight``
+    (:func:`method_plan`). Without a schedule, one run to a large budget
+    (``--default-budget``) gives the success at every smaller budget as well:
+    ``iterations_to_success <= B``.
+<optimizer>[_<lever>...][:<init>][+fake_relu|+relu]
+    ``<optimizer>`` is ``default`` or a name of the config's ``optimizers`` (e.g. ``ngd``,
+    ``adam``), ``<init>`` a name of its ``inits`` (default: generation's first); ``+relu`` runs
+    the generating layer's plain ReLU backward, ``+fake_relu`` Feather et al.'s. Levers, joined
+    by ``_`` (e.g. ``ngd_lr0.1_fft:uniform``): ``lr<x>`` a step size of x; ``cosine`` the step
+    decayed to 0 over the budget; ``step`` halved every budget/4 iterations; ``fft`` a Fourier
+    preconditioning of the gradient (:func:`fourier_precondition`). Budget ``--lever-budget``
+    unless ``@budget``. Scheduled ones depend on their budget, so they answer for it only.
 feather
     Feather et al. 2023 (jenellefeather/model_metamers_pytorch): SGD lr 1 on the L2-normalised
     gradient, StepLR 3000 x 0.5 (8 rounds, 24,000 iterations), start 0.5 + N(0, 0.05^2)
@@ -33,7 +33,8 @@ feather
     ``fake_relu`` at the generating layer; stopped when it passes, or at ``--feather-cap``
     (24,000 unless capped: the schedule does not depend on the cap, so a capped run is the full
     run cut short). Checked every ``--check-every`` iterations up to ``--feather-fine`` and
-    every ``--feather-check-every`` after (:func:`run_feather`).
+    every ``--feather-check-every`` after (:func:`run_feather`). ``feather+relu``: the same
+    with the plain ReLU backward.
 plenoptic
     ``plenoptic.Metamer`` defaults (MSE, range penalty 0.1, Adam lr 0.01 amsgrad, uniform
     start, stop 1e-4 over 50 iterations), one reference at a time, in chunks of
@@ -188,80 +189,137 @@ def feather_noise(reference_images: torch.Tensor, seed: int) -> torch.Tensor:
     return (noise * FEATHER_NOISE_SCALE + FEATHER_NOISE_MEAN).clamp(0, 1)
 
 
-def ngd(base: dict, **changes) -> OptimizerSettings:
-    settings = OptimizerSettings.from_config(base)
-    for key, value in changes.items():
-        setattr(settings, key, value)
-    return settings
+@dataclass
+class Plan:
+    """How a batched method synthesises: its optimiser, its start (an entry of the config's
+    ``inits`` by name, or ``"feather"``), ``fake_relu``, the loss's L1 weight and the Fourier
+    preconditioning."""
+
+    settings: OptimizerSettings
+    init: str
+    fake_relu: bool
+    l1_weight: float
+    fft: bool = False
+
+    @property
+    def unscheduled(self) -> bool:
+        """Whether its trajectory is the same whatever its budget (no step schedule): its
+        run to a budget answers every smaller budget too."""
+        return self.settings.scheduler is None
 
 
-def method_plan(method: str, budget: int, default_optimizer: dict,
-                optimizers: dict | None = None) -> tuple[OptimizerSettings, str, bool, bool]:
-    """(optimiser settings, start, fake_relu, Fourier preconditioning) of a batched method;
-    a name of the config's ``optimizers`` runs that optimiser from the default start."""
-    name, _, flag = method.partition("+")
-    fake = flag == "fake_relu"
-    if optimizers and name in optimizers:
-        return OptimizerSettings.from_config(optimizers[name]), "default", fake, False
-    kwargs = dict(default_optimizer["kwargs"])
-    if name == "feather":
-        return (OptimizerSettings(name="SGD", kwargs={"lr": FEATHER_STEP_SIZE},
-                                  scheduler="StepLR",
-                                  scheduler_kwargs={"step_size": FEATHER_ITERATIONS_PER_ROUND,
-                                                    "gamma": 0.5},
-                                  gradient_normalization=True), "feather", True, False)
-    if name == "default":
-        return ngd(default_optimizer), "default", fake, False
-    if not name.startswith("ngd_"):
-        raise ValueError(f"unknown method {method!r}")
-    settings, fft = ngd(default_optimizer), False
-    for lever in name.split("_")[1:]:  # e.g. ngd_lr0.1_fft_cosine
+FEATHER_SETTINGS = OptimizerSettings(
+    name="SGD", kwargs={"lr": FEATHER_STEP_SIZE}, scheduler="StepLR",
+    scheduler_kwargs={"step_size": FEATHER_ITERATIONS_PER_ROUND, "gamma": 0.5},
+    gradient_normalization=True)
+
+
+def _optimizer_and_levers(name: str, optimizers: dict, generation: dict
+                          ) -> tuple[dict, list[str]]:
+    """The optimiser entry a method name starts with (the longest name of ``optimizers``, or
+    ``default``: generation's first) and the levers after it."""
+    parts = name.split("_")
+    for cut in range(len(parts), 0, -1):
+        base = "_".join(parts[:cut])
+        if base == "default":
+            return optimizers[generation["optimizers"][0]], parts[cut:]
+        if base in optimizers:
+            return optimizers[base], parts[cut:]
+    raise ValueError(f"unknown method {name!r}: give default, feather, plenoptic or a name of "
+                     f"the config's optimizers ({', '.join(optimizers)}), levers after '_'")
+
+
+def method_plan(method: str, budget: int, config: dict) -> Plan:
+    """The plan of a batched method ``<optimizer>[_<lever>...][:<init>][+fake_relu|+relu]``.
+
+    ``<optimizer>`` is ``default`` (generation's first optimiser) or a name of the config's
+    ``optimizers``; ``<init>`` a name of its ``inits`` (default: generation's first). Like the
+    pipeline, it runs with generation's ``fake_relu`` and ``l1_weight``; ``+fake_relu`` and
+    ``+relu`` force the generating layer's backward. ``feather`` is Feather et al.'s recipe.
+    """
+    generation = config["generation"]
+    method, _, flag = method.partition("+")
+    if flag not in ("", "fake_relu", "relu"):
+        raise ValueError(f"unknown flag {flag!r} in {method!r}: use +fake_relu or +relu")
+    fake = {"fake_relu": True, "relu": False}.get(flag, generation["fake_relu"])
+    if method == "feather":
+        return Plan(FEATHER_SETTINGS, "feather", flag != "relu", 0.0)
+    name, _, init_name = method.partition(":")
+    init_name = init_name or generation["inits"][0]
+    if init_name not in config["inits"]:
+        raise ValueError(f"unknown init {init_name!r} in {method!r}: give a name of the "
+                         f"config's inits ({', '.join(config['inits'])})")
+    optimizer, levers = _optimizer_and_levers(name, config["optimizers"], generation)
+    plan = Plan(OptimizerSettings.from_config(optimizer), init_name, fake,
+                generation["l1_weight"])
+    for lever in levers:  # e.g. ngd_lr0.1_fft_cosine
         if lever.startswith("lr"):
-            settings.kwargs = {**kwargs, "lr": float(lever[2:])}
+            plan.settings.kwargs = {**plan.settings.kwargs, "lr": float(lever[2:])}
         elif lever == "cosine":
-            settings.scheduler, settings.scheduler_kwargs = "CosineAnnealingLR", {"T_max": budget}
+            plan.settings.scheduler = "CosineAnnealingLR"
+            plan.settings.scheduler_kwargs = {"T_max": budget}
         elif lever == "step":
-            settings.scheduler = "StepLR"
-            settings.scheduler_kwargs = {"step_size": max(1, budget // 4), "gamma": 0.5}
+            plan.settings.scheduler = "StepLR"
+            plan.settings.scheduler_kwargs = {"step_size": max(1, budget // 4), "gamma": 0.5}
         elif lever == "fft":
-            fft = True
+            plan.fft = True
         else:
             raise ValueError(f"unknown lever {lever!r} in method {method!r}")
-    return settings, "default", fake, fft
+    return plan
 
 
-def run_batched(members: list[Member], references: torch.Tensor, method: str, budget: int,
-                check_every: int, default_optimizer: dict, default_init: dict,
-                seed: int, optimizers: dict | None = None) -> Outcome:
-    settings, start, fake, fft = method_plan(method, budget, default_optimizer, optimizers)
+def decoder_paths(run: Path, init: str, members: list[Member]) -> dict[str, Path]:
+    """Each member's decoder file in a finished run (rule ``train_decoder``'s output)."""
+    paths = {member.name: run / "results/decoders" / init / member.name / f"{member.layer}.pt"
+             for member in members}
+    for path in paths.values():
+        if not path.exists():
+            raise FileNotFoundError(
+                f"{path} is missing: make it in the run with "
+                f"`snakemake --cores all {path.relative_to(run)}`")
+    return paths
+
+
+def run_batched(members: list[Member], references: dict, method: str, budget: int,
+                check_every: int, config: dict, run: Path, seed: int) -> Outcome:
+    """One batched method on ``references`` (the reference file's ``images`` and ``labels``
+    for the chosen references), its start made as the pipeline makes it."""
+    plan = method_plan(method, budget, config)
     configure(None, seed)
-    synthesis = PreconditionedSynthesis(members, references, torch.device("cpu"),
-                                        channels_last=True, fake_relu=fake)
-    if fft:
+    images = torch.from_numpy(references["images"])
+    synthesis = PreconditionedSynthesis(members, images, torch.device("cpu"),
+                                        channels_last=True, fake_relu=plan.fake_relu,
+                                        l1_weight=plan.l1_weight)
+    if plan.fft:
         synthesis.precondition = fourier_precondition
-    starts = (feather_noise(references, seed) if start == "feather" else
-              inits.initial_images(default_init["kind"], references, seed,
-                                   default_init.get("strength", 0.5)))
-    synthesis.setup(starts, settings)
+    if plan.init == "feather":
+        starts = feather_noise(images, seed)
+    else:
+        init = config["inits"][plan.init]
+        paths = (decoder_paths(run, plan.init, members)
+                 if init["kind"] in inits.LEARNED_KINDS else None)
+        starts = stages.starting_images(init, members, paths, references, seed,
+                                        torch.device("cpu"))
+    synthesis.setup(starts, plan.settings)
     result = synthesis.synthesize(budget, check_every)
     return Outcome(result.iterations_to_success, loss_at_stop(result.loss), result.wall_time,
                    budget, {"fails": failing_parts(result)})
 
 
-def run_feather(members: list[Member], references: torch.Tensor, budget: int,
-                check_every: int, sparse_check_every: int, fine: int, default_optimizer: dict,
-                default_init: dict, seed: int) -> Outcome:
+def run_feather(members: list[Member], references: dict, method: str, budget: int,
+                check_every: int, sparse_check_every: int, fine: int, config: dict,
+                seed: int) -> Outcome:
     """Feather et al.'s recipe checked every ``check_every`` iterations up to ``fine``, then
     every ``sparse_check_every`` up to ``budget``. Two runs from the same start: its schedule
     does not depend on the budget, so the first is the second cut short, and a metamer's first
     pass is the fine run's where it passed there (checking every 5 to 24,000 would cost more
     than the steps at wide layers)."""
-    coarse = run_batched(members, references, "feather", budget, sparse_check_every,
-                         default_optimizer, default_init, seed)
+    coarse = run_batched(members, references, method, budget, sparse_check_every, config,
+                         Path(), seed)
     if fine <= 0:
         return coarse
-    early = run_batched(members, references, "feather", min(fine, budget), check_every,
-                        default_optimizer, default_init, seed)
+    early = run_batched(members, references, method, min(fine, budget), check_every, config,
+                        Path(), seed)
     iterations = np.where(early.success, early.iterations_to_success,
                           coarse.iterations_to_success)
     final_loss = np.where(early.success, early.final_loss, coarse.final_loss)
@@ -270,11 +328,12 @@ def run_feather(members: list[Member], references: torch.Tensor, budget: int,
                    {"fails": f"{fails} (at the sparse checks)" if fails else ""})
 
 
-def run_plenoptic(members: list[Member], references: torch.Tensor, budget: int,
+def run_plenoptic(members: list[Member], references: dict, budget: int,
                   check_every: int, seed: int) -> Outcome:
     """plenoptic's Metamer, defaults throughout, one reference at a time, checked in chunks."""
     import plenoptic as po
 
+    references = torch.from_numpy(references["images"])
     synthesis = MetamerSynthesis(members, references, torch.device("cpu"))
     model = LayerOutput(synthesis.objective.extractors[0], members[0].layer).eval()
     for parameter in model.parameters():
@@ -321,21 +380,12 @@ def failing_parts(result) -> str:
     return ", ".join(f"{part} {count}" for part, count in counts.items() if count)
 
 
-def unscheduled(method: str) -> bool:
-    """Whether a method's trajectory is the same whatever its budget (no step schedule): its
-    run to a budget answers every smaller budget too."""
-    name = method.split("+")[0]
-    if name.startswith("ngd_"):
-        return not {"cosine", "step"} & set(name.split("_"))
-    return name in ("default", "ngd", "adam", "adamw", "sgd", "normalized_sgd", "rmsprop")
-
-
 def parse_methods(text: str, budgets: dict[str, int]) -> list[tuple[str, int]]:
     """``name[@budget]`` entries -> (name, budget), the budget defaulting by family."""
     planned = []
     for entry in text.split(","):
         name, _, budget = entry.partition("@")
-        family = name.split("+")[0]
+        family = name.split("+")[0].split(":")[0]
         default = budgets.get(family, budgets["lever"])
         planned.append((name, int(budget) if budget else default))
     return planned
@@ -390,7 +440,8 @@ def main() -> None:
     parser.add_argument("--layers", default=None,
                         help="comma-separated model/layer to run (default: every single-model "
                         "generator layer of generation.generators)")
-    parser.add_argument("--methods", default="default,default+fake_relu,feather,plenoptic")
+    parser.add_argument("--methods", default="default,default+relu,feather,plenoptic",
+                        help="comma-separated name[@budget] (see the module's docstring)")
     parser.add_argument("--default-budget", type=int, default=5000)
     parser.add_argument("--lever-budget", type=int, default=2000)
     parser.add_argument("--feather-cap", type=int, default=FEATHER_BUDGET)
@@ -412,8 +463,6 @@ def main() -> None:
     validate_config(config, SCHEMA_PATH)  # the defaults, as the pipeline reads it
     generation = config["generation"]
     check_every = args.check_every or generation["check_every"]
-    default_optimizer = config["optimizers"][generation["optimizers"][0]]
-    default_init = config["inits"][generation["inits"][0]]
     if args.run_summary:
         summarise_run(run, generation)
         return
@@ -428,14 +477,15 @@ def main() -> None:
     labels = reference_set["labels"]
     chosen = np.concatenate([np.flatnonzero(labels == label)[:args.per_class]
                              for label in np.unique(labels)])
-    references = torch.from_numpy(reference_set["images"][chosen])
+    references = {"images": reference_set["images"][chosen],
+                  "labels": reference_set["labels"][chosen]}
     layers = [(name, layer) for name, generator_layers in generation["generators"].items()
               if name in config["models"] for layer in generator_layers]
     if args.layers:
         wanted = args.layers.split(",")
         layers = [(name, layer) for name, layer in layers if f"{name}/{layer}" in wanted]
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s); criterion "
-          f"{rule}; {len(references)} references ({args.per_class} per class); "
+          f"{rule}; {len(chosen)} references ({args.per_class} per class); "
           f"checks every {check_every} (feather and plenoptic every "
           f"{args.feather_check_every}/{args.plenoptic_check_every})", flush=True)
     print(HEADER, flush=True)
@@ -456,16 +506,15 @@ def main() -> None:
             if method == "plenoptic":
                 outcome = run_plenoptic(members, references, budget,
                                         args.plenoptic_check_every, args.seed)
-            elif method == "feather":
-                outcome = run_feather(members, references, budget, check_every,
-                                      args.feather_check_every, args.feather_fine,
-                                      default_optimizer, default_init, args.seed)
+            elif method.split("+")[0] == "feather":
+                outcome = run_feather(members, references, method, budget, check_every,
+                                      args.feather_check_every, args.feather_fine, config,
+                                      args.seed)
             else:
                 outcome = run_batched(members, references, method, budget, check_every,
-                                      default_optimizer, default_init, args.seed,
-                                      config["optimizers"])
-            if unscheduled(method):
-                outcome.extra["B95"] = smallest_budget(outcome.iterations_to_success)
+                                      config, run, args.seed)
+                if method_plan(method, budget, config).unscheduled:
+                    outcome.extra["B95"] = smallest_budget(outcome.iterations_to_success)
             if method == "feather":
                 feather = censored_median(outcome.iterations_to_success, FEATHER_BUDGET)
                 feather_capped = budget < FEATHER_BUDGET and not outcome.success.all()

@@ -215,8 +215,8 @@ def train_decoder(weights_path: Path, spec: dict, layer: str, data_spec: dict, s
                                              "images": len(sample.images), **settings})
 
 
-def _starts(init: dict, members: list[Member], decoder_paths: dict[str, Path] | None,
-            reference_set: dict, seed: int, device: torch.device) -> torch.Tensor:
+def starting_images(init: dict, members: list[Member], decoder_paths: dict[str, Path] | None,
+                    reference_set: dict, seed: int, device: torch.device) -> torch.Tensor:
     """The starting images of ``init``: decoded from the members' activations (kind
     ``decoder``, one decoder file per member) or made from the references."""
     reference_images = torch.from_numpy(reference_set["images"])
@@ -263,7 +263,7 @@ def generate_metamers(weights_paths: dict[str, Path], specs: dict[str, dict],
                  " and keep the reference's class" if thresholds.class_match else "")
         members.append(Member(name, load_zoo_model(weights_paths[name], spec, torch_device),
                               layer, thresholds))
-    starts = _starts(init, members, decoder_paths, reference_set, seed, torch_device)
+    starts = starting_images(init, members, decoder_paths, reference_set, seed, torch_device)
     synthesis = MetamerSynthesis(members, reference_images, torch_device, channels_last,
                                  compile_mode, fake_relu, l1_weight)
     synthesis.setup(starts, OptimizerSettings.from_config(optimizer))
