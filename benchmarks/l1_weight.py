@@ -2,7 +2,7 @@
 
 On a finished run of the default config (``--run-dir``), regenerates every single-model
 condition of its generators with the library (``stages.generate_metamers``: the run's models,
-null files, references, optimisers, init and budget) at each ``--weights`` value of
+null files, references, optimisers, init and its decoder files, and budget) at each ``--weights`` value of
 ``generation.l1_weight``, and prints per layer and optimiser: metamers passing, median
 iterations to success and wall time. Metamer files go to ``--out`` (a file already there is
 read, not made again), so a rerun only prints.
@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from metamers import stages, store
+from metamers import inits, stages, store
 from metamers.config import SCHEMA_PATH, validate_config
 from metamers.zoo import registry
 
@@ -30,6 +30,8 @@ def metamer_file(run: Path, out: Path, config: dict, generator: str, layer: str,
     if path.exists():
         return path
     generation, init = config["generation"], config["generation"]["inits"][0]
+    decoder_paths = ({generator: run / f"results/decoders/{init}/{generator}/{layer}.pt"}
+                     if config["inits"][init]["kind"] in inits.LEARNED_KINDS else None)
     stages.generate_metamers(
         {generator: run / f"resources/models/{generator}.pt"},
         {generator: registry.build_spec(config["models"][generator])},
@@ -40,7 +42,7 @@ def metamer_file(run: Path, out: Path, config: dict, generator: str, layer: str,
         {"max_iterations": generation["max_iterations"], "check_every": generation["check_every"],
          "stop_on_success": True, "checkpoint_every": 0},
         config["criterion"], config["seed"], path, device="cpu", threads=1,
-        fake_relu=generation["fake_relu"], l1_weight=weight)
+        fake_relu=generation["fake_relu"], l1_weight=weight, decoder_paths=decoder_paths)
     return path
 
 

@@ -2,7 +2,8 @@
 
 For each condition (generator, layer(s), optimizer of ``config/config.yaml``), one generation job
 runs as the pipeline runs it (:func:`metamers.stages.generate_metamers`, one thread, the
-config's seed and first init, all references), with a short budget: ``--max-iterations``
+config's seed and first init, all references; a learned init's decoders are trained as the
+pipeline trains them, into ``--work-dir``), with a short budget: ``--max-iterations``
 (100), checks every ``--check-every`` (5), metamers stop when they pass (unless
 ``--no-stop``). Per condition it prints
 the SHA-256 of every dataset of the metamer file (metamers, loss trace, iterations to success,
@@ -34,7 +35,7 @@ from pathlib import Path
 
 import yaml
 
-from metamers import stages, store
+from metamers import inits, stages, store
 from metamers.config import SCHEMA_PATH, validate_config
 
 # name -> ({member: layer}, optimizer)
@@ -82,13 +83,21 @@ def tiny_zoo(config: dict, work_dir: Path) -> Path:
 def job_arguments(config: dict, models_dir: Path, work_dir: Path, layers: dict[str, str],
                   optimizer: str, budget: dict) -> dict:
     """Keyword arguments of :func:`metamers.stages.generate_metamers` for one condition, its
-    references and nulls written first where missing."""
+    references, nulls and (for a learned init) decoders written first where missing."""
     references = work_dir / "references.h5"
     if not references.exists():  # the pipeline's references: the same function and config
         stages.sample_references(config["data"], config["references"], references)
     generation, criterion = config["generation"], config["criterion"]
-    null_paths = {}
+    init_name = generation["inits"][0]
+    init = config["inits"][init_name]
+    null_paths, decoder_paths = {}, {}
     for name, layer in layers.items():
+        if init["kind"] in inits.LEARNED_KINDS:
+            decoder_paths[name] = work_dir / "decoders" / init_name / name / f"{layer}.pt"
+            if not decoder_paths[name].exists():  # as the rule train_decoder makes it
+                stages.train_decoder(models_dir / f"{name}.pt", config["models"][name], layer,
+                                     config["data"], inits.decoder_settings(init),
+                                     config["seed"], decoder_paths[name], "cpu", threads=1)
         null_paths[name] = work_dir / "nulls" / name / f"{layer}.h5"
         if not null_paths[name].exists():
             spec = config["models"][name]
@@ -102,8 +111,9 @@ def job_arguments(config: dict, models_dir: Path, work_dir: Path, layers: dict[s
             "null_paths": {name: str(path) for name, path in null_paths.items()},
             "references_path": str(references),
             "optimizer": config["optimizers"][optimizer],
-            "init": config["inits"][generation["inits"][0]], "budget": budget,
-            "criterion": criterion, "seed": config["seed"], "device": "cpu", "threads": 1}
+            "init": init, "budget": budget, "criterion": criterion, "seed": config["seed"],
+            "device": "cpu", "threads": 1,
+            "decoder_paths": {name: str(path) for name, path in decoder_paths.items()} or None}
 
 
 def fingerprint(path: Path) -> dict[str, str]:

@@ -1,8 +1,10 @@
 """Speed options of synthesis, side by side: memory layout and torch.compile.
 
 For each generator (zoo model and layer of the config) and each variant, the pipeline's
-synthesis (:class:`metamers.generate.MetamerSynthesis`, the config's first optimiser and init,
-``max_iterations``, checks every ``check_every``, metamers stop when they pass) runs twice on
+synthesis (:class:`metamers.generate.MetamerSynthesis`, the config's first optimiser,
+``max_iterations``, checks every ``check_every``, metamers stop when they pass; starts from
+``--init``, uniform noise: the default's decoded start passes the check below at iteration 0,
+which would leave nothing to time) runs twice on
 the same object: ``cold`` includes compilation and first-call costs, ``warm`` does not. Success
 is the synthesis's Spearman-and-class check, threshold at the 99th percentile of the references'
 null (config/lenient.yaml's rule).
@@ -36,6 +38,7 @@ import yaml
 from zoo_generators import generator_pairs
 
 from metamers import activations, criteria, inits, stages, store
+from metamers.config import SCHEMA_PATH, validate_config
 from metamers.generate import Member, MetamerSynthesis
 from metamers.optimizers import OptimizerSettings
 from metamers.runtime import configure, pick_device
@@ -78,6 +81,7 @@ def main() -> None:
     parser.add_argument("--references", default="resources/references/fashion_mnist.h5")
     parser.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--init", default="uniform", help="a name of the config's inits")
     parser.add_argument("--variants", default="eager,own-layout,compile")
     parser.add_argument("--generators", default=None,
                         help="model:layer,... (default: every zoo generator of the config)")
@@ -86,11 +90,15 @@ def main() -> None:
     logging.getLogger("metamers.generate").setLevel(logging.WARNING)  # no progress lines
     device = pick_device(args.device)
     config = yaml.safe_load(Path(args.config).read_text())
+    validate_config(config, SCHEMA_PATH)  # the defaults, as the pipeline reads it
     generation = config["generation"]
     settings = OptimizerSettings.from_config(config["optimizers"][generation["optimizers"][0]])
-    init = config["inits"][generation["inits"][0]]
+    init = config["inits"][args.init]
+    if init["kind"] in inits.LEARNED_KINDS:
+        parser.error(f"--init {args.init} is a learned start: give one made from the "
+                     "references or noise (e.g. uniform)")
     references = torch.from_numpy(store.read_references(args.references)["images"])
-    starts = inits.initial_images(init["kind"], references, seed=0)
+    starts = inits.initial_images(init["kind"], references, seed=0, strength=init["strength"])
     variants = args.variants.split(",")
     print(f"{device}, {len(references)} references, optimizer {generation['optimizers'][0]}, "
           f"{generation['max_iterations']} iterations at most, check every "
