@@ -125,8 +125,8 @@ def design(config: Mapping) -> list[dict]:
         for model, layers in joint.get("compare", {}).items():
             rows.append({"generator": model, "layer": layers[depth], "group": model, "size": 1,
                          "draw": 0, "members": [model], "depth": depth})
-    return [{**row, "optimizer": _choice(config, "optimizer"), "init": _choice(config, "init")}
-            for row in rows]
+    choices = {key: _choice(config, key) for key in ("optimizer", "init")}
+    return [{**row, **choices} for row in rows]
 
 
 def held_out(members: Sequence[str], evaluators: Sequence[str], pool: Sequence[str]
