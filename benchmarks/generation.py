@@ -281,9 +281,10 @@ def decoder_paths(run: Path, init: str, members: list[Member]) -> dict[str, Path
 
 
 def run_batched(members: list[Member], references: dict, method: str, budget: int,
-                check_every: int, config: dict, run: Path, seed: int) -> Outcome:
+                check_every: int, config: dict, run: Path | None, seed: int) -> Outcome:
     """One batched method on ``references`` (the reference file's ``images`` and ``labels``
-    for the chosen references), its start made as the pipeline makes it."""
+    for the chosen references), its start made as the pipeline makes it (a learned one from
+    the decoder files of ``run``); ``B95`` where it has no schedule."""
     plan = method_plan(method, budget, config)
     configure(None, seed)
     images = torch.from_numpy(references["images"])
@@ -302,8 +303,11 @@ def run_batched(members: list[Member], references: dict, method: str, budget: in
                                         torch.device("cpu"))
     synthesis.setup(starts, plan.settings)
     result = synthesis.synthesize(budget, check_every)
-    return Outcome(result.iterations_to_success, loss_at_stop(result.loss), result.wall_time,
-                   budget, {"fails": failing_parts(result)})
+    outcome = Outcome(result.iterations_to_success, loss_at_stop(result.loss), result.wall_time,
+                      budget, {"fails": failing_parts(result)})
+    if plan.unscheduled:
+        outcome.extra["B95"] = smallest_budget(outcome.iterations_to_success)
+    return outcome
 
 
 def run_feather(members: list[Member], references: dict, method: str, budget: int,
@@ -315,11 +319,11 @@ def run_feather(members: list[Member], references: dict, method: str, budget: in
     pass is the fine run's where it passed there (checking every 5 to 24,000 would cost more
     than the steps at wide layers)."""
     coarse = run_batched(members, references, method, budget, sparse_check_every, config,
-                         Path(), seed)
+                         None, seed)
     if fine <= 0:
         return coarse
     early = run_batched(members, references, method, min(fine, budget), check_every, config,
-                        Path(), seed)
+                        None, seed)
     iterations = np.where(early.success, early.iterations_to_success,
                           coarse.iterations_to_success)
     final_loss = np.where(early.success, early.final_loss, coarse.final_loss)
@@ -513,8 +517,6 @@ def main() -> None:
             else:
                 outcome = run_batched(members, references, method, budget, check_every,
                                       config, run, args.seed)
-                if method_plan(method, budget, config).unscheduled:
-                    outcome.extra["B95"] = smallest_budget(outcome.iterations_to_success)
             if method == "feather":
                 feather = censored_median(outcome.iterations_to_success, FEATHER_BUDGET)
                 feather_capped = budget < FEATHER_BUDGET and not outcome.success.all()
