@@ -75,6 +75,11 @@ def test_a_corrupt_decoder_file_names_itself_and_the_fix(tmp_path):
         decoder_lib.load_decoder(path, torch.device("cpu"))
 
 
+def test_a_missing_decoder_file_names_itself_and_the_rule_that_makes_it(tmp_path):
+    with pytest.raises(FileNotFoundError, match="absent.pt is missing.*train_decoder"):
+        decoder_lib.load_decoder(tmp_path / "absent.pt", torch.device("cpu"))
+
+
 def test_a_joint_start_averages_its_members_decoded_images(relu2_decoder, trained_model,
                                                            training_images, references):
     fc_decoder = decoder_lib.train_decoder(trained_model, "fc_relu", training_images[:300],

@@ -107,6 +107,9 @@ def save_decoder(decoder: Decoder, path: Path, attrs: dict) -> None:
 
 def load_decoder(path: Path, device: torch.device) -> Decoder:
     """A decoder written by :func:`save_decoder` (loaded with ``weights_only``)."""
+    if not Path(path).exists():
+        raise FileNotFoundError(f"{path} is missing: Snakemake's rule train_decoder makes it "
+                                f"(`snakemake --cores all {path}` in the run's folder).")
     try:
         saved = torch.load(path, map_location=device, weights_only=True)
         decoder = Decoder(tuple(saved["activation_shape"]), tuple(saved["image_shape"]),
