@@ -37,7 +37,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from metamers import sensitivity, store
+from metamers import layout, sensitivity, store
 from metamers.config import SCHEMA_PATH, member_layers, validate_config
 from metamers.criteria import Criterion, Thresholds
 
@@ -108,11 +108,12 @@ def generation_table(run: Path, folders: dict[str, Path], config: dict) -> pd.Da
     rows = []
     for generator, layer, optimizer, init in conditions(config):
         members = member_layers(config["generator_sets"], generator, layer)
-        thresholds = [Thresholds.of(criterion, store.read_null(run / f"results/nulls/{model}/"
-                                                                     f"{member_layer}.h5"))
+        thresholds = [Thresholds.of(criterion, store.read_null(
+            run / layout.NULL.format(model=model, layer=member_layer)))
                       for model, member_layer in members.items()]
         for variant, folder in folders.items():
-            path = folder / f"results/metamers/{generator}/{layer}/{optimizer}/{init}.h5"
+            path = folder / layout.METAMERS.format(generator=generator, layer=layer,
+                                                   optimizer=optimizer, init=init)
             rows.append({"variant": variant, "generator": generator, "layer": layer,
                          "optimizer": optimizer, "init": init,
                          **sensitivity.generation_row(store.read_metamers(path), thresholds)})

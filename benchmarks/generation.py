@@ -5,7 +5,7 @@ Every method runs on the same models, generating layers and references, and is j
 config's ``criterion`` (default: class match, and Spearman, Pearson and dB SNR at the generating
 layer each above the maximum of the null over 100,000 pairs of training images;
 docs/criterion.md) against the run's own null file of that (model, layer)
-(``results/nulls/{model}/{layer}.h5``), as ``metamers.stages.generate_metamers`` applies it.
+(``metamers.layout.NULL``), as ``metamers.stages.generate_metamers`` applies it.
 Layers: every single-model generator layer of ``generation.generators`` (``--layers`` narrows).
 References: the first ``--per-class`` of each class among the run's references.
 
@@ -66,7 +66,7 @@ import torch
 import yaml
 from torch import nn
 
-from metamers import criteria, inits, stages, store
+from metamers import criteria, inits, layout, stages, store
 from metamers.config import SCHEMA_PATH, validate_config
 from metamers.generate import Member, MetamerSynthesis
 from metamers.optimizers import OptimizerSettings
@@ -270,7 +270,8 @@ def method_plan(method: str, budget: int, config: dict) -> Plan:
 
 def decoder_paths(run: Path, init: str, members: list[Member]) -> dict[str, Path]:
     """Each member's decoder file in a finished run (rule ``train_decoder``'s output)."""
-    return {member.name: run / "results/decoders" / init / member.name / f"{member.layer}.pt"
+    return {member.name: run / layout.DECODER.format(init=init, model=member.name,
+                                                     layer=member.layer)
             for member in members}
 
 
@@ -416,7 +417,8 @@ def summarise_run(run: Path, generation: dict) -> None:
         for layer in generator_layers:
             for optimizer in generation["optimizers"]:
                 for init in generation["inits"]:
-                    path = run / "results/metamers" / name / layer / optimizer / f"{init}.h5"
+                    path = run / layout.METAMERS.format(generator=name, layer=layer,
+                                                        optimizer=optimizer, init=init)
                     if not path.exists():
                         continue
                     content = store.read_metamers(path)
@@ -471,7 +473,7 @@ def main() -> None:
     configure(args.threads, args.seed)
 
     reference_set = store.read_references(
-        run / "resources/references" / f"{config['data']['name']}.h5")
+        run / layout.REFERENCES.format(dataset=config["data"]["name"]))
     labels = reference_set["labels"]
     chosen = np.concatenate([np.flatnonzero(labels == label)[:args.per_class]
                              for label in np.unique(labels)])
@@ -490,9 +492,9 @@ def main() -> None:
 
     for name, layer in layers:
         spec = config["models"][name]
-        model = stages.load_zoo_model(run / "resources/models" / f"{name}.pt", spec,
+        model = stages.load_zoo_model(run / layout.MODEL_WEIGHTS.format(model=name), spec,
                                       torch.device("cpu"))
-        null = store.read_null(run / "results/nulls" / name / f"{layer}.h5")
+        null = store.read_null(run / layout.NULL.format(model=name, layer=layer))
         thresholds = criteria.Thresholds.of(rule, null)
         members = [Member(name, model, layer, thresholds)]
         label = f"{name}/{layer}"

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from metamers import inits, stages, store
+from metamers import inits, layout, stages, store
 from metamers.config import SCHEMA_PATH, validate_config
 from metamers.zoo import registry
 
@@ -30,13 +30,14 @@ def metamer_file(run: Path, out: Path, config: dict, generator: str, layer: str,
     if path.exists():
         return path
     generation, init = config["generation"], config["generation"]["inits"][0]
-    decoder_paths = ({generator: run / f"results/decoders/{init}/{generator}/{layer}.pt"}
+    decoder_paths = ({generator: run / layout.DECODER.format(init=init, model=generator,
+                                                             layer=layer)}
                      if config["inits"][init]["kind"] in inits.LEARNED_KINDS else None)
     stages.generate_metamers(
-        {generator: run / f"resources/models/{generator}.pt"},
+        {generator: run / layout.MODEL_WEIGHTS.format(model=generator)},
         {generator: registry.build_spec(config["models"][generator])},
-        {generator: layer}, {generator: run / f"results/nulls/{generator}/{layer}.h5"},
-        run / f"resources/references/{config['data']['name']}.h5",  # as the Snakefile's
+        {generator: layer}, {generator: run / layout.NULL.format(model=generator, layer=layer)},
+        run / layout.REFERENCES.format(dataset=config["data"]["name"]),
         config["optimizers"][optimizer],
         config["inits"][init],
         {"max_iterations": generation["max_iterations"], "check_every": generation["check_every"],

@@ -29,7 +29,7 @@ import torch
 import yaml
 from torch import nn
 
-from metamers import activations, criteria, data, decoder, inits, scores, stages, store
+from metamers import activations, criteria, data, decoder, inits, layout, scores, stages, store
 from metamers.config import SCHEMA_PATH, validate_config
 from metamers.generate import Member, MetamerSynthesis
 from metamers.optimizers import OptimizerSettings
@@ -92,7 +92,7 @@ def main() -> None:
                                                                 args.train_images,
                                                                 config["seed"])]
     reference_set = store.read_references(
-        run / "resources/references" / f"{config['data']['name']}.h5")
+        run / layout.REFERENCES.format(dataset=config["data"]["name"]))
     references = torch.from_numpy(reference_set["images"])
     print(f"{len(references)} references; decoder: {args.train_images} training images, "
           f"{args.epochs} epochs; synthesis: {optimizer}, "
@@ -102,9 +102,9 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|---|")
     for label in args.layers.split(","):
         name, layer = label.split("/")
-        model = stages.load_zoo_model(run / "resources/models" / f"{name}.pt",
+        model = stages.load_zoo_model(run / layout.MODEL_WEIGHTS.format(model=name),
                                       config["models"][name], DEVICE)
-        null = store.read_null(run / "results/nulls" / name / f"{layer}.h5")
+        null = store.read_null(run / layout.NULL.format(model=name, layer=layer))
         members = [Member(name, model, layer, criteria.Thresholds.of(rule, null))]
         started = time.perf_counter()
         layer_decoder = decoder.train_decoder(model, layer, train_images, settings,

@@ -15,6 +15,7 @@ code runs in a notebook:
 - ``activations``: activations of named layers
 - ``scores``: long-format score tables and summaries
 - ``store``: HDF5 / Parquet / JSON input and output
+- ``layout``: where a run keeps its files, for the rules and the benchmarks that read a run
 - ``config``: config files read strictly, schema validation, cross-reference checks
 - ``optimizers``: optimiser settings, their one check, and the per-image gradient normalisation
 - ``joblog``: a pipeline job's log, and its error shown in the terminal

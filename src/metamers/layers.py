@@ -2,7 +2,7 @@
 
 Each model's architecture is built bare, without weights, so the names are known before any
 checkpoint is at hand; they are the names the pipeline resolves (:func:`metamers.zoo.layer_names`).
-A model trained by the pipeline that has a card (``resources/models/{model}.json``) is listed
+A model trained by the pipeline that has a card (``metamers.layout.MODEL_CARD``) is listed
 from the card; without one, its architecture is built for the shape of the data set's test
 images.
 
@@ -17,11 +17,11 @@ from pathlib import Path
 import numpy as np
 from torch import nn
 
-from metamers import store, zoo
+from metamers import layout, store, zoo
 from metamers.config import SCHEMA_PATH, read_config_file, validate_config
 from metamers.data import load_sample
 
-MODELS_DIR = Path("resources/models")
+MODELS_DIR = Path(layout.MODEL_CARD).parent
 
 
 def bare_architecture(spec: dict, data_spec: dict) -> nn.Module:
@@ -51,7 +51,7 @@ def model_layers(config: dict, models: list[str] | None = None,
                          f"{', '.join(specs)}.")
     listing = {}
     for name in models:
-        card_path = Path(models_dir) / f"{name}.json"
+        card_path = Path(models_dir) / Path(layout.MODEL_CARD.format(model=name)).name
         if zoo.trained_by_pipeline(specs[name]) and card_path.exists():
             listing[name] = list(store.read_json(card_path)["layers"])
         else:

@@ -22,7 +22,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from metamers import store
+from metamers import layout, store
 from metamers.zoo.registry import NOT_ARCHITECTURE, trained_by_pipeline
 
 # Beside Snakemake's own records: a dry run writes nothing else into the working directory.
@@ -107,7 +107,7 @@ def _bare_layer_names(name: str, spec: dict, data_spec: dict) -> list[str] | Non
     try:
         return zoo.layer_names(layers.bare_architecture(spec, data_spec))
     except (ImportError, OSError, ValueError, RuntimeError):
-        card = layers.MODELS_DIR / f"{name}.json"
+        card = Path(layout.MODEL_CARD.format(model=name))
         return list(store.read_json(card)["layers"]) if card.exists() else None
 
 

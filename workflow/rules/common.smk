@@ -3,7 +3,7 @@ import functools
 import itertools
 import re
 
-from metamers import joint, preflight
+from metamers import joint, layout, preflight
 from metamers.inits import LEARNED_KINDS, decoder_settings
 from metamers.config import (
     check_config,
@@ -43,7 +43,7 @@ JOINT = joint.design(config)  # jointly optimised sets (config["joint"]), drawn 
 GENERATOR_SETS = {**config["generator_sets"], **joint.generator_sets(config)}
 GENERATION = config["generation"]
 DATASET = config["data"]["name"]
-REFERENCES = f"resources/references/{DATASET}.h5"
+REFERENCES = layout.REFERENCES.format(dataset=DATASET)
 CONDITIONS = [
     dict(generator=generator, layer=layer, optimizer=optimizer, init=init)
     for generator, layers in GENERATION["generators"].items()
@@ -51,14 +51,12 @@ CONDITIONS = [
         layers, GENERATION["optimizers"], GENERATION["inits"]
     )
 ]
-CONDITION_PATH = "{generator}/{layer}/{optimizer}/{init}"
 # Learned inits (a decoder per model and layer) make starts for their generator and layer;
 # the others' starts depend only on the references.
 LEARNED_INITS = [
     name for name in GENERATION["inits"] if config["inits"][name]["kind"] in LEARNED_KINDS
 ]
 SHARED_INITS = [name for name in GENERATION["inits"] if name not in LEARNED_INITS]
-DECODER_PATH = "results/decoders/{init}/{model}/{layer}.pt"
 # A shared init's starting images, evaluated once for all its conditions (rule evaluate_starts).
 START_FILES = {
     "activations": "results/starts/{init}/activations.h5",
@@ -99,11 +97,11 @@ def member_layers(generator, layer):
 
 def weights_files(names):
     """The models' state dicts, in the order of ``names`` (scripts pair them by that order)."""
-    return [f"resources/models/{name}.pt" for name in names]
+    return [layout.MODEL_WEIGHTS.format(model=name) for name in names]
 
 
 def card_files(names):
-    return [f"resources/models/{name}.json" for name in names]
+    return [layout.MODEL_CARD.format(model=name) for name in names]
 
 
 def model_files(names):
@@ -131,7 +129,10 @@ def condition_files(pattern):
 def null_files(wildcards):
     """The generator's members' null files at their generating layers, in members' order."""
     layers = member_layers(wildcards.generator, wildcards.layer)
-    return [f"results/nulls/{model}/{layers[model]}.h5" for model in members(wildcards.generator)]
+    return [
+        layout.NULL.format(model=model, layer=layers[model])
+        for model in members(wildcards.generator)
+    ]
 
 
 def decoder_files(generator, layer, init):
@@ -141,7 +142,7 @@ def decoder_files(generator, layer, init):
         return []
     layers = member_layers(generator, layer)
     return [
-        DECODER_PATH.format(init=init, model=model, layer=layers[model])
+        layout.DECODER.format(init=init, model=model, layer=layers[model])
         for model in members(generator)
     ]
 
@@ -174,7 +175,7 @@ def training_recipe(model):
 def per_condition_files(conditions):
     """Each per-condition file kind -> that file of every condition, in the conditions' order."""
     return {
-        kind: [f"results/{kind}/{CONDITION_PATH}.{ext}".format(**row) for row in conditions]
+        kind: [f"results/{kind}/{layout.CONDITION}.{ext}".format(**row) for row in conditions]
         for kind, ext in (
             ("metamers", "h5"),
             ("activations", "h5"),
@@ -189,7 +190,7 @@ def per_item_targets(conditions=CONDITIONS):
     `rule all` so that a failed rerun of one cannot leave its downstream files looking up to
     date (Snakemake issue 1978)."""
     nulls = {
-        f"results/nulls/{model}/{layer}.h5"
+        layout.NULL.format(model=model, layer=layer)
         for condition in conditions
         for model, layer in member_layers(condition["generator"], condition["layer"]).items()
     }

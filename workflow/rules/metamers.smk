@@ -5,7 +5,7 @@ rule null_distribution:
         model=lambda wildcards: model_files([wildcards.model]),
         references=REFERENCES,
     output:
-        "results/nulls/{model}/{layer}.h5",
+        layout.NULL,
     log:
         "logs/null_distribution/{model}/{layer}.log",
     threads: 1
@@ -44,7 +44,7 @@ rule train_decoder:
     input:
         model=lambda wildcards: model_files([wildcards.model]),
     output:
-        DECODER_PATH,
+        layout.DECODER,
     log:
         "logs/train_decoder/{init}/{model}/{layer}.log",
     wildcard_constraints:
@@ -75,9 +75,9 @@ rule generate_metamers:
             wildcards.generator, wildcards.layer, wildcards.init
         ),
     output:
-        f"results/metamers/{CONDITION_PATH}.h5",
+        layout.METAMERS,
     log:
-        f"logs/generate_metamers/{CONDITION_PATH}.log",
+        f"logs/generate_metamers/{layout.CONDITION}.log",
     threads: 1
     resources:
         runtime=120,

@@ -1,8 +1,8 @@
 rule train_model:
     """Train a local zoo model on the embedded data set; report its test accuracy."""
     output:
-        weights="resources/models/{model}.pt",
-        card="resources/models/{model}.json",
+        weights=layout.MODEL_WEIGHTS,
+        card=layout.MODEL_CARD,
     log:
         "logs/train_model/{model}.log",
     wildcard_constraints:
@@ -23,8 +23,8 @@ rule train_model:
 rule fetch_model:
     """Load an external model (torchvision / RobustBench) from its local cache; never downloads."""
     output:
-        weights="resources/models/{model}.pt",
-        card="resources/models/{model}.json",
+        weights=layout.MODEL_WEIGHTS,
+        card=layout.MODEL_CARD,
     log:
         "logs/fetch_model/{model}.log",
     wildcard_constraints:

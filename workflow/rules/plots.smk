@@ -33,7 +33,7 @@ rule plot_transfer_matrix:
 rule plot_generation:
     """Convergence curves, metamer grids and the generation study."""
     input:
-        metamers=condition_files(f"results/metamers/{CONDITION_PATH}.h5"),
+        metamers=condition_files(layout.METAMERS),
         references=REFERENCES,
         generation="results/generation_study.parquet",
         generation_summary="results/generation_summary.parquet",
@@ -64,7 +64,7 @@ rule plot_evaluation:
         summary="results/summary.parquet",
         references=REFERENCES,
         reference_activations="results/activations/references.h5",
-        activations=condition_files(f"results/activations/{CONDITION_PATH}.h5"),
+        activations=condition_files(f"results/activations/{layout.CONDITION}.h5"),
     output:
         representation=report(
             "results/representation_test.pdf",

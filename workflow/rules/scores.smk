@@ -38,16 +38,16 @@ rule evaluate_condition:
         unpack(start_files),
         weights=weights_files(evaluators()),
         cards=card_files(evaluators()),
-        metamers=f"results/metamers/{CONDITION_PATH}.h5",
+        metamers=layout.METAMERS,
         references=REFERENCES,
         reference_activations="results/activations/references.h5",
         nulls=[path for paths in evaluator_nulls().values() for path in paths.values()],
     output:
-        activations=f"results/activations/{CONDITION_PATH}.h5",
-        scores=f"results/scores/{CONDITION_PATH}.parquet",
-        summary=f"results/summaries/{CONDITION_PATH}.parquet",
+        activations=f"results/activations/{layout.CONDITION}.h5",
+        scores=f"results/scores/{layout.CONDITION}.parquet",
+        summary=f"results/summaries/{layout.CONDITION}.parquet",
     log:
-        f"logs/evaluate_condition/{CONDITION_PATH}.log",
+        f"logs/evaluate_condition/{layout.CONDITION}.log",
     threads: 1  # jobs run side by side; activations do not depend on --cores
     resources:
         runtime=60,
@@ -67,8 +67,8 @@ rule evaluate_condition:
 rule aggregate_scores:
     """One table of every condition's scores, one of summaries, one of the references' scores."""
     input:
-        scores=condition_files(f"results/scores/{CONDITION_PATH}.parquet"),
-        summaries=condition_files(f"results/summaries/{CONDITION_PATH}.parquet"),
+        scores=condition_files(f"results/scores/{layout.CONDITION}.parquet"),
+        summaries=condition_files(f"results/summaries/{layout.CONDITION}.parquet"),
         reference_activations="results/activations/references.h5",
         references=REFERENCES,
         inventory="results/inventory/evaluation.json",
@@ -85,7 +85,7 @@ rule aggregate_scores:
 rule aggregate_generation:
     """The generation study from the metamer files alone (no evaluation needed)."""
     input:
-        metamers=condition_files(f"results/metamers/{CONDITION_PATH}.h5"),
+        metamers=condition_files(layout.METAMERS),
         inventory="results/inventory/generation.json",
     output:
         generation="results/generation_study.parquet",
@@ -103,7 +103,7 @@ rule transfer_answers:
     architecture), the zoo table, and findings.md written from those numbers."""
     input:
         scores="results/scores.parquet",
-        cards=[f"resources/models/{name}.json" for name in MODELS],
+        cards=card_files(MODELS),
         joint=["results/joint_transfer.parquet"] if JOINT else [],
     output:
         summary="results/transfer_summary.parquet",
