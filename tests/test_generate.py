@@ -349,6 +349,20 @@ def test_iterations_to_success_is_the_first_passing_check(synthesis_at, uniform_
     np.testing.assert_array_equal(running.iterations_to_success, first_pass)
 
 
+@pytest.mark.parametrize("interval, lines", [(1e9, 2), (0.0, 31)])
+def test_progress_lines_are_the_first_last_and_one_per_interval(interval, lines, synthesis_at,
+                                                                uniform_starts, monkeypatch,
+                                                                caplog):
+    monkeypatch.setattr(generate, "PROGRESS_SECONDS", interval)
+    with caplog.at_level("INFO", logger="metamers.generate"):
+        synthesize(synthesis_at("relu2"), uniform_starts, OptimizerSettings(), 30,
+                   check_every=1, stop_on_success=False)
+    progress = [record.getMessage() for record in caplog.records
+                if record.getMessage().startswith("iteration ")]
+    assert len(progress) == lines
+    assert progress[0].startswith("iteration 0/30") and progress[-1].startswith("iteration 30/30")
+
+
 class CountingCalls(torch.nn.Module):
     """Wraps a module and counts its forward calls and the images they ran on."""
 

@@ -58,6 +58,7 @@ from metamers.runtime import get_logger
 from metamers.store import CHECKPOINT_LOAD_ERRORS, atomic_path
 
 log = get_logger("metamers.generate")
+PROGRESS_SECONDS = 5.0  # progress lines at checks: the first, the last and one per this interval
 
 
 
@@ -241,6 +242,7 @@ class MetamerSynthesis:
             raise ValueError(f"this run's budget is {self.records.max_iterations} iterations, "
                              f"not {max_iterations}")
         first, self._started = self.iteration, time.perf_counter() - self.elapsed
+        self._logged = -math.inf
         for iteration in range(first, max_iterations + 1):
             self.iteration = iteration
             if (checkpoint and iteration > first and iteration % checkpoint.every == 0
@@ -452,10 +454,17 @@ class MetamerSynthesis:
             member_names=[m.name for m in self.members], stop_reason=records.stop_reasons())
 
     def _log_progress(self, iteration: int, max_iterations: int) -> None:
+        """A progress line at this check if it is the first, the last, or PROGRESS_SECONDS
+        after the previous line."""
+        now, last = time.perf_counter(), (iteration == max_iterations
+                                          or not self.records.active.any())
+        if not last and now - self._logged < PROGRESS_SECONDS:
+            return
+        self._logged = now
         # The trace's row of an iteration is written after its step: none yet at iteration 0.
         row = self.records.loss_trace[max(iteration - 1, 0)]
         mean_loss = f"{np.nanmean(row):.4g}" if np.isfinite(row).any() else "-"
-        elapsed = time.perf_counter() - self._started
+        elapsed = now - self._started
         eta = elapsed / max(iteration, 1) * (max_iterations - iteration)
         log.info("iteration %d/%d loss %s running %d elapsed %.1fs eta<=%.0fs", iteration,
                  max_iterations, mean_loss, int(self.records.active.sum()), elapsed, eta)
