@@ -9,6 +9,8 @@ representation test), evaluators and null files. Only the metamers differ.
 | `strict` | the run itself: when they pass the config's criterion (default: Feather et al.'s) |
 | `lenient` | when they pass `config/lenient.yaml` (Spearman above the 99th percentile of the references' null, class match): the pipeline's old rule |
 | `run_on` | never: every metamer runs the whole budget (`generation.stop_on_success: false`), to a lower loss |
+| `step_x3` | as `strict`, but generation's optimisers take 3x their step (`lr`): the same rule reached in bigger steps |
+| `step_x3_check1` | as `step_x3`, checked every iteration (`generation.check_every: 1`): less overshoot past the rule |
 
 Each variant runs in a sibling folder ``RUN.<variant>``: the run's code, config, models,
 references and null files copied (times kept), then two Snakemake calls with
@@ -41,8 +43,19 @@ from metamers import layout, sensitivity, store
 from metamers.config import SCHEMA_PATH, member_layers, validate_config
 from metamers.criteria import Criterion, Thresholds
 
-OVERLAYS = {"lenient": "config/lenient.yaml", "run_on": "config/run_on.yaml"}
-RUN_ON = {"generation": {"stop_on_success": False}}
+VARIANTS = ["lenient", "run_on", "step_x3", "step_x3_check1"]
+STEP_FACTOR = 3
+
+
+def overlays(config: dict) -> dict[str, str | dict]:
+    """Each variant's overlay on the run's config: a file of the run, or a config slice."""
+    larger_step = {"optimizers": {
+        name: {"kwargs": {"lr": STEP_FACTOR * config["optimizers"][name]["kwargs"]["lr"]}}
+        for name in config["generation"]["optimizers"]}}
+    return {"lenient": "config/lenient.yaml",
+            "run_on": {"generation": {"stop_on_success": False}},
+            "step_x3": larger_step,
+            "step_x3_check1": {**larger_step, "generation": {"check_every": 1}}}
 
 
 def read_config(run: Path) -> dict:
@@ -74,18 +87,20 @@ def copy_run(run: Path, folder: Path) -> None:
     shutil.copytree(run, folder, ignore=ignored, symlinks=True)
 
 
-def make_variant(run: Path, variant: str, cores: int) -> Path:
+def make_variant(run: Path, variant: str, overlay: str | dict, cores: int) -> Path:
     folder = run.with_name(f"{run.name}.{variant}")
     if (folder / "results/scores.parquet").exists():
         print(f"{variant}: {folder} is done; not run again", flush=True)
         return folder
     if not folder.exists():
         copy_run(run, folder)
-    (folder / OVERLAYS["run_on"]).write_text(yaml.safe_dump(RUN_ON))
+    if isinstance(overlay, dict):
+        (folder / f"config/{variant}.yaml").write_text(yaml.safe_dump(overlay))
+        overlay = f"config/{variant}.yaml"
     nulls, kept = folder / "results/nulls", folder / "results/nulls.run"
     if variant == "lenient" and not kept.exists():
         nulls.rename(kept)
-    snakemake(folder, cores, ["config/config.yaml", OVERLAYS[variant]],
+    snakemake(folder, cores, ["config/config.yaml", overlay],
               "results/generation_study.parquet")
     if kept.exists():
         shutil.rmtree(nulls)
@@ -142,12 +157,13 @@ def report(generation: pd.DataFrame, compared: pd.DataFrame, variants: list[str]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--run-dir", type=Path, required=True)
-    parser.add_argument("--variants", nargs="+", default=list(OVERLAYS), choices=list(OVERLAYS))
+    parser.add_argument("--variants", nargs="+", default=VARIANTS, choices=VARIANTS)
     parser.add_argument("--cores", type=int, default=2)
     args = parser.parse_args()
     run = args.run_dir.resolve()
     config = read_config(run)
-    folders = {"strict": run, **{variant: make_variant(run, variant, args.cores)
+    overlay = overlays(config)
+    folders = {"strict": run, **{variant: make_variant(run, variant, overlay[variant], args.cores)
                                  for variant in args.variants}}
     contrasts = {variant: sensitivity.run_contrasts(
         store.read_table(folder / "results/scores.parquet"), config)
