@@ -9,6 +9,7 @@ from metamers import decoder as decoder_lib
 from metamers import inits
 
 SETTINGS = {**inits.DECODER_SETTINGS, "epochs": 5, "batch_size": 32, "hidden_units": 64}
+CONV_SETTINGS = {**SETTINGS, "epochs": 3, "architecture": "conv", "channels": 8}
 
 
 @pytest.fixture(scope="module")
@@ -21,6 +22,12 @@ def training_images(data_spec):
 @pytest.fixture(scope="module")
 def relu2_decoder(trained_model, training_images):
     return decoder_lib.train_decoder(trained_model, "relu2", training_images, SETTINGS, 0,
+                                     torch.device("cpu"), "cnn")
+
+
+@pytest.fixture(scope="module")
+def relu1_conv_decoder(trained_model, training_images):
+    return decoder_lib.train_decoder(trained_model, "relu1", training_images, CONV_SETTINGS, 0,
                                      torch.device("cpu"), "cnn")
 
 
@@ -98,3 +105,44 @@ def test_the_training_sample_is_seeded_and_capped_by_the_split():
     assert (first == decoder_lib.training_sample_indices(100, 30, seed=1)).all()
     assert len(set(first)) == 30
     assert len(decoder_lib.training_sample_indices(10, 30, seed=1)) == 10
+
+
+@pytest.mark.parametrize("shape", [(32, 28, 28), (64, 14, 14), (64, 7, 7), (8, 5, 5),
+                                   (4, 56, 56)])
+def test_the_upconvolution_brings_any_feature_maps_to_the_image_size(shape):
+    net = decoder_lib.upconvolution(shape, (1, 28, 28), channels=4)
+    decoded = net(torch.randn(2, *shape))
+    assert decoded.shape == (2, 1, 28, 28)
+    assert decoded.min() >= 0 and decoded.max() <= 1
+
+
+def test_a_conv_decoder_keeps_where_things_are_better_than_the_mlp(
+        relu1_conv_decoder, trained_model, training_images, references):
+    """At ``relu1`` (full-size feature maps, which the MLP pools to 11 x 11) the conv decoder's
+    images of unseen references are nearer them than the MLP's, trained on the same images."""
+    assert relu1_conv_decoder.convolutional
+    mlp = decoder_lib.train_decoder(trained_model, "relu1", training_images, SETTINGS, 0,
+                                    torch.device("cpu"), "cnn")
+    images, cpu = references[0], torch.device("cpu")
+    errors = [(decoder_lib.decoded_starts([decoder], [trained_model], ["relu1"], ["cnn"],
+                                          images, cpu) - images).pow(2).mean()
+              for decoder in (relu1_conv_decoder, mlp)]
+    assert errors[0] < 0.5 * errors[1]
+
+
+def test_a_saved_conv_decoder_loads_and_decodes_the_same(relu1_conv_decoder, trained_model,
+                                                         references, tmp_path):
+    path = tmp_path / "relu1.pt"
+    decoder_lib.save_decoder(relu1_conv_decoder, path, {"model": "cnn", "layer": "relu1"})
+    loaded = decoder_lib.load_decoder(path, torch.device("cpu"))
+    assert loaded.convolutional
+    args = ([trained_model], ["relu1"], ["cnn"], references[0], torch.device("cpu"))
+    assert torch.equal(decoder_lib.decoded_starts([loaded], *args),
+                       decoder_lib.decoded_starts([relu1_conv_decoder], *args))
+
+
+def test_a_conv_decoder_of_a_layer_without_feature_maps_is_the_mlp(trained_model,
+                                                                   training_images):
+    fc_decoder = decoder_lib.train_decoder(trained_model, "fc_relu", training_images[:300],
+                                           {**CONV_SETTINGS, "epochs": 1}, 0, torch.device("cpu"))
+    assert not fc_decoder.convolutional and fc_decoder.net is fc_decoder.mlp

@@ -136,3 +136,18 @@ def test_a_learned_kind_is_not_made_from_the_references(pool):
     images, labels = pool
     with pytest.raises(ValueError, match="decoded_starts"):
         inits.initial_images("decoder", images, seed=0, reference_labels=labels)
+
+
+def test_an_mlp_decoders_settings_are_the_defaults_and_name_no_architecture():
+    """So the decoder files of runs from before ``architecture`` existed stay current."""
+    assert inits.decoder_settings({"kind": "decoder"}) == inits.DECODER_SETTINGS
+    assert inits.decoder_settings({"kind": "decoder", "architecture": "mlp", "epochs": 2}) == {
+        **inits.DECODER_SETTINGS, "epochs": 2}
+
+
+def test_a_conv_decoders_settings_name_its_architecture_and_channels():
+    settings = inits.decoder_settings({"kind": "decoder", "architecture": "conv"})
+    assert settings == {**inits.DECODER_SETTINGS, "architecture": "conv",
+                        **inits.CONV_DECODER_SETTINGS}
+    assert inits.decoder_settings({"kind": "decoder", "architecture": "conv",
+                                   "channels": 8})["channels"] == 8

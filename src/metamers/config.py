@@ -20,7 +20,7 @@ from pathlib import Path, PurePosixPath
 import jsonschema
 import yaml
 
-from metamers.inits import DECODER_SETTINGS, INIT_KINDS, LEARNED_KINDS
+from metamers.inits import DECODER_KEYS, INIT_KINDS, LEARNED_KINDS, decoder_settings
 from metamers.zoo import registry as zoo_registry
 
 # Data sets of a few labelled test images (data.load_dataset): no training split for a null.
@@ -268,8 +268,12 @@ def _check_inits(config: dict) -> None:
             _require(config["data"]["name"] not in TEST_ONLY_DATA,
                      f"inits.{name}: a decoder start is trained on the training split, and data "
                      f"set {config['data']['name']!r} has none; choose another init kind.")
+            try:
+                decoder_settings(init)
+            except ValueError as error:
+                raise ConfigError(f"inits.{name}: {error}") from None
         else:
-            misplaced = sorted(set(init) & set(DECODER_SETTINGS))
+            misplaced = sorted(set(init) & set(DECODER_KEYS))
             _require(not misplaced, f"inits.{name}: {misplaced} set(s) a decoder's training; "
                      f"kind {init['kind']!r} has no decoder. Remove them, or use kind: decoder.")
 

@@ -2,11 +2,19 @@
 back to the image (Mahendran and Vedaldi 2015; Dosovitskiy and Brox 2016). Its output for a
 reference's activations is that reference's starting image (init kind ``decoder``).
 
-The decoder is an MLP. Feature maps wider than ``max_inputs`` values are first average-pooled
-over space to at most that many (a fixed step that bounds the cost of wide early layers); the
-inputs are divided by their standard deviation over the training images, then pass through
-``hidden_units`` ReLU units to the pixels through a sigmoid. Adam fits it to the pixels' mean
+Two architectures; either way the inputs are first divided by their standard deviation over the
+training images, the output passes through a sigmoid, and Adam fits it to the pixels' mean
 squared error. The reference images are never seen: they come from the test split.
+
+- ``mlp`` (the default): feature maps wider than ``max_inputs`` values are average-pooled over
+  space to at most that many (a fixed step that bounds the cost of wide early layers), then
+  ``hidden_units`` ReLU units lead to the pixels.
+- ``conv``, for feature maps (C, H, W): up-convolutional, as Dosovitskiy and Brox's decoders of
+  convolutional layers. A 3x3 convolution to ``channels`` maps, then per doubling of the side
+  needed to reach the image's a nearest-neighbour upsampling and a 3x3 convolution, all with
+  ReLUs, a bilinear resize where the sides still differ, and a 3x3 convolution to the image's
+  channels. It keeps where things are, which pooling loses: at early layers its images are
+  nearer the reference. Layers without feature maps get the MLP.
 """
 
 from __future__ import annotations
@@ -33,29 +41,61 @@ def pooled_side(shape: tuple[int, ...], max_inputs: int) -> int | None:
     return max(1, math.isqrt(max_inputs // shape[0]))
 
 
+def upconvolution(activation_shape: tuple[int, int, int], image_shape: tuple[int, ...],
+                  channels: int) -> nn.Sequential:
+    """The ``conv`` decoder's layers: (N, C, H, W) feature maps -> (N, *image_shape) pixels in
+    [0, 1] (see the module's docstring)."""
+    (in_channels, height, width), (image_height, image_width) = (activation_shape,
+                                                                 image_shape[-2:])
+    doublings = max(0, math.ceil(math.log2(max(image_height / height, image_width / width))))
+    layers = [nn.Conv2d(in_channels, channels, 3, padding=1), nn.ReLU()]
+    for _ in range(doublings):
+        layers += [nn.Upsample(scale_factor=2), nn.Conv2d(channels, channels, 3, padding=1),
+                   nn.ReLU()]
+    if (height << doublings, width << doublings) != (image_height, image_width):
+        layers.append(nn.Upsample(size=(image_height, image_width), mode="bilinear"))
+    return nn.Sequential(*layers, nn.Conv2d(channels, image_shape[0], 3, padding=1),
+                         nn.Sigmoid())
+
+
 class Decoder(nn.Module):
-    """Activations of one layer (N, *activation_shape) -> images (N, *image_shape) in [0, 1]."""
+    """Activations of one layer (N, *activation_shape) -> images (N, *image_shape) in [0, 1]:
+    :meth:`inputs` (fixed) then :attr:`net` (trained)."""
 
     def __init__(self, activation_shape: tuple[int, ...], image_shape: tuple[int, ...],
-                 hidden_units: int, max_inputs: int):
+                 hidden_units: int, max_inputs: int, architecture: str = "mlp",
+                 channels: int = 0):
         super().__init__()
-        side = pooled_side(activation_shape, max_inputs)
+        self.convolutional = architecture == "conv" and len(activation_shape) == 3
+        side = None if self.convolutional else pooled_side(activation_shape, max_inputs)
         self.pool = nn.AdaptiveAvgPool2d(side) if side else nn.Identity()
-        inputs = activation_shape[0] * side * side if side else math.prod(activation_shape)
         self.register_buffer("scale", torch.ones(()))  # the inputs' SD over the training images
-        self.mlp = nn.Sequential(nn.Linear(inputs, hidden_units), nn.ReLU(),
-                                 nn.Linear(hidden_units, math.prod(image_shape)), nn.Sigmoid(),
-                                 nn.Unflatten(1, tuple(image_shape)))
+        if self.convolutional:
+            self.upconvolution = upconvolution(activation_shape, image_shape, channels)
+        else:
+            inputs = activation_shape[0] * side * side if side else math.prod(activation_shape)
+            self.mlp = nn.Sequential(nn.Linear(inputs, hidden_units), nn.ReLU(),
+                                     nn.Linear(hidden_units, math.prod(image_shape)),
+                                     nn.Sigmoid(), nn.Unflatten(1, tuple(image_shape)))
         self.shapes = {"activation_shape": list(activation_shape),
                        "image_shape": list(image_shape), "hidden_units": hidden_units,
-                       "max_inputs": max_inputs}
+                       "max_inputs": max_inputs, "architecture": architecture,
+                       "channels": channels}
+
+    @property
+    def net(self) -> nn.Module:
+        """The trained part: the up-convolution or the MLP."""
+        return self.upconvolution if self.convolutional else self.mlp
 
     def inputs(self, layer_activations: torch.Tensor) -> torch.Tensor:
-        """The fixed part: (N, ...) activations -> (N, inputs), pooled where too wide."""
+        """The fixed part: (N, ...) activations -> the net's inputs (N, ...): feature maps as
+        they are for the conv net; flattened, and pooled where too wide, for the MLP."""
+        if self.convolutional:
+            return layer_activations
         return self.pool(layer_activations).flatten(1)
 
     def forward(self, layer_activations: torch.Tensor) -> torch.Tensor:
-        return self.mlp(self.inputs(layer_activations) / self.scale)
+        return self.net(self.inputs(layer_activations) / self.scale)
 
 
 @torch.no_grad()
@@ -69,26 +109,27 @@ def layer_inputs(extractor: nn.Module, decoder: Decoder, images: torch.Tensor, l
 def train_decoder(model: nn.Module, layer: str, images: torch.Tensor, settings: dict, seed: int,
                   device: torch.device, model_name: str = "model") -> Decoder:
     """A :class:`Decoder` of ``model``'s ``layer``, fitted to ``images`` (N, C, H, W) in [0, 1]
-    by Adam (``settings``: ``epochs``, ``batch_size``, ``lr``, ``hidden_units``, ``max_inputs``),
-    each epoch in a ``seed``-ed order; logs each epoch's mean squared error."""
+    by Adam (``settings``: :func:`metamers.inits.decoder_settings`), each epoch in a
+    ``seed``-ed order; logs each epoch's mean squared error."""
     torch.manual_seed(seed)
     extractor = activation_lib.feature_extractor(model, [layer], model_name)
     with torch.no_grad():
         shape = tuple(extractor(images[:1].to(device))[layer].shape[1:])
     decoder = Decoder(shape, tuple(images.shape[1:]), settings["hidden_units"],
-                      settings["max_inputs"]).to(device)
+                      settings["max_inputs"], settings.get("architecture", "mlp"),
+                      settings.get("channels", 0)).to(device)
     inputs = layer_inputs(extractor, decoder, images, layer, device)
     decoder.scale.fill_(inputs.std())
     inputs = inputs / decoder.scale
     targets = images.to(device)
-    optimizer = torch.optim.Adam(decoder.mlp.parameters(), settings["lr"])
+    optimizer = torch.optim.Adam(decoder.net.parameters(), settings["lr"])
     generator = torch.Generator().manual_seed(seed)
     for epoch in range(settings["epochs"]):
         order = torch.randperm(len(images), generator=generator)
         total = 0.0
         for batch in order.split(settings["batch_size"]):
             batch = batch.to(device)
-            loss = nn.functional.mse_loss(decoder.mlp(inputs[batch]), targets[batch])
+            loss = nn.functional.mse_loss(decoder.net(inputs[batch]), targets[batch])
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -113,7 +154,8 @@ def load_decoder(path: Path, device: torch.device) -> Decoder:
     try:
         saved = torch.load(path, map_location=device, weights_only=True)
         decoder = Decoder(tuple(saved["activation_shape"]), tuple(saved["image_shape"]),
-                          saved["hidden_units"], saved["max_inputs"])
+                          saved["hidden_units"], saved["max_inputs"],
+                          saved.get("architecture", "mlp"), saved.get("channels", 0))
         decoder.load_state_dict(saved["state_dict"])
     except (*store.CHECKPOINT_LOAD_ERRORS, TypeError) as error:
         raise ValueError(f"{path} is not a decoder file this version writes "

@@ -21,14 +21,28 @@ NOISE_KINDS = ("uniform", "gaussian", "pink")
 NEAR_KINDS = ("reference_noise", "blend", "blur", "same_class", "other_class")
 LEARNED_KINDS = ("decoder",)
 INIT_KINDS = NOISE_KINDS + NEAR_KINDS + LEARNED_KINDS
-# A decoder's training, where its init entry does not set it (docs/generation.md).
+# A decoder's training, where its init entry does not set it (docs/generation.md): the MLP's
+# (the default architecture, and the conv decoder's at layers without feature maps) and the
+# conv decoder's own.
 DECODER_SETTINGS = {"train_images": 10000, "epochs": 5, "batch_size": 256, "lr": 0.001,
                     "hidden_units": 1024, "max_inputs": 4096}
+CONV_DECODER_SETTINGS = {"channels": 64}
+DECODER_KEYS = ("architecture", *DECODER_SETTINGS, *CONV_DECODER_SETTINGS)
 
 
 def decoder_settings(init: dict) -> dict:
-    """A ``decoder`` init entry's training settings, defaults filled in."""
-    return {key: init.get(key, default) for key, default in DECODER_SETTINGS.items()}
+    """A ``decoder`` init entry's training settings, defaults filled in. ``architecture`` and
+    ``channels`` are named for a ``conv`` decoder only, so an MLP decoder's settings, and the
+    decoder files made with them, are those from before the architecture could be chosen.
+    Raises ValueError for ``channels`` without ``architecture: conv``."""
+    settings = {key: init.get(key, default) for key, default in DECODER_SETTINGS.items()}
+    if init.get("architecture", "mlp") == "conv":
+        return {**settings, "architecture": "conv",
+                **{key: init.get(key, default) for key, default in CONV_DECODER_SETTINGS.items()}}
+    if set(init) & set(CONV_DECODER_SETTINGS):
+        raise ValueError(f"{sorted(CONV_DECODER_SETTINGS)} apply to a conv decoder only: add "
+                         "`architecture: conv` or remove them.")
+    return settings
 
 
 def pink_noise(shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
