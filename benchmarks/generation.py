@@ -43,9 +43,10 @@ plenoptic
 Columns: success (strict), median iterations to success (over successes), ``x feather``: that
 median over Feather's (his failures counted at 24,000, the issue's rule; ``>=`` where capped
 below 24,000 with failures), seconds per successful metamer (the method's wall time on the
-layer over its successes), median normalised squared loss at stop, for methods without a schedule the
-smallest budget at which >= 95% pass (``B95``), and which parts of the criterion the failures
-miss at their last check.
+layer over its successes), median normalised squared loss at stop, the successes' median pixel
+distance to their references (``dist``: equal quality, but how near), for methods without a
+schedule the smallest budget at which >= 95% pass (``B95``), and which parts of the criterion
+the failures miss at their last check.
 
     PYTHONPATH=src OMP_NUM_THREADS=1 nice -n 19 python benchmarks/generation.py \\
         --run-dir /path/to/finished/run --per-class 1
@@ -66,7 +67,7 @@ import torch
 import yaml
 from torch import nn
 
-from metamers import criteria, inits, layout, stages, store
+from metamers import criteria, inits, layout, scores, stages, store
 from metamers.config import SCHEMA_PATH, validate_config
 from metamers.generate import Member, MetamerSynthesis
 from metamers.optimizers import OptimizerSettings
@@ -135,6 +136,7 @@ class Outcome:
 
     iterations_to_success: np.ndarray  # (N,) -1 where it never passed
     final_loss: np.ndarray             # (N,) normalised squared loss at stop
+    distance: np.ndarray               # (N,) pixel distance to the reference at stop
     wall_time: float
     budget: int
     extra: dict = field(default_factory=dict)
@@ -150,6 +152,13 @@ class Outcome:
     @property
     def median_iterations(self) -> float:
         passed = self.iterations_to_success[self.success]
+        return float(np.median(passed)) if len(passed) else float("nan")
+
+    @property
+    def median_distance(self) -> float:
+        """The successes' median pixel distance to their references (``scores.pixel_distance``):
+        how near the reference a method's metamers are, at equal quality."""
+        passed = self.distance[self.success]
         return float(np.median(passed)) if len(passed) else float("nan")
 
     @property
@@ -298,8 +307,9 @@ def run_batched(members: list[Member], references: dict, method: str, budget: in
                                         torch.device("cpu"))
     synthesis.setup(starts, plan.settings)
     result = synthesis.synthesize(budget, check_every)
-    outcome = Outcome(result.iterations_to_success, loss_at_stop(result.loss), result.wall_time,
-                      budget, {"fails": failing_parts(result)})
+    outcome = Outcome(result.iterations_to_success, loss_at_stop(result.loss),
+                      scores.pixel_distance(result.metamers, references["images"]),
+                      result.wall_time, budget, {"fails": failing_parts(result)})
     if plan.unscheduled:
         outcome.extra["B95"] = smallest_budget(outcome.iterations_to_success)
     return outcome
@@ -322,8 +332,9 @@ def run_feather(members: list[Member], references: dict, method: str, budget: in
     iterations = np.where(early.success, early.iterations_to_success,
                           coarse.iterations_to_success)
     final_loss = np.where(early.success, early.final_loss, coarse.final_loss)
+    distance = np.where(early.success, early.distance, coarse.distance)
     fails = coarse.extra["fails"]  # its metamers are not monotone: one may pass at 75, not 100
-    return Outcome(iterations, final_loss, coarse.wall_time, budget,
+    return Outcome(iterations, final_loss, distance, coarse.wall_time, budget,
                    {"fails": f"{fails} (at the sparse checks)" if fails else ""})
 
 
@@ -338,7 +349,7 @@ def run_plenoptic(members: list[Member], references: dict, budget: int,
     for parameter in model.parameters():
         parameter.requires_grad_(False)
     started = time.perf_counter()
-    iterations_to_success, final_loss = [], []
+    iterations_to_success, final_loss, metamers = [], [], []
     for index in range(len(references)):
         torch.manual_seed(seed + index)  # plenoptic's default start is torch.rand_like
         metamer = po.Metamer(references[index:index + 1], model)
@@ -359,11 +370,13 @@ def run_plenoptic(members: list[Member], references: dict, budget: int,
                                    stop_iters_to_check=PLENOPTIC_STOP_ITERS_TO_CHECK)
             iterations = len(metamer.losses) - 1
             converged = any("converged" in str(warning.message) for warning in caught)
+        metamers.append(metamer.metamer.detach().clamp(0, 1))
         with torch.no_grad():
             final_loss.append(float(synthesis.objective.loss_per_image(
-                metamer.metamer.detach().clamp(0, 1), torch.tensor([index]))[0]))
+                metamers[-1], torch.tensor([index]))[0]))
         iterations_to_success.append(passed)
     return Outcome(np.array(iterations_to_success), np.array(final_loss),
+                   scores.pixel_distance(torch.cat(metamers).numpy(), references.numpy()),
                    time.perf_counter() - started, budget)
 
 
@@ -399,12 +412,14 @@ def describe(layer: str, label: str, outcome: Outcome, feather: float | None,
     return (f"{layer:<40} {label:<30} {outcome.success.sum():>3}/{len(outcome.success):<3} "
             f"{100 * outcome.success_rate:>5.0f}% {outcome.median_iterations:>8.0f} "
             f"{ratio:>9} {outcome.seconds_per_metamer:>9.2f} "
-            f"{np.nanmedian(outcome.final_loss):>9.4f} {budget95!s:>6} {outcome.wall_time:>8.1f}  "
+            f"{np.nanmedian(outcome.final_loss):>9.4f} {outcome.median_distance:>6.2f} "
+            f"{budget95!s:>6} {outcome.wall_time:>8.1f}  "
             f"{outcome.extra.get('fails', '')}")
 
 
 HEADER = (f"{'model/layer':<40} {'method@budget':<30} {'pass':>7} {'rate':>6} {'med it':>8} "
-          f"{'x feather':>9} {'s/metamer':>9} {'loss stop':>9} {'B95':>6} {'wall s':>8}  "
+          f"{'x feather':>9} {'s/metamer':>9} {'loss stop':>9} {'dist':>6} {'B95':>6} "
+          f"{'wall s':>8}  "
           "failed on")
 
 

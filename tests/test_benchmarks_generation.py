@@ -8,7 +8,7 @@ import pytest
 import torch
 from benchmark_module import benchmark_module
 
-from metamers import criteria, inits, stages, store
+from metamers import criteria, inits, scores, stages, store
 from metamers.generate import Member
 
 
@@ -121,6 +121,8 @@ def test_default_runs_as_the_pipelines_job(generation, job_inputs, data_spec, tm
     outcome = generation.run_batched(members, reference_set, "default", 40, 5, CONFIG, run, 0)
     np.testing.assert_array_equal(outcome.iterations_to_success, job["iterations_to_success"])
     np.testing.assert_array_equal(outcome.final_loss, generation.loss_at_stop(job["loss"]))
+    np.testing.assert_allclose(outcome.distance, scores.pixel_distance(job["metamers"],
+                                                                       reference_set["images"]))
 
     decoder_path.unlink()
     with pytest.raises(FileNotFoundError, match="results/decoders/decoder/cnn/relu2.pt"):
