@@ -410,7 +410,7 @@ def describe(layer: str, label: str, outcome: Outcome, feather: float | None,
         ratio = (">=" if feather_capped else "") + f"{outcome.median_iterations / feather:.3f}"
     budget95 = outcome.extra.get("B95", "")
     return (f"{layer:<40} {label:<30} {outcome.success.sum():>3}/{len(outcome.success):<3} "
-            f"{100 * outcome.success_rate:>5.0f}% {outcome.median_iterations:>8.0f} "
+            f"{100 * outcome.success_rate:>5.0f}% {outcome.median_iterations:>8g} "
             f"{ratio:>9} {outcome.seconds_per_metamer:>9.2f} "
             f"{np.nanmedian(outcome.final_loss):>9.4f} {outcome.median_distance:>6.2f} "
             f"{budget95!s:>6} {outcome.wall_time:>8.1f}  "

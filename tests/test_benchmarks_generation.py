@@ -127,3 +127,10 @@ def test_default_runs_as_the_pipelines_job(generation, job_inputs, data_spec, tm
     decoder_path.unlink()
     with pytest.raises(FileNotFoundError, match="results/decoders/decoder/cnn/relu2.pt"):
         generation.run_batched(members, reference_set, "default", 40, 5, CONFIG, run, 0)
+
+
+def test_a_row_shows_a_median_between_two_iterations_unrounded(generation):
+    outcome = generation.Outcome(np.array([0, 1, 0, 5]), np.full(4, 0.01), np.full(4, 1.5),
+                                 1.0, 500)
+    row = generation.describe("cnn/relu2", "default@500", outcome, 65.0, False)
+    assert " 0.5 " in row and "0.008" in row and " 1.50 " in row
