@@ -75,6 +75,8 @@ def main() -> None:
     parser.add_argument("--train-images", type=int,
                         default=inits.DECODER_SETTINGS["train_images"])
     parser.add_argument("--epochs", type=int, default=inits.DECODER_SETTINGS["epochs"])
+    parser.add_argument("--architecture", choices=["mlp", "conv"], default="mlp",
+                        help="the decoder's (metamers.decoder): conv at feature-map layers")
     parser.add_argument("--optimizer", help="a name of the config's optimizers (default: the "
                         "first of generation.optimizers)")
     args = parser.parse_args()
@@ -84,8 +86,8 @@ def main() -> None:
     configure(1, config["seed"])
     optimizer = args.optimizer or config["generation"]["optimizers"][0]
     rule = criteria.Criterion.from_config(config["criterion"])
-    settings = {**inits.DECODER_SETTINGS, "train_images": args.train_images,
-                "epochs": args.epochs}
+    settings = inits.decoder_settings({"train_images": args.train_images, "epochs": args.epochs,
+                                       "architecture": args.architecture})
     train = data.load_dataset({**config["data"], "root": str(run / config["data"]["root"])},
                               train=True)
     train_images = train.images[decoder.training_sample_indices(len(train.images),
@@ -94,8 +96,8 @@ def main() -> None:
     reference_set = store.read_references(
         run / layout.REFERENCES.format(dataset=config["data"]["name"]))
     references = torch.from_numpy(reference_set["images"])
-    print(f"{len(references)} references; decoder: {args.train_images} training images, "
-          f"{args.epochs} epochs; synthesis: {optimizer}, "
+    print(f"{len(references)} references; {args.architecture} decoder: {args.train_images} "
+          f"training images, {args.epochs} epochs; synthesis: {optimizer}, "
           f"budget {config['generation']['max_iterations']}")
     print("| layer | start | start dist. | pass | median it. | metamer dist. | loss at stop "
           "| wall s | pixel controls pass |")
