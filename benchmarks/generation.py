@@ -441,7 +441,7 @@ def summarise_run(run: Path, generation: dict) -> None:
                     passed = iterations >= 0
                     median = np.median(iterations[passed]) if passed.any() else float("nan")
                     print(f"{name + '/' + layer:<40} {optimizer:<10} "
-                          f"{f'{passed.sum()}/{len(passed)}':>7} {median:>7.0f} "
+                          f"{f'{passed.sum()}/{len(passed)}':>7} {median:>7g} "
                           f"{smallest_budget(iterations)!s:>6}", flush=True)
 
 

@@ -121,7 +121,7 @@ def main() -> None:
             totals[variant][1] += outcome["success"]
             print(f"{name + '/' + layer:<40} {variant:<15} {outcome['cold']:>7.2f} "
                   f"{outcome['warm']:>7.2f} {outcome['warm'] / baseline:>6.2f} "
-                  f"{outcome['success']:>5} {outcome['iterations']:>7.0f} {outcome['steps']:>6} "
+                  f"{outcome['success']:>5} {outcome['iterations']:>7g} {outcome['steps']:>6} "
                   f"{1000 * outcome['warm'] / max(outcome['iterations_run'], 1):>6.2f}"
                   + ("" if outcome["repeatable"] else "  (successes differ between runs)"),
                   flush=True)
