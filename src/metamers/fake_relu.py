@@ -14,6 +14,10 @@ import copy
 import torch
 from torch import nn
 
+from metamers.runtime import get_logger
+
+log = get_logger("metamers.fake_relu")
+
 RELU_FUNCTIONS = (torch.relu, torch.relu_, nn.functional.relu, nn.functional.relu_)
 
 
@@ -66,3 +70,11 @@ def with_fake_relu(extractor: torch.fx.GraphModule, layer: str) -> torch.fx.Grap
     node.op, node.target = "call_function", fake_relu
     node.args, node.kwargs = node.args[:1], {}
     return torch.fx.GraphModule(extractor, graph).eval()
+
+
+def where_relu(extractor: torch.fx.GraphModule, layer: str, name: str) -> torch.fx.GraphModule:
+    """``extractor`` with fake_relu at ``layer`` if that is a ReLU, else as it is (logged)."""
+    if is_relu_layer(extractor, layer):
+        return with_fake_relu(extractor, layer)
+    log.info("fake_relu: %s at %s is not a ReLU; its gradient is the model's own", name, layer)
+    return extractor

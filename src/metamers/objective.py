@@ -15,25 +15,13 @@ import torch
 from torch import nn
 
 from metamers.activations import feature_extractor, flat
-from metamers.fake_relu import is_relu_layer, with_fake_relu
-from metamers.runtime import get_logger
-
-log = get_logger("metamers.objective")
+from metamers.fake_relu import where_relu
 
 
 def reference_rows(indices: torch.Tensor, count: int) -> slice | np.ndarray:
     """Rows of per-reference arrays for metamers ``indices`` (sorted, unique) of ``count``
     references: a view when they are all of them."""
     return slice(None) if indices.shape[0] == count else indices.cpu().numpy()
-
-
-def _with_fake_relu(extractor: torch.fx.GraphModule, layer: str, name: str
-                    ) -> torch.fx.GraphModule:
-    """``extractor`` with fake_relu at ``layer`` if that is a ReLU, else as it is (logged)."""
-    if is_relu_layer(extractor, layer):
-        return with_fake_relu(extractor, layer)
-    log.info("fake_relu: %s at %s is not a ReLU; its gradient is the model's own", name, layer)
-    return extractor
 
 
 class LayerObjective:
@@ -58,7 +46,7 @@ class LayerObjective:
         self.extractors = [feature_extractor(model, [layer], name).to(device)
                            for model, layer, name in zip(models, layers, names)]
         if fake_relu:
-            self.extractors = [_with_fake_relu(extractor, layer, name) for extractor, layer, name
+            self.extractors = [where_relu(extractor, layer, name) for extractor, layer, name
                                in zip(self.extractors, layers, names)]
         with torch.no_grad():  # each in the layer's own shape and memory layout
             self.reference_targets = [extractor(reference_images)[layer]
