@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from metamers import activations, inits
 from metamers import decoder as decoder_lib
-from metamers import inits
+from metamers.objective import LayerObjective
 
 SETTINGS = {**inits.DECODER_SETTINGS, "epochs": 5, "batch_size": 32, "hidden_units": 64}
 CONV_SETTINGS = {**SETTINGS, "epochs": 3, "architecture": "conv", "channels": 8}
@@ -146,3 +147,32 @@ def test_a_conv_decoder_of_a_layer_without_feature_maps_is_the_mlp(trained_model
     fc_decoder = decoder_lib.train_decoder(trained_model, "fc_relu", training_images[:300],
                                            {**CONV_SETTINGS, "epochs": 1}, 0, torch.device("cpu"))
     assert not fc_decoder.convolutional and fc_decoder.net is fc_decoder.mlp
+
+
+def test_fitting_the_activations_too_brings_the_decoded_images_nearer_metamers(
+        trained_model, training_images, references):
+    """With an ``activation_weight`` the decoder also fits the layer's activations of its
+    images: their synthesis loss on unseen references falls below the pixel-only decoder's."""
+    settings = {**SETTINGS, "epochs": 3}
+    cpu, images = torch.device("cpu"), references[0]
+    extractor = activations.feature_extractor(trained_model, ["fc_relu"], "cnn")
+    errors = []
+    for weight in (0.0, 1.0):
+        decoder = decoder_lib.train_decoder(trained_model, "fc_relu", training_images,
+                                            {**settings, "activation_weight": weight}, 0, cpu,
+                                            "cnn")
+        decoded = decoder_lib.decoded_starts([decoder], [trained_model], ["fc_relu"], ["cnn"],
+                                             images, cpu)
+        errors.append(float(decoder_lib.activation_error(extractor, "fc_relu", decoded, images)))
+    assert errors[1] < 0.8 * errors[0]
+
+
+def test_the_activation_error_is_the_synthesis_loss_without_its_l1_term(trained_model,
+                                                                       references):
+    images = references[0][:6]
+    others = images.flip(0)
+    extractor = activations.feature_extractor(trained_model, ["relu2"], "cnn")
+    objective = LayerObjective([trained_model], ["relu2"], ["cnn"], images)
+    expected = objective.loss_per_image(others, torch.arange(len(images))).mean()
+    assert float(decoder_lib.activation_error(extractor, "relu2", others, images)) == \
+        pytest.approx(expected, rel=1e-5)

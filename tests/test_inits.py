@@ -151,3 +151,10 @@ def test_a_conv_decoders_settings_name_its_architecture_and_channels():
                         **inits.CONV_DECODER_SETTINGS}
     assert inits.decoder_settings({"kind": "decoder", "architecture": "conv",
                                    "channels": 8})["channels"] == 8
+
+
+def test_an_activation_weight_is_named_only_where_set():
+    assert "activation_weight" not in inits.decoder_settings({"kind": "decoder",
+                                                              "activation_weight": 0})
+    assert inits.decoder_settings({"kind": "decoder", "activation_weight": 1.0}) == {
+        **inits.DECODER_SETTINGS, "activation_weight": 1.0}

@@ -4,7 +4,10 @@ reference's activations is that reference's starting image (init kind ``decoder`
 
 Two architectures; either way the inputs are first divided by their standard deviation over the
 training images, the output passes through a sigmoid, and Adam fits it to the pixels' mean
-squared error. The reference images are never seen: they come from the test split.
+squared error, plus, with an ``activation_weight``, that weight times the synthesis's loss of
+the decoded images at the layer (their normalised squared activation error, through
+``fake_relu`` where the layer is a ReLU): a decoder that makes near-metamers, not only
+near-images. The reference images are never seen: they come from the test split.
 
 - ``mlp`` (the default): feature maps wider than ``max_inputs`` values are average-pooled over
   space to at most that many (a fixed step that bounds the cost of wide early layers), then
@@ -28,6 +31,7 @@ from torch import nn
 
 from metamers import activations as activation_lib
 from metamers import store
+from metamers.fake_relu import where_relu
 from metamers.runtime import get_logger
 
 log = get_logger("metamers.decoder")
@@ -122,21 +126,40 @@ def train_decoder(model: nn.Module, layer: str, images: torch.Tensor, settings: 
     decoder.scale.fill_(inputs.std())
     inputs = inputs / decoder.scale
     targets = images.to(device)
+    weight = settings.get("activation_weight", 0.0)
+    layer_extractor = where_relu(extractor, layer, model_name) if weight else None
     optimizer = torch.optim.Adam(decoder.net.parameters(), settings["lr"])
     generator = torch.Generator().manual_seed(seed)
     for epoch in range(settings["epochs"]):
         order = torch.randperm(len(images), generator=generator)
-        total = 0.0
+        pixel_total = activation_total = 0.0
         for batch in order.split(settings["batch_size"]):
             batch = batch.to(device)
-            loss = nn.functional.mse_loss(decoder.net(inputs[batch]), targets[batch])
+            decoded = decoder.net(inputs[batch])
+            loss = nn.functional.mse_loss(decoded, targets[batch])
+            pixel_total += float(loss.detach()) * len(batch)
+            if weight:
+                error = activation_error(layer_extractor, layer, decoded, targets[batch])
+                activation_total += float(error.detach()) * len(batch)
+                loss = loss + weight * error
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-            total += float(loss.detach()) * len(batch)
-        log.info("%s at %s: decoder epoch %d/%d, pixel MSE %.5f", model_name, layer, epoch + 1,
-                 settings["epochs"], total / len(images))
+        log.info("%s at %s: decoder epoch %d/%d, pixel MSE %.5f%s", model_name, layer, epoch + 1,
+                 settings["epochs"], pixel_total / len(images),
+                 f", activation error {activation_total / len(images):.5f}" if weight else "")
     return decoder.eval().requires_grad_(False)
+
+
+def activation_error(extractor: nn.Module, layer: str, images: torch.Tensor,
+                     originals: torch.Tensor) -> torch.Tensor:
+    """The mean over images of ||a(images) - a(originals)||^2 / ||a(originals)||^2 at
+    ``layer`` of ``extractor``: the synthesis's loss (:mod:`metamers.objective`, without its
+    L1 term) of decoded ``images`` against the ``originals`` they decode."""
+    with torch.no_grad():
+        target = activation_lib.flat(extractor(originals)[layer])
+    difference = activation_lib.flat(extractor(images)[layer]) - target
+    return (difference.pow(2).sum(1) / target.pow(2).sum(1).clamp_min(1e-12)).mean()
 
 
 def save_decoder(decoder: Decoder, path: Path, attrs: dict) -> None:

@@ -22,20 +22,23 @@ NEAR_KINDS = ("reference_noise", "blend", "blur", "same_class", "other_class")
 LEARNED_KINDS = ("decoder",)
 INIT_KINDS = NOISE_KINDS + NEAR_KINDS + LEARNED_KINDS
 # A decoder's training, where its init entry does not set it (docs/generation.md): the MLP's
-# (the default architecture, and the conv decoder's at layers without feature maps) and the
-# conv decoder's own.
+# (the default architecture, and the conv decoder's at layers without feature maps), the conv
+# decoder's own, and the weight of the layer's activation error beside the pixels' (0: none).
 DECODER_SETTINGS = {"train_images": 10000, "epochs": 5, "batch_size": 256, "lr": 0.001,
                     "hidden_units": 1024, "max_inputs": 4096}
 CONV_DECODER_SETTINGS = {"channels": 64}
-DECODER_KEYS = ("architecture", *DECODER_SETTINGS, *CONV_DECODER_SETTINGS)
+DECODER_KEYS = ("architecture", *DECODER_SETTINGS, *CONV_DECODER_SETTINGS, "activation_weight")
 
 
 def decoder_settings(init: dict) -> dict:
     """A ``decoder`` init entry's training settings, defaults filled in. ``architecture`` and
-    ``channels`` are named for a ``conv`` decoder only, so an MLP decoder's settings, and the
-    decoder files made with them, are those from before the architecture could be chosen.
-    Raises ValueError for ``channels`` without ``architecture: conv``."""
+    ``channels`` (a ``conv`` decoder) and ``activation_weight`` are named only where set, so
+    the settings of an MLP decoder fitted to pixels, and the decoder files made with them, are
+    those from before these could be chosen. Raises ValueError for ``channels`` without
+    ``architecture: conv``."""
     settings = {key: init.get(key, default) for key, default in DECODER_SETTINGS.items()}
+    if init.get("activation_weight"):
+        settings["activation_weight"] = init["activation_weight"]
     if init.get("architecture", "mlp") == "conv":
         return {**settings, "architecture": "conv",
                 **{key: init.get(key, default) for key, default in CONV_DECODER_SETTINGS.items()}}
