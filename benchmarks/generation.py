@@ -44,9 +44,10 @@ Columns: success (strict), median iterations to success (over successes), ``x fe
 median over Feather's (his failures counted at 24,000, the issue's rule; ``>=`` where capped
 below 24,000 with failures), seconds per successful metamer (the method's wall time on the
 layer over its successes), median normalised squared loss at stop, the successes' median pixel
-distance to their references (``dist``: equal quality, but how near), for methods without a
-schedule the smallest budget at which >= 95% pass (``B95``), and which parts of the criterion
-the failures miss at their last check.
+distance to their references (``dist``: equal quality, but how near) and the share of their
+pixel controls that pass the criterion's measures too (``ctrl``: what nearness alone passes),
+for methods without a schedule the smallest budget at which >= 95% pass (``B95``), and which
+parts of the criterion the failures miss at their last check.
 
     PYTHONPATH=src OMP_NUM_THREADS=1 nice -n 19 python benchmarks/generation.py \\
         --run-dir /path/to/finished/run --per-class 1
@@ -67,7 +68,7 @@ import torch
 import yaml
 from torch import nn
 
-from metamers import criteria, inits, layout, scores, stages, store
+from metamers import activations, criteria, inits, layout, scores, stages, store
 from metamers.config import SCHEMA_PATH, validate_config
 from metamers.generate import Member, MetamerSynthesis
 from metamers.optimizers import OptimizerSettings
@@ -380,6 +381,22 @@ def run_plenoptic(members: list[Member], references: dict, budget: int,
                    time.perf_counter() - started, budget)
 
 
+def pixel_control_share(member: Member, reference_images: np.ndarray, outcome: Outcome,
+                        rule: criteria.Criterion, null: criteria.NullDistribution,
+                        seed: int) -> float:
+    """The share of the successes' pixel controls (each reference plus Gaussian noise at its
+    metamer's distance, ``scores.pixel_control``) that pass the criterion's measures at the
+    generating layer: how many would pass for nearness alone (NaN without successes)."""
+    if not outcome.success.any():
+        return float("nan")
+    passed_references = reference_images[outcome.success]
+    controls = scores.pixel_control(passed_references, outcome.distance[outcome.success], seed)
+    layer_values = [activations.extract(member.model, torch.from_numpy(images), [member.layer],
+                                        torch.device("cpu"), member.name)[member.layer]
+                    for images in (controls, passed_references)]
+    return float(rule.check_measures(*layer_values, null).passed.mean())
+
+
 def failing_parts(result) -> str:
     """Which parts of the criterion the metamers that failed miss at their last check: counts
     per measure below its threshold and of class mismatches, e.g. ``spearman 8, class 1``."""
@@ -413,12 +430,13 @@ def describe(layer: str, label: str, outcome: Outcome, feather: float | None,
             f"{100 * outcome.success_rate:>5.0f}% {outcome.median_iterations:>8g} "
             f"{ratio:>9} {outcome.seconds_per_metamer:>9.2f} "
             f"{np.nanmedian(outcome.final_loss):>9.4f} {outcome.median_distance:>6.2f} "
+            f"{outcome.extra.get('controls', float('nan')):>5.0%} "
             f"{budget95!s:>6} {outcome.wall_time:>8.1f}  "
             f"{outcome.extra.get('fails', '')}")
 
 
 HEADER = (f"{'model/layer':<40} {'method@budget':<30} {'pass':>7} {'rate':>6} {'med it':>8} "
-          f"{'x feather':>9} {'s/metamer':>9} {'loss stop':>9} {'dist':>6} {'B95':>6} "
+          f"{'x feather':>9} {'s/metamer':>9} {'loss stop':>9} {'dist':>6} {'ctrl':>5} {'B95':>6} "
           f"{'wall s':>8}  "
           "failed on")
 
@@ -528,6 +546,8 @@ def main() -> None:
             else:
                 outcome = run_batched(members, references, method, budget, check_every,
                                       config, run, args.seed)
+            outcome.extra["controls"] = pixel_control_share(
+                members[0], references["images"], outcome, rule, null, args.seed)
             if method == "feather":
                 feather = censored_median(outcome.iterations_to_success, FEATHER_BUDGET)
                 feather_capped = budget < FEATHER_BUDGET and not outcome.success.all()

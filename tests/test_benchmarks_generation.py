@@ -134,3 +134,20 @@ def test_a_row_shows_a_median_between_two_iterations_unrounded(generation):
                                  1.0, 500)
     row = generation.describe("cnn/relu2", "default@500", outcome, 65.0, False)
     assert " 0.5 " in row and "0.008" in row and " 1.50 " in row
+
+
+def test_pixel_controls_pass_near_the_reference_and_fail_far_from_it(generation, job_inputs):
+    model = stages.load_zoo_model(job_inputs["weights_paths"]["cnn"], job_inputs["specs"]["cnn"],
+                                  torch.device("cpu"))
+    rule = criteria.Criterion.from_config(job_inputs["criterion"])
+    null = store.read_null(job_inputs["null_paths"]["cnn"])
+    member = Member("cnn", model, "relu2", criteria.Thresholds.of(rule, null))
+    images = store.read_references(job_inputs["references_path"])["images"]
+    count = len(images)
+    shares = [generation.pixel_control_share(
+        member, images, generation.Outcome(np.zeros(count, int), np.zeros(count),
+                                           np.full(count, distance), 1.0, 10), rule, null, 0)
+              for distance in (0.01, 10.0)]
+    assert shares == [1.0, 0.0]
+    none_passed = generation.Outcome(np.full(count, -1), np.zeros(count), np.ones(count), 1.0, 10)
+    assert np.isnan(generation.pixel_control_share(member, images, none_passed, rule, null, 0))
