@@ -65,6 +65,17 @@ def test_training_a_decoder_twice_gives_identical_weights(relu2_decoder, trained
         assert torch.equal(value, again.state_dict()[name]), name
 
 
+@pytest.mark.parametrize("settings", [{**CONV_SETTINGS, "epochs": 1},
+                                      {**SETTINGS, "epochs": 1, "activation_weight": 1.0}])
+def test_conv_and_activation_fitted_decoders_train_identically_twice(settings, trained_model,
+                                                                     training_images):
+    first, again = (decoder_lib.train_decoder(trained_model, "relu2", training_images[:300],
+                                              settings, 0, torch.device("cpu"), "cnn")
+                    for _ in range(2))
+    for name, value in first.state_dict().items():
+        assert torch.equal(value, again.state_dict()[name]), name
+
+
 def test_a_saved_decoder_loads_safely_and_decodes_the_same(relu2_decoder, trained_model,
                                                            references, tmp_path):
     path = tmp_path / "relu2.pt"

@@ -114,7 +114,7 @@ def train_decoder(model: nn.Module, layer: str, images: torch.Tensor, settings: 
                   device: torch.device, model_name: str = "model") -> Decoder:
     """A :class:`Decoder` of ``model``'s ``layer``, fitted to ``images`` (N, C, H, W) in [0, 1]
     by Adam (``settings``: :func:`metamers.inits.decoder_settings`), each epoch in a
-    ``seed``-ed order; logs each epoch's mean squared error."""
+    ``seed``-ed order; logs each epoch's pixel (and activation) error."""
     torch.manual_seed(seed)
     extractor = activation_lib.feature_extractor(model, [layer], model_name)
     with torch.no_grad():
